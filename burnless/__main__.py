@@ -1,0 +1,3 @@
+from burnless.cli import main
+
+main()

@@ -1,0 +1,796 @@
+"""The turn pipeline and ``BurnlessAgent``, the public entry point.
+
+One ``run`` reads top to bottom:
+
+    config → nesting guard → session lock → compaction → route → check tiers →
+    [planner call] → executor call(s): guard budget → render prompt → dispatch → parse →
+    audit → capsule → ledger → result
+
+Every call, refusal and interruption leaves a ledger record. Refusals raise typed exceptions
+(``errors.py``); worker and audit failures come back as a ``RunResult`` with its exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+
+from burnless import audit as audit_mod
+from burnless import pricing, process
+from burnless.breaker import Breaker
+from burnless.budget import Guard, Reservation
+from burnless.capsule import Capsule, Context, one_line
+from burnless.config import Config, Tier, check_available, load_config
+from burnless.envelope import Envelope, Extraction, extract
+from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, SessionBusy, UsageError
+from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, now_iso
+from burnless.ledger import append as ledger_append
+from burnless.prompt import Prompt, render_prompt
+from burnless.result import CallRecord, RunResult, exit_code_for, total_cost
+from burnless import routing
+from burnless.routing import Decision
+from burnless.session import (
+    Pin,
+    Session,
+    SessionMeta,
+    check_session_id,
+    context_of,
+    context_tokens,
+    current_epoch,
+    digest,
+    needs_plan,
+    next_seq,
+    plan_fold,
+)
+from burnless.tokens import Tokens, estimate_tokens
+from burnless.workers import Call, Reply, dispatch
+
+if TYPE_CHECKING:
+    from burnless.redact import Redactor
+
+DEPTH_ENV = "BURNLESS_DEPTH"
+ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
+
+
+class Progress(Protocol):
+    """What the CLI shows while a worker runs (nothing of it when not on a TTY)."""
+
+    def start(self, role: str, tier: str) -> None: ...
+    def line(self, text: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class _Turn:
+    """Mutable state of one ``run`` invocation."""
+
+    session: Session
+    task: str  # as given (may hold secrets; never stored)
+    stored_task: str  # redacted: what capsules, ledger and logs may hold
+    task_id: str
+    labels: tuple[str, ...]
+    sensitive: tuple[str, ...]
+    meta: SessionMeta
+    meta_dirty: bool = False
+    calls: list[CallRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    spent: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One dispatched call, parsed and accounted."""
+
+    run_id: str
+    tier: Tier
+    reply: Reply
+    extraction: Extraction
+    tokens: Tokens
+    cost_usd: float | None
+    cost_source: str
+    redactions: int
+    log: Path
+    guard: Guard
+    reservation: Reservation | None
+
+    @property
+    def envelope(self) -> Envelope | None:
+        return self.extraction.envelope
+
+    @property
+    def model(self) -> str | None:
+        return self.reply.output.model or self.tier.model
+
+
+class BurnlessAgent:
+    """Run tasks through burnless from Python.
+
+    >>> agent = BurnlessAgent()                       # finds .burnless/config.yaml
+    >>> result = agent.run("Refactor auth", session_id="auth")
+    >>> result.ok, result.tier, result.cost_usd
+    """
+
+    def __init__(
+        self,
+        config_path: str | os.PathLike[str] | None = None,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None)
+        self._redactor: Redactor | None = None
+
+    # ------------------------------------------------------------------ public
+
+    def run(
+        self,
+        task: str,
+        session_id: str | None = None,
+        *,
+        tier: str | None = None,
+        cascade: bool = False,
+        plan: bool = True,
+        labels: Sequence[str] = (),
+        verify: Sequence[str] = (),
+        timeout: float | None = None,
+        repin: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> RunResult:
+        """Run one turn of ``task`` in a session and return what happened."""
+        started = time.monotonic()
+        cfg = self.config
+        session = Session(cfg.state_dir, self._session_id(session_id))
+        task = (task or "").strip()
+        if not task:
+            raise UsageError("the task is empty")
+        if tier is not None:
+            cfg.tier(tier)
+        if timeout is not None and timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        labels = tuple(labels)
+        redacted = self._redact(task)
+        turn = _Turn(
+            session=session,
+            task=task,
+            stored_task=redacted[0],
+            task_id="t-" + secrets.token_hex(6),
+            labels=labels,
+            sensitive=self._sensitivity(task, labels),
+            meta=SessionMeta(session.id),
+        )
+        self._guard_nesting(turn)
+        with session.lock(cfg.session.lock_timeout):
+            return self._locked_run(
+                turn, tier=tier, cascade=cascade, plan=plan, verify=tuple(verify),
+                timeout=timeout, repin=repin, dry_run=dry_run, progress=progress,
+                started=started,
+            )
+
+    def route(
+        self,
+        task: str,
+        session_id: str | None = None,
+        *,
+        labels: Sequence[str] = (),
+        tier: str | None = None,
+        cascade: bool = False,
+    ) -> Decision:
+        """The routing decision for a task, with every reason; nothing is run or checked."""
+        cfg = self.config
+        session = Session(cfg.state_dir, self._session_id(session_id))
+        meta = session.meta()
+        return routing.route(
+            cfg, task, labels=tuple(labels), tier=tier,
+            pinned=meta.executor if cfg.routing.pin else None,
+            sensitive=self._sensitivity(task, tuple(labels)), cascade=cascade,
+        )
+
+    def next_prompt(self, session_id: str, task: str = "<task>") -> Prompt:
+        """Exactly what the next turn of the session would send (no call is made)."""
+        cfg = self.config
+        session = Session(cfg.state_dir, check_session_id(session_id))
+        capsules = session.capsules()
+        role = "planner" if (cfg.planner and needs_plan(capsules)) else "executor"
+        meta = session.meta()
+        decision = routing.route(cfg, task, pinned=meta.executor if cfg.routing.pin else None)
+        tier_name = cfg.planner if role == "planner" and cfg.planner else decision.tier
+        local = cfg.tiers[tier_name].local
+        return self._render(role, context_of(capsules), task, local)[0]
+
+    def compact(self, session_id: str) -> Capsule | None:
+        """Fold the session's older capsules now. None when there is nothing to fold."""
+        cfg = self.config
+        session = Session(cfg.state_dir, check_session_id(session_id))
+        turn = _Turn(session, "", "", "t-" + secrets.token_hex(6), (), (), session.meta())
+        with session.lock(cfg.session.lock_timeout):
+            capsules = session.capsules()
+            if not capsules:
+                return None
+            before = len(capsules)
+            capsules = self._compact(turn, capsules)
+            return capsules[-1] if len(capsules) > before else None
+
+    # ------------------------------------------------------------------ the turn
+
+    def _locked_run(
+        self,
+        turn: _Turn,
+        *,
+        tier: str | None,
+        cascade: bool,
+        plan: bool,
+        verify: tuple[str, ...],
+        timeout: float | None,
+        repin: bool,
+        dry_run: bool,
+        progress: Progress | None,
+        started: float,
+    ) -> RunResult:
+        cfg = self.config
+        session = turn.session
+        turn.meta = session.meta()
+        if repin and (turn.meta.pins or turn.meta.executor):
+            turn.meta.pins.clear()
+            turn.meta.executor = None
+            turn.meta_dirty = True
+            turn.warnings.append(f"session {session.id!r}: pins reset to the current config")
+        if not turn.meta.created:
+            turn.meta.created = now_iso()
+            turn.meta_dirty = True
+        capsules = session.capsules()
+
+        # Compaction, before anything is rendered for this turn.
+        if context_tokens(context_of(capsules)) > cfg.compaction.max_context_tokens and not dry_run:
+            capsules = self._compact(turn, capsules)
+
+        pinned = turn.meta.executor if cfg.routing.pin else None
+        decision = routing.route(
+            cfg, turn.task, labels=turn.labels, tier=tier, pinned=pinned,
+            sensitive=turn.sensitive, cascade=cascade,
+        )
+        planner = self._planner_for(turn, capsules, plan)
+        rungs, skipped = self._rungs(decision, explicit=tier is not None)
+        if not rungs:
+            reason = "; ".join(skipped) + "; no higher rung on routing.ladder"
+            self._refusal(turn, decision.tier, "execution", reason, refused_by="breaker")
+            return self._failure(turn, decision.tier, reason, started)
+        check_available(cfg, ([planner] if planner else []) + rungs)
+
+        if dry_run:
+            return self._dry_run(turn, decision, planner, capsules, started)
+
+        try:
+            plan_steps: tuple[str, ...] = ()
+            if planner:
+                capsules, plan_steps = self._plan(turn, planner, capsules, timeout, progress)
+            if turn.meta.executor is None and cfg.routing.pin:
+                turn.meta.executor = cfg.executor
+                turn.meta_dirty = True
+            return self._execute(
+                turn, decision, rungs, skipped, capsules, plan_steps, verify=verify,
+                timeout=timeout, progress=progress, started=started,
+            )
+        finally:
+            if turn.meta_dirty:
+                session.save_meta(turn.meta)
+
+    def _planner_for(self, turn: _Turn, capsules: list[Capsule], plan: bool) -> str | None:
+        cfg = self.config
+        if not (plan and cfg.planner and needs_plan(capsules)):
+            return None
+        if turn.sensitive and not cfg.tiers[cfg.planner].local:
+            turn.warnings.append(
+                f"planner skipped: the work is sensitive and tier {cfg.planner!r} is not local"
+            )
+            return None
+        return cfg.planner
+
+    def _plan(
+        self,
+        turn: _Turn,
+        planner: str,
+        capsules: list[Capsule],
+        timeout: float | None,
+        progress: Progress | None,
+    ) -> tuple[list[Capsule], tuple[str, ...]]:
+        tier = self._pinned_tier(turn, planner)
+        prompt, redactions = self._render(
+            "planner", context_of(capsules), turn.task, tier.local
+        )
+        out = self._call(turn, "planning", tier, prompt, redactions, Route(planner, ("planner",)),
+                         timeout, progress)
+        env = out.envelope
+        seq = next_seq(capsules)
+        ok = not out.reply.failed and env is not None and env.status == "ok"
+        steps = env.plan if env and env.plan else ((env.summary,) if env and env.summary else ())
+        status = "ok" if ok and steps else ("failed" if not ok else "partial")
+        capsule = None
+        if status == "ok":
+            capsule = Capsule.make(
+                seq=seq, epoch=current_epoch(capsules), role="plan", tier=planner,
+                model=out.model or "", task=turn.stored_task, status="ok", audit="skipped",
+                summary=env.summary if env else "", plan=steps, run_id=out.run_id, ts=now_iso(),
+            )
+            turn.session.append(capsule)
+            capsules = [*capsules, capsule]
+        else:
+            why = out.reply.error or "no plan in the planner's envelope"
+            turn.warnings.append(f"planner {planner} gave no plan ({why}); executing without one")
+        self._record(turn, out, "planning", status, audit_mod.SKIPPED, capsule,
+                     Route(planner, ("planner",)), reason=out.reply.error)
+        return capsules, (steps if capsule else ())
+
+    def _rungs(self, decision: Decision, *, explicit: bool) -> tuple[list[str], list[str]]:
+        """The tiers to try in order, skipping open breakers (never against --tier)."""
+        planned = list(decision.ladder) if decision.cascade else [decision.tier]
+        if explicit:
+            return planned, []
+        breaker = Breaker(self.config)
+        rungs: list[str] = []
+        skipped: list[str] = []
+        for rung in planned:
+            why = breaker.open_reason(rung)
+            if why:
+                skipped.append(why)
+            else:
+                rungs.append(rung)
+        nxt = self._next_rung(decision.tier) if not rungs and not decision.cascade else None
+        while nxt is not None:
+            why = breaker.open_reason(nxt)
+            if why is None:
+                rungs.append(nxt)
+                skipped.append(f"{nxt} serves instead (next rung up routing.ladder)")
+                break
+            skipped.append(why)
+            nxt = self._next_rung(nxt)
+        return rungs, skipped
+
+    def _execute(
+        self,
+        turn: _Turn,
+        decision: Decision,
+        rungs: Sequence[str],
+        skipped: list[str],
+        capsules: list[Capsule],
+        plan_steps: tuple[str, ...],
+        *,
+        verify: tuple[str, ...],
+        timeout: float | None,
+        progress: Progress | None,
+        started: float,
+    ) -> RunResult:
+        cfg = self.config
+        breaker = Breaker(cfg)
+        last: tuple[_Outcome, str, audit_mod.AuditReport, Capsule] | None = None
+        reasons = list(decision.reasons)
+        for i, rung in enumerate(rungs):
+            route_rec = Route(rung, tuple(reasons + skipped + ([f"cascade rung {i + 1}"]
+                                                               if decision.cascade else [])))
+            tier = self._pinned_tier(turn, rung)
+            prompt, redactions = self._render(
+                "executor", context_of(capsules), turn.task, tier.local
+            )
+            before = audit_mod.snapshot(cfg.workspace, cfg.audit.ignore)
+            out = self._call(turn, "execution", tier, prompt, redactions, route_rec,
+                             timeout, progress)
+            status = self._status(out)
+            report = self._audit(out, before, status, verify, tier)
+            capsule = self._exec_capsule(turn, out, status, report, capsules)
+            turn.session.append(capsule)
+            capsules = [*capsules, capsule]
+            self._record(turn, out, "execution", status, report, capsule, route_rec,
+                         reason=out.reply.error)
+            breaker.record(rung, failed=out.reply.exit_code != 0 or out.reply.timed_out)
+            last = (out, status, report, capsule)
+            if status == "ok" and report.verdict != "failed":
+                break
+            if not decision.cascade:
+                break
+            skipped.append(f"{rung}: {status}" + (", audit failed" if report.verdict == "failed"
+                                                  else ""))
+            if i + 1 < len(rungs):
+                turn.warnings.append(f"cascade: {rung} did not succeed ({status}, audit "
+                                     f"{report.verdict}); trying {rungs[i + 1]}")
+        assert last is not None, "at least one rung runs"
+        out, status, report, capsule = last
+        cost, source = total_cost(turn.calls)
+        env = out.envelope
+        findings = out.extraction.findings + out.reply.output.findings
+        return RunResult(
+            status=status,
+            exit_code=exit_code_for(status, report),
+            session=turn.session.id,
+            tier=out.tier.name,
+            model=out.model,
+            run_id=out.run_id,
+            seq=capsule.seq,
+            summary=capsule.summary,
+            files=tuple(c.path for c in env.files) if env else (),
+            next=capsule.next,
+            audit=report,
+            usage=sum((c.usage for c in turn.calls), Tokens()),
+            cost_usd=cost,
+            cost_source=source,
+            plan=plan_steps,
+            route={**decision.to_dict(), "tier": out.tier.name, "skipped": skipped},
+            calls=tuple(turn.calls),
+            findings=tuple(findings),
+            warnings=tuple(turn.warnings),
+            duration_s=time.monotonic() - started,
+            log=str(out.log.relative_to(self.config.workspace)),
+        )
+
+    def _next_rung(self, tier: str) -> str | None:
+        ladder = self.config.routing.ladder
+        if tier in ladder and ladder.index(tier) + 1 < len(ladder):
+            return ladder[ladder.index(tier) + 1]
+        return None
+
+    def _failure(self, turn: _Turn, tier: str, why: str, started: float) -> RunResult:
+        return RunResult(
+            status="failed", exit_code=1, session=turn.session.id, tier=tier,
+            model=self.config.tiers[tier].model, run_id="", summary=why,
+            warnings=tuple(turn.warnings), calls=tuple(turn.calls),
+            duration_s=time.monotonic() - started,
+        )
+
+    # ------------------------------------------------------------------ one call
+
+    def _call(
+        self,
+        turn: _Turn,
+        role: str,
+        tier: Tier,
+        prompt: Prompt,
+        redactions: int,
+        route_rec: Route,
+        timeout: float | None,
+        progress: Progress | None,
+    ) -> _Outcome:
+        cfg = self.config
+        guard = Guard(cfg)
+        prompt_tokens = estimate_tokens(prompt.text)
+        try:
+            reservation = guard.reserve(
+                session=turn.session.id, tier=tier, prompt_tokens=prompt_tokens,
+                task_spent=turn.spent,
+            )
+        except BudgetExceeded as exc:
+            self._refusal(turn, tier.name, role, str(exc), refused_by="budget",
+                          route_rec=route_rec)
+            raise
+        run_id = new_run_id()
+        log = log_path(cfg.state_dir, run_id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        call = Call(
+            tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
+            workspace=cfg.workspace, state_dir=cfg.state_dir,
+            timeout=timeout or tier.timeout, log_path=log, env=self._worker_env(turn),
+            redact=self._redact_text if cfg.policy.redact_secrets else None,
+            on_line=progress.line if progress else None,
+        )
+        if progress:
+            progress.start(role, tier.name)
+        try:
+            reply = dispatch(call)
+        except BaseException:
+            guard.release(reservation)
+            raise
+        finally:
+            if progress:
+                progress.stop()
+        extraction = extract(reply.output.text)
+        tokens, cost, source = _account(tier, reply, prompt)
+        out = _Outcome(run_id, tier, reply, extraction, tokens, cost, source, redactions, log,
+                       guard, reservation)
+        if reply.interrupted:
+            self._record(turn, out, role, "interrupted", audit_mod.SKIPPED, None, route_rec,
+                         reason="interrupted; process group killed")
+            raise Interrupted(f"interrupted: the {tier.name} worker's process group was killed")
+        return out
+
+    def _record(
+        self,
+        turn: _Turn,
+        out: _Outcome,
+        role: str,
+        status: str,
+        report: audit_mod.AuditReport,
+        capsule: Capsule | None,
+        route_rec: Route,
+        reason: str = "",
+    ) -> None:
+        rec = LedgerRecord(
+            run_id=out.run_id, session=turn.session.id, role=role, tier=out.tier.name,
+            model=out.model, status=status, tokens=out.tokens, cost_usd=out.cost_usd,
+            cost_source=out.cost_source, audit=report.verdict, exit=out.reply.exit_code,
+            seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s,
+            route=route_rec, redactions=out.redactions, task_id=turn.task_id,
+            reason=reason[:300],
+        )
+        out.guard.settle(out.reservation, rec)
+        turn.spent += out.cost_usd or 0.0
+        turn.calls.append(CallRecord(
+            role=role, tier=out.tier.name, model=out.model, run_id=out.run_id, status=status,
+            audit=report.verdict, usage=out.tokens, cost_usd=out.cost_usd,
+            cost_source=out.cost_source, duration_s=out.reply.duration_s,
+            seq=capsule.seq if capsule else None, reason=reason[:300],
+        ))
+
+    def _refusal(
+        self, turn: _Turn, tier: str, role: str, reason: str, *, refused_by: str,
+        route_rec: Route | None = None,
+    ) -> None:
+        """A ledger record for a call that was not made (budget, policy, breaker)."""
+        ledger_append(self.config.state_dir, LedgerRecord(
+            run_id=new_run_id(), session=turn.session.id, role=role, tier=tier,
+            model=self.config.tiers[tier].model if tier in self.config.tiers else None,
+            status="refused", cost_usd=0.0, cost_source="priced", route=route_rec,
+            task_id=turn.task_id, reason=reason[:300], refused_by=refused_by,
+        ))
+
+    # ------------------------------------------------------------------ steps
+
+    def _status(self, out: _Outcome) -> str:
+        reply, env = out.reply, out.envelope
+        if reply.failed:
+            if env is not None and env.status == "ok":
+                return "partial"  # it says ok, but the process failed
+            return env.status if env is not None and env.status != "ok" else "failed"
+        if reply.output.is_error:
+            return "failed" if env is None or env.status == "ok" else env.status
+        if env is None:
+            return "ok"
+        return env.status
+
+    def _audit(
+        self,
+        out: _Outcome,
+        before: audit_mod.Snapshot,
+        status: str,
+        verify: tuple[str, ...],
+        tier: Tier,
+    ) -> audit_mod.AuditReport:
+        cfg = self.config
+        env = out.envelope
+        claims = env.files if env else ()
+        commands = (cfg.audit.verify + verify) if status in ("ok", "partial") else ()
+
+        def run_verify(cmd: str) -> tuple[int | None, str]:
+            import shlex
+
+            from burnless.workers.command import scrubbed_env
+
+            try:
+                argv = shlex.split(cmd)
+            except ValueError as exc:
+                return 2, f"cannot split command: {exc}"
+            res = process.run(
+                argv, cwd=cfg.workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
+                log_path=out.log, redact=self._redact_text if cfg.policy.redact_secrets else None,
+            )
+            tail = (res.stderr_tail or res.stdout).strip().splitlines()
+            return res.exit_code, (tail[-1][:200] if tail else res.start_error)
+
+        return audit_mod.audit(
+            before, claims, ignore=cfg.audit.ignore, strict=cfg.audit.strict,
+            verify=commands, run_verify=run_verify,
+        )
+
+    def _exec_capsule(
+        self,
+        turn: _Turn,
+        out: _Outcome,
+        status: str,
+        report: audit_mod.AuditReport,
+        capsules: list[Capsule],
+    ) -> Capsule:
+        env = out.envelope
+        summary = env.summary if env and env.summary else _last_line(out.extraction.prose)
+        notes = report.notes()
+        if out.reply.error:
+            notes.insert(0, out.reply.error)
+        if not env and out.extraction.findings:
+            notes.append(out.extraction.findings[0])
+        return Capsule.make(
+            seq=next_seq(capsules), epoch=current_epoch(capsules), role="exec",
+            tier=out.tier.name, model=out.model or "", task=turn.stored_task, status=status,
+            audit=report.verdict, summary=self._redact_text(summary),
+            files=tuple(c.path for c in env.files) if env else (),
+            next=self._redact_text(env.next) if env else "",
+            notes=tuple(self._redact_text(n) for n in notes), run_id=out.run_id, ts=now_iso(),
+        )
+
+    def _compact(self, turn: _Turn, capsules: list[Capsule]) -> list[Capsule]:
+        cfg = self.config
+        ctx = context_of(capsules)
+        fold = plan_fold(ctx, cfg.compaction.keep_recent)
+        if fold is None:
+            return capsules
+        text = digest(capsules, fold)
+        tier_name = cfg.compaction.tier or ""
+        if tier_name:
+            text = self._summarize(turn, tier_name, Context(ctx.plan, ctx.capsules), text)
+        capsule = Capsule.make(
+            seq=next_seq(capsules), epoch=current_epoch(capsules) + 1, role="compact",
+            tier=tier_name, task="compaction", status="ok", audit="skipped",
+            summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
+            folds=fold.folds, keeps=fold.keeps, digest=text, ts=now_iso(),
+        )
+        turn.session.append(capsule)
+        return [*capsules, capsule]
+
+    def _summarize(self, turn: _Turn, tier_name: str, ctx: Context, fallback: str) -> str:
+        check_available(self.config, [tier_name])
+        tier = self._pinned_tier(turn, tier_name)
+        task = "Write the digest of the session log above."
+        prompt, redactions = self._render("compactor", ctx, task, tier.local)
+        out = self._call(turn, "compaction", tier, prompt, redactions,
+                         Route(tier_name, ("compaction.tier",)), None, None)
+        env = out.envelope
+        text = (env.summary if env and env.summary else out.extraction.prose).strip()
+        ok = not out.reply.failed and bool(text)
+        self._record(turn, out, "compaction", "ok" if ok else "failed", audit_mod.SKIPPED, None,
+                     Route(tier_name, ("compaction.tier",)), reason=out.reply.error)
+        if not ok:
+            turn.warnings.append(f"compaction tier {tier_name} failed; used the deterministic digest")
+            return fallback
+        return self._redact_text(text)
+
+    def _dry_run(
+        self, turn: _Turn, decision: Decision, planner: str | None, capsules: list[Capsule],
+        started: float,
+    ) -> RunResult:
+        tier = self._pinned_tier(turn, decision.tier)
+        prompt, _ = self._render("executor", context_of(capsules), turn.task, tier.local)
+        size = len(prompt.text.encode("utf-8"))
+        summary = f"dry run: would send {size} bytes to {tier.name}" + (
+            f" after planning on {planner}" if planner else "")
+        return RunResult(
+            status="ok", exit_code=0, session=turn.session.id, tier=tier.name, model=tier.model,
+            run_id="", summary=summary, route=decision.to_dict(), warnings=tuple(turn.warnings),
+            duration_s=time.monotonic() - started, dry_run=True,
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _session_id(self, session_id: str | None) -> str:
+        if session_id is None:
+            session_id = os.environ.get("BURNLESS_SESSION") or "default"
+        return check_session_id(session_id)
+
+    def _pinned_tier(self, turn: _Turn, name: str) -> Tier:
+        """The tier as the session pinned it (command and model), recording a first use."""
+        tier = self.config.tier(name)
+        if not self.config.routing.pin:
+            return tier
+        current = Pin(tier.command, tier.model, tier.api)
+        pin = turn.meta.pins.get(name)
+        if pin is None:
+            turn.meta.pins[name] = current
+            turn.meta_dirty = True
+            return tier
+        if pin != current:
+            what = pin.command or f"api {pin.api}"
+            turn.warnings.append(
+                f"session {turn.session.id!r}: tier {name} is pinned to {what!r} "
+                f"(model {pin.model}); the config changed; run with --repin to adopt it"
+            )
+            return dataclasses.replace(tier, command=pin.command, model=pin.model, api=pin.api)
+        return tier
+
+    def _render(self, role: str, ctx: Context, task: str, local: bool) -> tuple[Prompt, int]:
+        """The prompt for a tier; non-local tiers see secrets masked. Returns (prompt, masks)."""
+        prefix = self._prefix_md()
+        if local or not self.config.policy.redact_secrets:
+            return render_prompt(role, prefix, ctx, task), 0
+        red_prefix, n1 = self._redact(prefix)
+        red_task, n2 = self._redact(task)
+        return render_prompt(role, red_prefix, ctx, red_task), n1 + n2
+
+    def _prefix_md(self) -> str:
+        path = self.config.state_dir / "prefix.md"
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read the project prefix: {exc}") from None
+
+    def _redactor_obj(self) -> Redactor:
+        if self._redactor is None:
+            from burnless.redact import Redactor
+
+            self._redactor = Redactor.for_workspace(self.config.state_dir)
+        return self._redactor
+
+    def _redact(self, text: str) -> tuple[str, int]:
+        if not self.config.policy.redact_secrets or not text:
+            return text, 0
+        red = self._redactor_obj().redact(text)
+        return red.text, red.count
+
+    def _redact_text(self, text: str) -> str:
+        return self._redact(text)[0]
+
+    def _sensitivity(self, task: str, labels: tuple[str, ...]) -> tuple[str, ...]:
+        from burnless.sensitive import classify
+
+        pol = self.config.policy
+        res = classify(
+            task, patterns=pol.sensitive_patterns, paths=pol.sensitive_paths, labels=labels,
+            redact_secrets=pol.redact_secrets,
+        )
+        return res.reasons if res.sensitive else ()
+
+    def _guard_nesting(self, turn: _Turn) -> None:
+        cfg = self.config
+        depth = _depth()
+        if depth > cfg.policy.max_depth:
+            reason = (f"nested burnless call at depth {depth} exceeds policy.max_depth = "
+                      f"{cfg.policy.max_depth}; refused before spending anything")
+            self._refusal(turn, cfg.executor or next(iter(cfg.tiers)), "execution", reason,
+                          refused_by="policy")
+            raise PolicyRefused(reason)
+        if self._active_key(turn.session.id) in _active_sessions():
+            raise SessionBusy(
+                f"session {turn.session.id!r} is running the turn that called this one; a nested "
+                "run on the same session would wait on its own lock. Use another --session"
+            )
+
+    def _active_key(self, session_id: str) -> str:
+        return f"{self.config.workspace}::{session_id}"
+
+    def _worker_env(self, turn: _Turn) -> dict[str, str]:
+        active = [*_active_sessions(), self._active_key(turn.session.id)]
+        return {DEPTH_ENV: str(_depth() + 1), ACTIVE_ENV: orjson.dumps(active).decode()}
+
+
+def _depth() -> int:
+    """How deep in nested burnless calls this process is (0 at the top)."""
+    raw = os.environ.get(DEPTH_ENV, "0").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def _active_sessions() -> list[str]:
+    raw = os.environ.get(ACTIVE_ENV)
+    if not raw:
+        return []
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    return [str(x) for x in data] if isinstance(data, list) else []
+
+
+def _account(tier: Tier, reply: Reply, prompt: Prompt) -> tuple[Tokens, float | None, str]:
+    """Tokens and cost of a call, and where the cost comes from (SPEC section 9)."""
+    output = reply.output
+    model = output.model or tier.model
+    price = pricing.price_for(model, tier.price.as_mapping() if tier.price else None)
+    tokens = output.usage or Tokens(
+        input=estimate_tokens(prompt.text), output=estimate_tokens(output.text)
+    )
+    if output.cost_usd is not None:
+        return tokens, output.cost_usd, "reported"
+    if price is None:
+        return tokens, None, "unknown"
+    cost = pricing.cost_usd(tokens, price, output.cache_write_1h)
+    return tokens, cost, "priced" if output.usage is not None else "estimated"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return one_line(lines[-1], 320) if lines else ""
+
+
+__all__ = ["BurnlessAgent", "Progress", "Reservation"]

@@ -1,0 +1,273 @@
+"""Filesystem audit: check what a worker claims against the disk (SPEC section 7).
+
+A snapshot before the worker runs records each file's metadata (size, mtime, ctime, inode),
+never its content, so a large workspace stays cheap to snapshot. Files modified in the last few
+seconds before the snapshot are hashed too ("racy" files, as git calls them): their mtime alone
+cannot tell a same-size rewrite within the clock's granularity. After the run, a file counts as
+changed when its metadata or (for racy files) its content differs; only claimed or changed files
+are hashed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from burnless.envelope import FileClaim
+
+CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
+RACY_WINDOW_NS = 3_000_000_000
+MAX_RACY_HASH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    mode: int
+    digest: str | None = None  # only for racy files
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    root: Path
+    entries: dict[str, Entry]
+    taken_ns: int  # wall clock (time.time_ns) when the snapshot started
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    path: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        d = {"check": self.check, "path": self.path}
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    verdict: str  # passed | failed | skipped
+    findings: tuple[Finding, ...] = ()
+    unclaimed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "unclaimed": list(self.unclaimed),
+        }
+
+    def notes(self) -> list[str]:
+        """Short lines for a capsule: what failed."""
+        return [f"{f.check} {f.path}".strip() for f in self.findings]
+
+
+SKIPPED = AuditReport("skipped")
+
+
+def _ignored(rel: str, name: str, ignore: Sequence[str]) -> bool:
+    for pat in ignore:
+        if "/" in pat:
+            if fnmatch.fnmatchcase(rel, pat) or rel.startswith(pat.rstrip("/") + "/"):
+                return True
+        elif fnmatch.fnmatchcase(name, pat):
+            return True
+    return False
+
+
+def snapshot(root: Path, ignore: Sequence[str]) -> Snapshot:
+    """Metadata of every file under ``root`` (symlinks recorded, never followed)."""
+    taken = time.time_ns()
+    entries: dict[str, Entry] = {}
+    stack = [("", str(root))]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        try:
+            it = os.scandir(abs_dir)
+        except OSError:
+            continue
+        with it:
+            for de in it:
+                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                if _ignored(rel, de.name, ignore):
+                    continue
+                try:
+                    st = de.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((rel, de.path))
+                    continue
+                digest = None
+                if (
+                    stat.S_ISREG(st.st_mode)
+                    and taken - st.st_mtime_ns < RACY_WINDOW_NS
+                    and st.st_size <= MAX_RACY_HASH_BYTES
+                ):
+                    digest = _hash(de.path)
+                entries[rel] = Entry(
+                    st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, digest
+                )
+    return Snapshot(root, entries, taken)
+
+
+def _hash(path: str) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def diff(before: Snapshot, after: Snapshot) -> dict[str, str]:
+    """Paths changed during the run: path -> created | modified | deleted."""
+    out: dict[str, str] = {}
+    for path, new in after.entries.items():
+        old = before.entries.get(path)
+        if old is None:
+            out[path] = "created"
+        elif _differs(old, new, after.root / path):
+            out[path] = "modified"
+    for path in before.entries.keys() - after.entries.keys():
+        out[path] = "deleted"
+    return dict(sorted(out.items()))
+
+
+def _differs(old: Entry, new: Entry, path: Path) -> bool:
+    if (old.size, old.mtime_ns, old.ctime_ns, old.ino, old.mode) != (
+        new.size, new.mtime_ns, new.ctime_ns, new.ino, new.mode
+    ):
+        return True
+    if old.digest is not None:  # racy: metadata alone cannot prove it unchanged
+        return _hash(str(path)) != old.digest
+    return False
+
+
+def audit(
+    before: Snapshot,
+    claims: Sequence[FileClaim],
+    *,
+    ignore: Sequence[str],
+    strict: bool = False,
+    verify: Sequence[str] = (),
+    run_verify: Callable[[str], tuple[int | None, str]] | None = None,
+) -> AuditReport:
+    """Check every claim against the disk; list unclaimed changes; run verify commands."""
+    root = before.root
+    after = snapshot(root, ignore)
+    changed = diff(before, after)
+    findings: list[Finding] = []
+    claimed: set[str] = set()
+    real_root = root.resolve()
+    for claim in claims:
+        rel = _check_claim(claim, root, real_root, before, after, changed, findings)
+        if rel is not None:
+            claimed.add(rel)
+    for cmd in verify:
+        if run_verify is None:
+            break
+        code, tail = run_verify(cmd)
+        if code != 0:
+            detail = f"exit {code}" if code is not None else "timed out"
+            findings.append(Finding("verify", cmd, (detail + (": " + tail if tail else ""))[:300]))
+    unclaimed = tuple(p for p in changed if p not in claimed)
+    if strict:
+        findings.extend(Finding("unclaimed", p, changed[p]) for p in unclaimed)
+    if not claims and not verify and not changed:
+        return SKIPPED
+    verdict = "failed" if findings else "passed"
+    return AuditReport(verdict, tuple(findings), unclaimed, tuple(changed))
+
+
+def _check_claim(
+    claim: FileClaim,
+    root: Path,
+    real_root: Path,
+    before: Snapshot,
+    after: Snapshot,
+    changed: dict[str, str],
+    findings: list[Finding],
+) -> str | None:
+    """Append the claim's findings; return its normalised relative path (None if outside)."""
+    raw = claim.path
+    if os.path.isabs(raw) or raw.startswith("~"):
+        findings.append(Finding("outside", raw, "absolute path: claims are relative to the workspace"))
+        return None
+    rel = _normalise(raw)
+    if rel is None:
+        findings.append(Finding("outside", raw, "path leaves the workspace"))
+        return None
+    target = root / rel
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError):
+        findings.append(Finding("outside", raw, "path cannot be resolved"))
+        return None
+    if resolved != real_root and real_root not in resolved.parents:
+        findings.append(Finding("outside", raw, "resolves outside the workspace (symlink)"))
+        return None
+    if rel.split("/", 1)[0] == ".burnless":
+        findings.append(Finding("outside", raw, "inside burnless's own state directory"))
+        return None
+    if claim.action == "deleted":
+        if os.path.lexists(target):
+            findings.append(Finding("present", rel, "claimed deleted, still on disk"))
+        return rel
+    try:
+        st = os.stat(target)
+    except OSError:
+        findings.append(Finding("missing", rel, "claimed " + claim.action + ", not on disk"))
+        return rel
+    if not stat.S_ISREG(st.st_mode):
+        findings.append(Finding("missing", rel, "not a regular file"))
+        return rel
+    if claim.bytes is not None and claim.bytes != st.st_size:
+        findings.append(Finding("size", rel, f"claimed {claim.bytes} bytes, disk has {st.st_size}"))
+    if claim.sha256 is not None:
+        digest = _hash(str(target))
+        if digest != claim.sha256:
+            findings.append(Finding("hash", rel, f"claimed {claim.sha256[:12]}…, disk has "
+                                                 f"{(digest or '?')[:12]}…"))
+    if not _changed(rel, st, before, after, changed):
+        findings.append(Finding("unchanged", rel, f"claimed {claim.action}, not changed in the run"))
+    return rel
+
+
+def _changed(
+    rel: str, st: os.stat_result, before: Snapshot, after: Snapshot, changed: dict[str, str]
+) -> bool:
+    if rel in after.entries or rel in before.entries:
+        return rel in changed
+    # An ignored path (node_modules/...): no before-state, so fall back to the clock.
+    return st.st_mtime_ns >= before.taken_ns or st.st_ctime_ns >= before.taken_ns
+
+
+def _normalise(raw: str) -> str | None:
+    """'./a//b/../c' -> 'a/c'; None when the path climbs out of the workspace."""
+    parts: list[str] = []
+    for part in PurePosixPath(raw.replace("\\", "/")).parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts) if parts else None

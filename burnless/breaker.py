@@ -1,0 +1,63 @@
+"""Circuit breaker: skip a tier that keeps failing (SPEC section 8).
+
+A tier that exits non-zero or times out ``routing.breaker.failures`` times in a row, across all
+runs and sessions of the workspace, is skipped for ``routing.breaker.cooldown`` seconds. State is
+a small JSON file (``.burnless/breaker.json``) updated under a lock after every call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from filelock import FileLock
+
+from burnless.config import Config
+from burnless.session import write_atomic
+
+
+class Breaker:
+    def __init__(self, cfg: Config) -> None:
+        self.failures = cfg.routing.breaker.failures
+        self.cooldown = cfg.routing.breaker.cooldown
+        self._path = cfg.state_dir / "breaker.json"
+        self._lock = FileLock(str(cfg.state_dir / "breaker.lock"), timeout=60)
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = orjson.loads(self._path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def open_reason(self, tier: str, now: float | None = None) -> str | None:
+        """Why the tier's breaker is open, or None when the tier may be called."""
+        if self.failures <= 0:
+            return None
+        state = self._load().get(tier)
+        if not isinstance(state, dict):
+            return None
+        streak = int(state.get("streak", 0))
+        last = float(state.get("last_failure", 0.0))
+        now = time.time() if now is None else now
+        if streak >= self.failures and now - last < self.cooldown:
+            until = time.strftime("%H:%M:%S", time.gmtime(last + self.cooldown))
+            return (f"breaker open on {tier}: {streak} failures in a row, "
+                    f"skipped until {until} UTC")
+        return None
+
+    def record(self, tier: str, failed: bool) -> None:
+        with self._lock:
+            data = self._load()
+            state = data.get(tier) if isinstance(data.get(tier), dict) else {}
+            assert isinstance(state, dict)
+            if failed:
+                state = {"streak": int(state.get("streak", 0)) + 1, "last_failure": time.time()}
+            else:
+                state = {"streak": 0, "last_failure": float(state.get("last_failure", 0.0))}
+            if data.get(tier) == state:
+                return
+            data[tier] = state
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self._path, orjson.dumps(data, option=orjson.OPT_SORT_KEYS))

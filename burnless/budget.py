@@ -1,0 +1,158 @@
+"""Budget guards: reserve the worst case before a call, settle with the real cost after.
+
+Under one workspace lock (``.burnless/budget.lock``), a reservation checks every configured
+limit against settled spend (from the ledger) plus the open reservations of other runs, and is
+recorded in ``.burnless/reservations.json``; settling appends the call's ledger record and drops
+the reservation in the same critical section, so parallel runs can never overspend.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from filelock import FileLock
+
+from burnless import ledger, pricing
+from burnless.config import Config, Tier
+from burnless.errors import BudgetExceeded
+from burnless.session import write_atomic
+from burnless.spend import spend_for
+
+LOCK_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    session: str
+    day: str
+    amount: float  # USD reserved (worst case)
+
+
+def worst_case(tier: Tier, prompt_tokens: int) -> float | None:
+    """Prompt tokens at the full input rate + the tier's output cap, in USD (None: no price)."""
+    price = pricing.price_for(tier.model, tier.price.as_mapping() if tier.price else None)
+    if price is None:
+        return None
+    return (prompt_tokens * price.input + tier.max_output_tokens * price.output) / 1e6
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+class Guard:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.limits = cfg.budget
+        self.state_dir = cfg.state_dir
+        self.active = cfg.budget.any_cost_limit or cfg.budget.max_calls_per_session is not None
+        self._lock = FileLock(str(self.state_dir / "budget.lock"), timeout=LOCK_TIMEOUT)
+        self._path = self.state_dir / "reservations.json"
+
+    def reserve(
+        self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float
+    ) -> Reservation | None:
+        """Reserve the worst case of a call, or raise BudgetExceeded. None when no limit is set."""
+        if not self.active:
+            return None
+        b = self.limits
+        amount = worst_case(tier, prompt_tokens)
+        if amount is None and b.any_cost_limit:
+            raise BudgetExceeded(
+                f"tier {tier.name!r}: no price known for model {tier.model!r}, so the budget "
+                f"cannot be enforced; set tiers.{tier.name}.price in {self.cfg.path}"
+            )
+        amount = amount or 0.0
+        day = today()
+        with self._lock:
+            open_ = self._load_open()
+            spend = spend_for(self.state_dir, session=session, day=day)
+            res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
+            res_day = sum(r["amount"] for r in open_.values() if r["day"] == day)
+            calls_open = sum(1 for r in open_.values() if r["session"] == session)
+            self._check(b.max_cost_per_task, "max_cost_per_task", task_spent, 0.0, amount)
+            self._check(b.max_cost_per_session, "max_cost_per_session",
+                        spend.session_cost, res_session, amount, f"session {session!r}")
+            self._check(b.max_cost_per_day, "max_cost_per_day",
+                        spend.day_cost, res_day, amount, f"day {day} (UTC)")
+            if b.max_calls_per_session is not None:
+                used = spend.session_calls + calls_open
+                if used + 1 > b.max_calls_per_session:
+                    raise BudgetExceeded(
+                        f"budget.max_calls_per_session = {b.max_calls_per_session}: session "
+                        f"{session!r} has made {spend.session_calls} calls"
+                        + (f" (+{calls_open} in flight)" if calls_open else "")
+                        + "; nothing was dispatched"
+                    )
+            res = Reservation(f"{os.getpid()}-{secrets.token_hex(4)}", session, day, amount)
+            open_[res.id] = {
+                "session": session, "day": day, "amount": amount,
+                "pid": os.getpid(), "created": time.time(),
+            }
+            self._save(open_)
+        return res
+
+    @staticmethod
+    def _check(
+        limit: float | None, name: str, spent: float, reserved: float, amount: float,
+        scope: str = "this run",
+    ) -> None:
+        if limit is None:
+            return
+        if spent + reserved + amount > limit + 1e-12:
+            raise BudgetExceeded(
+                f"budget.{name} = ${limit:.4f}: {scope} has spent ${spent:.4f}"
+                + (f" (+${reserved:.4f} reserved by runs in flight)" if reserved else "")
+                + f"; this call reserves up to ${amount:.4f}; nothing was dispatched"
+            )
+
+    def settle(self, res: Reservation | None, record: ledger.LedgerRecord) -> None:
+        """Append the call's ledger record and release its reservation, atomically."""
+        if res is None:
+            ledger.append(self.state_dir, record)
+            return
+        with self._lock:
+            ledger.append(self.state_dir, record)
+            open_ = self._load_open()
+            open_.pop(res.id, None)
+            self._save(open_)
+
+    def release(self, res: Reservation | None) -> None:
+        if res is None:
+            return
+        with self._lock:
+            open_ = self._load_open()
+            if open_.pop(res.id, None) is not None:
+                self._save(open_)
+
+    def _load_open(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = orjson.loads(self._path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        # Drop reservations whose process is gone (a crashed run must not block the budget).
+        return {k: v for k, v in data.items() if isinstance(v, dict) and _alive(v.get("pid"))}
+
+    def _save(self, open_: dict[str, dict[str, Any]]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._path, orjson.dumps(open_))
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,524 @@
+"""Configuration: find, load, merge and validate ``.burnless/config.yaml`` into typed records.
+
+The dataclasses below are the schema: a key the YAML gives that is not a field is an error with
+a did-you-mean, and values are checked against the field types. Every error names the file,
+line and key path (``config.yaml:4: tiers.silver.comand: unknown key; did you mean 'command'?``).
+
+Lookup order: ``--config`` / ``BURNLESS_CONFIG``, else ``.burnless/config.yaml`` found by walking
+up from the cwd. ``$BURNLESS_HOME/config.yaml`` (``BURNLESS_HOME`` defaults to
+``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import shlex
+import shutil
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burnless.errors import ConfigError, TierUnavailable, UsageError
+
+STATE_DIR = ".burnless"
+CONFIG_NAME = "config.yaml"
+FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
+PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
+PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+API_KINDS = ("anthropic",)
+
+
+@dataclass(frozen=True)
+class Price:
+    """A tier's price override, USD per million tokens; unset rates come from the table."""
+
+    input: float | None = None
+    output: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
+    cache_read: float | None = None
+
+    def as_mapping(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str = ""
+    command: str | None = None
+    api: str | None = None
+    model: str | None = None
+    format: str = "auto"
+    input: str = "stdin"
+    timeout: float = 600.0
+    max_output_tokens: int = 8192
+    local: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
+    price: Price | None = None
+    base_url: str | None = None
+    api_key_env: str = "ANTHROPIC_API_KEY"
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.command or "")
+
+    @property
+    def uses_prefix_file(self) -> bool:
+        return self.command is not None and "{prefix_file}" in self.command
+
+
+@dataclass(frozen=True)
+class Rule:
+    tier: str = ""
+    keywords: tuple[str, ...] = ()
+    regex: str | None = None
+    labels: tuple[str, ...] = ()
+    min_chars: int | None = None
+    max_chars: int | None = None
+    cascade: bool = False
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Breaker:
+    failures: int = 3
+    cooldown: float = 600.0
+
+
+@dataclass(frozen=True)
+class Routing:
+    rules: tuple[Rule, ...] = ()
+    ladder: tuple[str, ...] = ()
+    pin: bool = True
+    breaker: Breaker = field(default_factory=Breaker)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    lock_timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Compaction:
+    max_context_tokens: int = 12000
+    keep_recent: int = 6
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_cost_per_task: float | None = None
+    max_cost_per_session: float | None = None
+    max_cost_per_day: float | None = None
+    max_calls_per_session: int | None = None
+
+    @property
+    def any_cost_limit(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.max_cost_per_task, self.max_cost_per_session, self.max_cost_per_day)
+        )
+
+
+@dataclass(frozen=True)
+class Audit:
+    verify: tuple[str, ...] = ()
+    strict: bool = False
+    ignore: tuple[str, ...] = (".git", ".burnless", "node_modules", ".venv", "__pycache__")
+
+
+@dataclass(frozen=True)
+class Cache:
+    prefix_cache: bool = True
+    session_state: str = "capsules"
+    responses: bool = False
+    ttl: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    redact_secrets: bool = True
+    sensitive_patterns: tuple[str, ...] = ()
+    sensitive_paths: tuple[str, ...] = ()
+    max_depth: int = 2
+
+
+@dataclass(frozen=True)
+class Metrics:
+    host: str = "127.0.0.1"
+    port: int = 4356
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration. ``workspace`` is the directory holding ``.burnless/``."""
+
+    tiers: dict[str, Tier] = field(default_factory=dict)
+    version: int = 1
+    planner: str | None = None
+    executor: str | None = None
+    routing: Routing = field(default_factory=Routing)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    compaction: Compaction = field(default_factory=Compaction)
+    budget: Budget = field(default_factory=Budget)
+    audit: Audit = field(default_factory=Audit)
+    cache: Cache = field(default_factory=Cache)
+    policy: Policy = field(default_factory=Policy)
+    metrics: Metrics = field(default_factory=Metrics)
+    path: Path = Path()
+    workspace: Path = Path()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / STATE_DIR
+
+    def tier(self, name: str) -> Tier:
+        try:
+            return self.tiers[name]
+        except KeyError:
+            raise UsageError(f"unknown tier {name!r}{_suggest(name, self.tiers)}; "
+                             f"tiers defined in {self.path}: {', '.join(self.tiers)}") from None
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def global_config_path() -> Path:
+    home = os.environ.get("BURNLESS_HOME")
+    if home:
+        return Path(home) / CONFIG_NAME
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "burnless" / CONFIG_NAME
+
+
+def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The project config path: explicit › ``BURNLESS_CONFIG`` › walk up from ``start``."""
+    chosen = explicit or os.environ.get("BURNLESS_CONFIG")
+    if chosen:
+        p = Path(chosen).expanduser().resolve()
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / STATE_DIR / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {STATE_DIR}/{CONFIG_NAME} in {here} or any parent directory; "
+        "run `burnless init` to create one, or pass --config"
+    )
+
+
+def workspace_for(config_path: Path) -> Path:
+    """The workspace holding the config: the parent of ``.burnless`` (else the file's dir)."""
+    parent = config_path.parent
+    return parent.parent if parent.name == STATE_DIR else parent
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class _Source:
+    """Where each key path came from, for error messages."""
+
+    lines: dict[tuple[str, ...], tuple[Path, int]] = field(default_factory=dict)
+    default_file: Path = Path()
+
+    def where(self, path: tuple[str, ...]) -> str:
+        for n in range(len(path), -1, -1):
+            hit = self.lines.get(path[:n])
+            if hit:
+                return f"{hit[0]}:{hit[1]}"
+        return str(self.default_file)
+
+
+def _fail(src: _Source, path: tuple[str, ...], msg: str) -> ConfigError:
+    keypath = ".".join(path) if path else "(top level)"
+    return ConfigError(f"{src.where(path)}: {keypath}: {msg}")
+
+
+def _read_yaml(file: Path, src: _Source) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc}") from None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: the config must be a mapping of keys, not {_kind(data)}")
+    _record_lines(node, (), file, src)
+    return data
+
+
+def _record_lines(node: Any, path: tuple[str, ...], file: Path, src: _Source) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            sub = (*path, key)
+            if key in seen:
+                src.lines[sub] = (file, key_node.start_mark.line + 1)
+                raise _fail(src, sub, "duplicate key")
+            seen.add(key)
+            src.lines[sub] = (file, key_node.start_mark.line + 1)
+            _record_lines(value_node, sub, file, src)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = (*path, str(i))
+            src.lines[sub] = (file, item.start_mark.line + 1)
+            _record_lines(item, sub, file, src)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+) -> Config:
+    """Find, read, merge (global defaults › project) and validate the configuration."""
+    project = find_config(cwd, path)
+    src = _Source(default_file=project)
+    data: dict[str, Any] = {}
+    glob = global_config_path()
+    if glob.is_file() and glob.resolve() != project:
+        data = _read_yaml(glob, src)
+    data = _merge(data, _read_yaml(project, src))
+    return build_config(data, src, project)
+
+
+def load_config_data(data: dict[str, Any], path: Path) -> Config:
+    """Validate an in-memory mapping (as if read from ``path``)."""
+    return build_config(data, _Source(default_file=path), path)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
+    if "tiers" not in data:
+        raise _fail(src, (), "the 'tiers' section is required (at least one tier)")
+    raw = dict(data)
+    tiers_raw = raw.pop("tiers")
+    if not isinstance(tiers_raw, dict) or not tiers_raw:
+        raise _fail(src, ("tiers",), "must be a mapping of tier names to tier settings")
+    tiers: dict[str, Tier] = {}
+    for name, body in tiers_raw.items():
+        name = str(name)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise _fail(src, ("tiers", name), "a tier name is letters, digits, '_', '-', '.'")
+        if not isinstance(body, dict):
+            raise _fail(src, ("tiers", name), f"must be a mapping, not {_kind(body)}")
+        tier = _convert(Tier, {**body, "name": name}, ("tiers", name), src)
+        tiers[name] = _check_tier(tier, ("tiers", name), src)
+    cfg: Config = _convert(Config, raw, (), src)
+    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in tiers else None)
+    executor = cfg.executor or ("silver" if "silver" in tiers else next(iter(tiers)))
+    for key, value in (("planner", planner), ("executor", executor),
+                       ("compaction.tier", cfg.compaction.tier)):
+        if value is not None and value not in tiers:
+            raise _fail(src, tuple(key.split(".")),
+                        f"names tier {value!r}, which is not defined{_suggest(value, tiers)}")
+    ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in tiers)
+    for i, t in enumerate(cfg.routing.ladder):
+        if t not in tiers:
+            raise _fail(src, ("routing", "ladder", str(i)),
+                        f"names tier {t!r}, which is not defined{_suggest(t, tiers)}")
+    for i, rule in enumerate(cfg.routing.rules):
+        where = ("routing", "rules", str(i))
+        if rule.tier not in tiers:
+            raise _fail(src, (*where, "tier"),
+                        f"names tier {rule.tier!r}, which is not defined{_suggest(rule.tier, tiers)}")
+        if rule.regex is not None:
+            try:
+                re.compile(rule.regex)
+            except re.error as exc:
+                raise _fail(src, (*where, "regex"), f"invalid regex: {exc}") from None
+    for i, pat in enumerate(cfg.policy.sensitive_patterns):
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            raise _fail(src, ("policy", "sensitive_patterns", str(i)),
+                        f"invalid regex: {exc}") from None
+    if cfg.compaction.keep_recent < 0 or cfg.compaction.max_context_tokens < 1:
+        raise _fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
+    return dataclasses.replace(
+        cfg,
+        tiers=tiers,
+        planner=planner,
+        executor=executor,
+        routing=dataclasses.replace(cfg.routing, ladder=ladder),
+        path=path,
+        workspace=workspace_for(path),
+    )
+
+
+def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
+    if (tier.command is None) == (tier.api is None):
+        raise _fail(src, where, "give exactly one of 'command' (a program to run) or 'api'")
+    if tier.api is not None and tier.api not in API_KINDS:
+        raise _fail(src, (*where, "api"), f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
+    if tier.format not in FORMATS:
+        raise _fail(src, (*where, "format"),
+                    f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
+                    f"known: {', '.join(FORMATS)}")
+    if tier.input not in ("stdin", "arg"):
+        raise _fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
+    if tier.timeout <= 0 or tier.max_output_tokens <= 0:
+        raise _fail(src, where, "timeout and max_output_tokens must be positive")
+    if tier.price is not None and any(v < 0 for v in tier.price.as_mapping().values()):
+        raise _fail(src, (*where, "price"), "prices must be >= 0")
+    model = tier.model
+    if tier.command is not None:
+        try:
+            argv = shlex.split(tier.command)
+        except ValueError as exc:
+            raise _fail(src, (*where, "command"), f"cannot split into arguments: {exc}") from None
+        if not argv:
+            raise _fail(src, (*where, "command"), "is empty")
+        has_prompt = any("{prompt}" in a for a in argv)
+        if tier.input == "arg" and not has_prompt:
+            raise _fail(src, (*where, "command"), "input: arg needs a {prompt} placeholder")
+        if tier.input == "stdin" and has_prompt:
+            raise _fail(src, (*where, "input"), "the command uses {prompt}: set input: arg")
+        model = model or model_from_argv(argv)
+    return dataclasses.replace(tier, model=model)
+
+
+def model_from_argv(argv: list[str]) -> str | None:
+    for i, a in enumerate(argv):
+        if a in ("--model", "-m") and i + 1 < len(argv) and "{" not in argv[i + 1]:
+            return argv[i + 1]
+        if a.startswith("--model="):
+            return a.split("=", 1)[1]
+    if argv and Path(argv[0]).name == "ollama" and len(argv) >= 3 and argv[1] == "run":
+        return argv[2]
+    return None
+
+
+def _convert(cls: Any, data: Any, path: tuple[str, ...], src: _Source) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and value types."""
+    if not isinstance(data, dict):
+        raise _fail(src, path, f"must be a mapping, not {_kind(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    public = [n for n in fields if n not in ("name", "path", "workspace", "tiers")]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if key not in fields or (key in ("path", "workspace") and cls is Config):
+            raise _fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
+        kwargs[key] = _value(hints[key], value, (*path, key), src)
+    return cls(**kwargs)
+
+
+def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _value(args[0], value, path, src)
+    if tp is Price and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # `price: 0` is the zero-cost tier-0: one number sets the input and output rates.
+        return Price(input=float(value), output=float(value))
+    if dataclasses.is_dataclass(tp):
+        return _convert(tp, value, path, src)
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise _fail(src, path, f"must be a list, not {_kind(value)}")
+        return tuple(_value(item_tp, v, (*path, str(i)), src) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _fail(src, path, f"must be a mapping, not {_kind(value)}")
+        for k, v in value.items():
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                hint = " (quote it in YAML: 'true', 'yes')" if isinstance(v, bool) else ""
+                raise _fail(src, (*path, str(k)), f"must be a string, not {_kind(v)}{hint}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _fail(src, path, f"must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(src, path, f"must be a whole number, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(src, path, f"must be a number, not {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _fail(src, path, f"must be a string, not {_kind(value)}")
+        return str(value)
+    raise AssertionError(f"unhandled config type {tp!r}")  # pragma: no cover
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def _suggest(word: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------- tiers on PATH
+
+
+def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
+    """Fail before dispatching anything if a command tier's program is not on PATH."""
+    for name in names:
+        tier = cfg.tier(name)
+        if tier.command is None:
+            continue
+        program = tier.argv[0]
+        if PLACEHOLDER_RE.search(program):
+            continue
+        if os.sep in program:
+            candidate = (cfg.workspace / program) if not os.path.isabs(program) else Path(program)
+            if os.access(candidate, os.X_OK) and candidate.is_file():
+                continue
+        elif shutil.which(program):
+            continue
+        raise TierUnavailable(
+            f"tier {name!r}: command {program!r} not found (from {tier.command!r}). "
+            f"Install it or put it on PATH, or change tiers.{name}.command in {cfg.path}"
+        )

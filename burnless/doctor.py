@@ -1,0 +1,86 @@
+"""Workspace checks behind ``burnless doctor``: one dict per check (name, status, detail)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from burnless.errors import ConfigError
+
+
+def _check(name: str, status: str, detail: str) -> dict[str, str]:
+    return {"name": name, "status": status, "detail": detail}
+
+
+def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
+    from burnless.config import check_available, load_config
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        return [_check("config", "fail", str(exc))]
+    out = [_check("config", "ok", f"{cfg.path} ({len(cfg.tiers)} tiers; planner "
+                                  f"{cfg.planner or 'none'}, executor {cfg.executor})")]
+    for name, tier in cfg.tiers.items():
+        if tier.api is not None:
+            key = tier.api_key_env
+            if os.environ.get(key) and (key in tier.pass_env or key in tier.env or True):
+                out.append(_check(f"tier {name}", "ok", f"api {tier.api}, key in ${key}"))
+            else:
+                out.append(_check(f"tier {name}", "fail",
+                                  f"api {tier.api}: ${key} is not set; export it (and list it "
+                                  f"in tiers.{name}.pass_env)"))
+            continue
+        try:
+            check_available(cfg, [name])
+        except ConfigError as exc:
+            out.append(_check(f"tier {name}", "fail", str(exc)))
+            continue
+        from burnless.workers.command import adapt_argv
+
+        out.append(_check(f"tier {name}", "ok", " ".join(adapt_argv(tier.argv))))
+    out.append(_writable(cfg.state_dir))
+    out.extend(_cacheable(cfg))
+    return out
+
+
+def _writable(state_dir: Any) -> dict[str, str]:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return _check("state dir", "fail", f"{state_dir} is not writable: {exc}")
+    return _check("state dir", "ok", f"{state_dir} is writable")
+
+
+def _cacheable(cfg: Any) -> list[dict[str, str]]:
+    """Warn when the stable prefix is below the model's minimum cacheable length."""
+    from burnless import pricing
+    from burnless.prompt import header, project_block
+    from burnless.tokens import estimate_tokens
+
+    try:
+        prefix_md = (cfg.state_dir / "prefix.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        prefix_md = ""
+    out = []
+    for name, tier in cfg.tiers.items():
+        if tier.local:
+            continue
+        minimum = pricing.min_cacheable_tokens(tier.model)
+        if minimum is None:
+            continue
+        role = "planner" if name == cfg.planner else "executor"
+        tokens = estimate_tokens(header(role) + project_block(prefix_md))
+        if tokens < minimum:
+            out.append(_check(
+                f"cache {name}", "warn",
+                f"stable prefix is ~{tokens} tokens, below {tier.model}'s minimum cacheable "
+                f"length ({minimum}): the provider cache can never hit on it alone; grow "
+                f".burnless/prefix.md or accept uncached prefixes"))
+        else:
+            out.append(_check(f"cache {name}", "ok",
+                              f"stable prefix ~{tokens} tokens >= minimum {minimum}"))
+    return out

@@ -1,0 +1,135 @@
+"""Lenient JSON and JSONL reading for worker stdout.
+
+Workers print warnings around their JSON, get killed mid-line, or print nothing useful at all.
+These readers never raise: they return what they could read and say what they skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+JSON = dict[str, Any]
+
+# How many candidate first/last lines to try when JSON is wrapped in noise: enough for a
+# warning or two around the object, bounded so a large non-JSON output stays cheap.
+_MAX_CANDIDATES = 4
+
+
+@dataclass(frozen=True)
+class Events:
+    """The JSON objects of a JSONL stream, in order, and what could not be read."""
+
+    events: list[JSON]
+    noise_lines: int = 0  # non-empty lines that are not JSON objects (warnings, banners)
+    bad_lines: int = 0  # lines that look like JSON objects but do not parse
+    truncated_tail: bool = False  # the last line is a JSON object cut short
+
+    def findings(self) -> tuple[str, ...]:
+        out: list[str] = []
+        if self.truncated_tail:
+            out.append("the last line is truncated JSON (the stream was cut short)")
+        bad = self.bad_lines - (1 if self.truncated_tail else 0)
+        if bad:
+            out.append(f"{bad} malformed JSON line(s) skipped")
+        if self.noise_lines:
+            out.append(f"{self.noise_lines} non-JSON line(s) ignored")
+        return tuple(out)
+
+
+def _lines(text: str) -> list[str]:
+    # Split on "\n" only: str.splitlines would also split inside JSON strings on U+2028 etc.
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def clean(raw: str) -> str:
+    return raw.lstrip("\ufeff").strip()
+
+
+def parse_whole(text: str) -> tuple[Any, str | None]:
+    """The whole text as one JSON value, or (None, the parser's complaint)."""
+    try:
+        return orjson.loads(text), None
+    except orjson.JSONDecodeError as exc:
+        return None, str(exc)
+
+
+def find_objects(text: str) -> list[tuple[JSON, tuple[str, ...]]]:
+    """Candidate JSON objects embedded in noise, most complete first.
+
+    Each candidate spans from a line starting with ``{`` to a line ending with ``}``;
+    the findings say how many lines around it were ignored.
+    """
+    lines = _lines(text)
+    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith("{")]
+    ends = [i for i in range(len(lines) - 1, -1, -1) if lines[i].rstrip().endswith("}")]
+    found: list[tuple[JSON, tuple[str, ...]]] = []
+    for s in starts[:_MAX_CANDIDATES]:
+        for e in ends[:_MAX_CANDIDATES]:
+            if e < s:
+                continue
+            value, _ = parse_whole("\n".join(lines[s : e + 1]))
+            if not isinstance(value, dict):
+                continue
+            before = sum(1 for line in lines[:s] if line.strip())
+            after = sum(1 for line in lines[e + 1 :] if line.strip())
+            notes = []
+            if before:
+                notes.append(f"{before} non-JSON line(s) before the JSON output ignored")
+            if after:
+                notes.append(f"{after} non-JSON line(s) after the JSON output ignored")
+            found.append((value, tuple(notes)))
+    return found
+
+
+def read_events(text: str) -> Events:
+    """Every line that holds a JSON object, in order."""
+    lines = _lines(text)
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    events: list[JSON] = []
+    noise = bad = 0
+    truncated = False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("{"):
+            noise += 1
+            continue
+        value, _ = parse_whole(stripped)
+        if isinstance(value, dict):
+            events.append(value)
+        else:
+            bad += 1
+            truncated = truncated or i == last
+    return Events(events, noise, bad, truncated)
+
+
+def as_int(value: object) -> int:
+    """A token count: a non-negative int, 0 for anything else (null, strings, bools)."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(int(value), 0)
+    return 0
+
+
+def as_float(value: object) -> float | None:
+    """A reported amount (a cost): a finite non-negative number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def as_dict(value: object) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

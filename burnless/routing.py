@@ -1,0 +1,158 @@
+"""Routing: which tier serves a turn, and every reason why (SPEC section 8).
+
+Order of decision: ``--tier`` › the first matching rule › the session's pinned executor ›
+``executor``. Then policy filters the choice: sensitive work goes to local tiers only, even
+against ``--tier``. Deterministic: no model is asked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from burnless.config import Config, Rule
+from burnless.errors import PolicyRefused
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str  # effective tier
+    natural: str  # before policy
+    pinned: str | None  # the session's pinned executor, if any
+    policy: str | None  # what policy changed or required, if anything
+    reasons: tuple[str, ...] = ()
+    cascade: bool = False  # a rule asked for the cascade
+    sensitive: bool = False
+    ladder: tuple[str, ...] = field(default=())  # the rungs a cascade would climb
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tier": self.tier,
+            "natural": self.natural,
+            "pinned": self.pinned,
+            "policy": self.policy,
+            "reasons": list(self.reasons),
+            "cascade": self.cascade,
+            "sensitive": self.sensitive,
+            "ladder": list(self.ladder),
+        }
+
+
+@lru_cache(maxsize=256)
+def _word(keyword: str) -> re.Pattern[str]:
+    # Whole words: "latest" never matches "test", "decode" never matches "code".
+    return re.compile(r"(?<![\w])" + re.escape(keyword) + r"(?![\w])", re.IGNORECASE)
+
+
+def rule_match(rule: Rule, task: str, labels: Sequence[str]) -> list[str] | None:
+    """The reasons a rule matches (all its conditions hold), or None."""
+    why: list[str] = []
+    if rule.keywords:
+        hits = [k for k in rule.keywords if _word(k).search(task)]
+        if not hits:
+            return None
+        why.append("keyword " + ", ".join(repr(h) for h in hits))
+    if rule.regex is not None:
+        m = re.search(rule.regex, task)
+        if m is None:
+            return None
+        why.append(f"regex {rule.regex!r} matched {m.group(0)[:40]!r}")
+    if rule.labels:
+        hits = [label for label in rule.labels if label in labels]
+        if not hits:
+            return None
+        why.append("label " + ", ".join(repr(h) for h in hits))
+    n = len(task)
+    if rule.min_chars is not None:
+        if n < rule.min_chars:
+            return None
+        why.append(f"{n} chars >= {rule.min_chars}")
+    if rule.max_chars is not None:
+        if n > rule.max_chars:
+            return None
+        why.append(f"{n} chars <= {rule.max_chars}")
+    return why or ["rule has no conditions"]
+
+
+def route(
+    cfg: Config,
+    task: str,
+    *,
+    labels: Sequence[str] = (),
+    tier: str | None = None,
+    pinned: str | None = None,
+    sensitive: Sequence[str] = (),
+    cascade: bool = False,
+) -> Decision:
+    """Decide the tier of an execution turn. ``sensitive`` holds the sensitivity reasons."""
+    reasons: list[str] = []
+    rule_cascade = False
+    if pinned is not None and pinned not in cfg.tiers:
+        reasons.append(f"pinned executor {pinned!r} is no longer defined; ignored")
+        pinned = None
+    if tier is not None:
+        cfg.tier(tier)
+        natural = tier
+        reasons.append(f"--tier {tier}")
+    else:
+        natural = ""
+        for i, rule in enumerate(cfg.routing.rules):
+            why = rule_match(rule, task, labels)
+            if why is not None:
+                natural = rule.tier
+                rule_cascade = rule.cascade
+                label = f"rule {rule.name!r}" if rule.name else f"rule {i + 1}"
+                reasons.append(f"{label} → {rule.tier}: " + "; ".join(why))
+                break
+        if not natural and pinned is not None:
+            natural = pinned
+            reasons.append(f"pinned: the session's executor is {pinned}")
+        if not natural:
+            natural = cfg.executor or next(iter(cfg.tiers))
+            reasons.append(f"default executor {natural}")
+    use_cascade = cascade or rule_cascade
+    # A cascade climbs from the cheapest rung, or from the rung that --tier or a rule named.
+    named = tier is not None or any(r.startswith("rule ") for r in reasons)
+    ladder = _ladder(cfg, natural) if named else (cfg.routing.ladder or (natural,))
+    if use_cascade and not named and ladder and natural != ladder[0]:
+        natural = ladder[0]
+        reasons.append(f"cascade starts at the cheapest rung, {natural}")
+    if use_cascade:
+        reasons.append("cascade: " + " → ".join(ladder))
+    chosen, policy = natural, None
+    if sensitive:
+        locals_ = [name for name, t in cfg.tiers.items() if t.local]
+        because = "; ".join(sensitive)
+        if not locals_:
+            raise PolicyRefused(
+                f"sensitive work ({because}) may only go to a tier with local: true, and none is "
+                "configured; nothing was sent"
+            )
+        if cfg.tiers[natural].local:
+            policy = f"sensitive ({because}): {natural} is local"
+        else:
+            local_ladder = [t for t in cfg.routing.ladder if t in locals_]
+            chosen = (local_ladder or locals_)[0]
+            policy = f"sensitive ({because}): {natural} is not local → {chosen}"
+        reasons.append("policy: " + policy)
+        ladder = tuple(t for t in ladder if cfg.tiers[t].local) or (chosen,)
+    return Decision(
+        tier=chosen,
+        natural=natural,
+        pinned=pinned,
+        policy=policy,
+        reasons=tuple(reasons),
+        cascade=use_cascade,
+        sensitive=bool(sensitive),
+        ladder=ladder if use_cascade else (),
+    )
+
+
+def _ladder(cfg: Config, start: str) -> tuple[str, ...]:
+    """The cascade rungs from ``start`` up (the whole ladder if ``start`` is not on it)."""
+    ladder = cfg.routing.ladder
+    if start in ladder:
+        return ladder[ladder.index(start):]
+    return (start, *ladder)

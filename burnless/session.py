@@ -1,0 +1,281 @@
+"""Sessions on disk: capsules (append-only), ``session.json`` (pins), the session lock.
+
+    .burnless/sessions/<id>/capsules.jsonl   one capsule per line, never rewritten
+    .burnless/sessions/<id>/session.json     pins and bookkeeping, replaced atomically
+    .burnless/sessions/<id>/.lock            held for a whole turn
+
+The epoch structure is derived from the capsule file alone: a ``compact`` capsule opens a new
+epoch, so rendering the context is a pure function of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from filelock import FileLock, Timeout
+
+from burnless import jsonl
+from burnless.capsule import Capsule, Context, render
+from burnless.errors import SessionBusy, UsageError
+from burnless.tokens import estimate_tokens
+
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id):
+        raise UsageError(
+            f"invalid session id {session_id!r}: use 1-128 characters from A-Z a-z 0-9 . _ -, "
+            "not starting with a dot"
+        )
+    return session_id
+
+
+@dataclass(frozen=True)
+class Pin:
+    command: str | None
+    model: str | None
+    api: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": self.command, "model": self.model, "api": self.api}
+
+
+@dataclass
+class SessionMeta:
+    id: str
+    created: str = ""
+    pins: dict[str, Pin] = field(default_factory=dict)
+    executor: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "id": self.id,
+            "created": self.created,
+            "pins": {name: pin.to_dict() for name, pin in sorted(self.pins.items())},
+            "executor": self.executor,
+        }
+
+    @classmethod
+    def from_dict(cls, session_id: str, d: dict[str, Any]) -> SessionMeta:
+        pins: dict[str, Pin] = {}
+        raw_pins = d.get("pins")
+        if isinstance(raw_pins, dict):
+            for name, p in raw_pins.items():
+                if isinstance(p, dict):
+                    pins[str(name)] = Pin(p.get("command"), p.get("model"), p.get("api"))
+        executor = d.get("executor")
+        return cls(
+            id=session_id,
+            created=str(d.get("created", "")),
+            pins=pins,
+            executor=executor if isinstance(executor, str) else None,
+        )
+
+
+class Session:
+    """One session's files. Cheap to construct; touches the disk only when asked."""
+
+    def __init__(self, state_dir: Path, session_id: str) -> None:
+        self.id = check_session_id(session_id)
+        self.state_dir = state_dir
+        self.dir = state_dir / "sessions" / session_id
+        self.capsules_path = self.dir / "capsules.jsonl"
+        self.meta_path = self.dir / "session.json"
+        self.lock_path = self.dir / ".lock"
+
+    def exists(self) -> bool:
+        return self.capsules_path.exists() or self.meta_path.exists()
+
+    @contextmanager
+    def lock(self, timeout: float) -> Iterator[None]:
+        """Hold the session for a whole turn; SessionBusy after ``timeout`` seconds."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.lock_path), timeout=timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise SessionBusy(
+                f"session {self.id!r} is busy: another run held its lock for {timeout:g}s "
+                "(session.lock_timeout)"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- capsules
+
+    def capsules(self) -> list[Capsule]:
+        out: list[Capsule] = []
+        for rec in jsonl.read(self.capsules_path):
+            try:
+                out.append(Capsule.from_dict(rec))
+            except (ValueError, TypeError):
+                continue
+        return out
+
+    def append(self, capsule: Capsule) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        jsonl.append(self.capsules_path, [capsule.to_dict()])
+
+    # -- session.json
+
+    def meta(self) -> SessionMeta:
+        try:
+            data = orjson.loads(self.meta_path.read_bytes())
+        except FileNotFoundError:
+            return SessionMeta(self.id)
+        except (orjson.JSONDecodeError, OSError):
+            # A damaged session.json loses only pins; the capsules are the session's truth.
+            return SessionMeta(self.id)
+        return SessionMeta.from_dict(self.id, data if isinstance(data, dict) else {})
+
+    def save_meta(self, meta: SessionMeta) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.meta_path, orjson.dumps(meta.to_dict(), option=orjson.OPT_INDENT_2))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def list_sessions(state_dir: Path) -> list[str]:
+    root = state_dir / "sessions"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and SESSION_ID_RE.fullmatch(p.name))
+
+
+# --------------------------------------------------------------------------- epochs
+
+
+def current_epoch(capsules: Sequence[Capsule]) -> int:
+    return max((c.epoch for c in capsules), default=1)
+
+
+def context_of(capsules: Sequence[Capsule]) -> Context:
+    """The plan and capsules the next turn renders, derived from the capsule file alone.
+
+    Epoch E's context: its plan (part 3), then the compact digest that opened it, the capsules
+    that digest kept, and the epoch's own exec capsules, in file order (part 4).
+    """
+    epoch = current_epoch(capsules)
+    by_seq = {c.seq: c for c in capsules}
+    plan: Capsule | None = None
+    items: list[Capsule] = []
+    for c in capsules:
+        if c.epoch != epoch:
+            continue
+        if c.role == "plan":
+            plan = plan or c  # the epoch's first plan; it opens the context
+        elif c.role == "compact":
+            items.append(c)
+            items.extend(by_seq[s] for s in c.keeps if s in by_seq and by_seq[s].role == "exec")
+        else:
+            items.append(c)
+    return Context(plan, tuple(items))
+
+
+def context_tokens(context: Context) -> int:
+    text = (render(context.plan) if context.plan else "") + "".join(
+        render(c) for c in context.capsules
+    )
+    return estimate_tokens(text)
+
+
+def needs_plan(capsules: Sequence[Capsule]) -> bool:
+    """The planner fires on the first turn of an epoch (session start, after a compaction)."""
+    epoch = current_epoch(capsules)
+    return not any(c.epoch == epoch and c.role in ("plan", "exec") for c in capsules)
+
+
+def next_seq(capsules: Sequence[Capsule]) -> int:
+    return max((c.seq for c in capsules), default=0) + 1
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What a compaction folds and keeps."""
+
+    folds: tuple[int, ...]
+    keeps: tuple[int, ...]
+    folded: tuple[Capsule, ...]
+
+
+def plan_fold(context: Context, keep_recent: int) -> Fold | None:
+    """Fold everything in the context but the last ``keep_recent`` exec capsules (None: nothing)."""
+    execs = [c for c in context.capsules if c.role == "exec"]
+    kept = execs[-keep_recent:] if keep_recent else []
+    kept_seqs = {c.seq for c in kept}
+    folded = ([context.plan] if context.plan else []) + [
+        c for c in context.capsules if c.seq not in kept_seqs
+    ]
+    if not any(c.role == "exec" for c in folded):
+        return None
+    return Fold(
+        folds=tuple(sorted(c.seq for c in folded)),
+        keeps=tuple(c.seq for c in kept),
+        folded=tuple(folded),
+    )
+
+
+def digest(history: Sequence[Capsule], fold: Fold) -> str:
+    """A deterministic digest of the folded turns, bounded, derived from the capsules only."""
+    folded_execs = [c for c in fold.folded if c.role == "exec"]
+    previous = [c for c in fold.folded if c.role == "compact"]
+    plan = next((c for c in fold.folded if c.role == "plan"), None)
+    lines: list[str] = []
+    if previous:
+        lines.append(f"Earlier digest (seq {previous[-1].seq}):")
+        lines.extend("  " + line for line in previous[-1].digest.splitlines()[:8])
+    if plan and plan.plan:
+        lines.append("Plan was: " + " / ".join(plan.plan[:6]))
+    lines.append(f"Turns folded: {len(folded_execs)}")
+    for c in folded_execs[-10:]:
+        mark = "" if c.audit in ("passed", "skipped", "") else f" audit {c.audit}"
+        lines.append(f"- [{c.seq}] {c.status}{mark}: {c.summary or c.task}"[:160])
+    touched: list[str] = []
+    for c in reversed([c for c in history if c.role == "exec"]):
+        for f in c.files:
+            if f not in touched:
+                touched.append(f)
+    if touched:
+        more = f" (+{len(touched) - 20} more)" if len(touched) > 20 else ""
+        lines.append("Files touched: " + ", ".join(touched[:20]) + more)
+    failed = [c for c in folded_execs if c.audit == "failed" or c.status in ("failed", "partial")]
+    if failed:
+        lines.append("Failed or partial: " + "; ".join(
+            f"[{c.seq}] {c.status}/{c.audit} {' '.join(c.notes[:2])}".strip() for c in failed[-5:]
+        ))
+    open_items = [c.next for c in folded_execs[-3:] if c.next]
+    if open_items:
+        lines.append("Open: " + " | ".join(open_items))
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Workers: how a tier is called. ``command`` runs a program; ``anthropic_api`` calls the API.
+
+Both take a ``Call`` and give back a ``Reply``; the turn pipeline does not care which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from burnless.config import Tier
+from burnless.formats import WorkerOutput
+from burnless.prompt import Prompt
+
+
+@dataclass(frozen=True)
+class Call:
+    tier: Tier  # the effective tier (pinned command and model applied)
+    prompt: Prompt  # exactly what is sent (already redacted where policy says so)
+    session: str
+    run_id: str
+    workspace: Path
+    state_dir: Path
+    timeout: float
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)  # burnless's own additions
+    redact: Callable[[str], str] | None = None  # applied to every line written to the log
+    on_line: Callable[[str], None] | None = None  # the worker's latest output line (progress)
+
+
+@dataclass(frozen=True)
+class Reply:
+    output: WorkerOutput
+    exit_code: int | None
+    duration_s: float
+    timed_out: bool = False
+    interrupted: bool = False
+    error: str = ""  # why the call failed, when it did
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or self.timed_out or self.interrupted
+
+
+def dispatch(call: Call) -> Reply:
+    if call.tier.api is not None:
+        from burnless.workers import anthropic_api
+
+        return anthropic_api.dispatch(call)
+    from burnless.workers import command
+
+    return command.dispatch(call)

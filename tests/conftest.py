@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated home, a workspace with a config, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+FAKES = Path(__file__).parent / "fakes"
+WORKER = FAKES / "worker.py"
+
+
+def fake(mode: str = "honest", *extra: str) -> str:
+    """A tier command running the fake worker in a mode."""
+    return " ".join(shlex.quote(a) for a in (sys.executable, str(WORKER), "--mode", mode, *extra))
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches the real home, config or an outer burnless session."""
+    monkeypatch.setenv("BURNLESS_HOME", str(tmp_path / "_burnless_home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "_xdg"))
+    for var in ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_DEPTH",
+                "BURNLESS_ACTIVE_SESSIONS", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / ".burnless"
+        self.state.mkdir(parents=True, exist_ok=True)
+
+    def config(self, text: str) -> Workspace:
+        (self.state / "config.yaml").write_text(text, encoding="utf-8")
+        return self
+
+    def tiers(self, extra: str = "", **modes: str) -> Workspace:
+        """A config whose tiers run the fake worker: tiers(silver="honest", gold="honest")."""
+        lines = ["tiers:"]
+        for name, mode in modes.items():
+            lines.append(f"  {name}: {{command: {orjson.dumps(fake(mode)).decode()}}}")
+        return self.config("\n".join(lines) + "\n" + extra)
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "burnless", *args], cwd=cwd or self.root, env=full_env,
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def json(self, *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+        p = self.run(*args, "--json", **kw)
+        assert p.stdout.strip(), f"no JSON on stdout; stderr: {p.stderr}"
+        return p.returncode, orjson.loads(p.stdout)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        path = self.state / "ledger.jsonl"
+        if not path.exists():
+            return []
+        return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+    def capsules(self, session: str = "default") -> list[dict[str, Any]]:
+        path = self.state / "sessions" / session / "capsules.jsonl"
+        if not path.exists():
+            return []
+        return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    root = tmp_path / "ws"
+    root.mkdir()
+    return Workspace(root)
