@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from burnless import audit as audit_mod
-from burnless import pricing, process
+from burnless import faults, pricing, process
 from burnless.breaker import Breaker
 from burnless.budget import Guard, Reservation
 from burnless.capsule import Capsule, Context, one_line
@@ -320,13 +320,14 @@ class BurnlessAgent:
                 model=out.model or "", task=turn.stored_task, status="ok", audit="skipped",
                 summary=env.summary if env else "", plan=steps, run_id=out.run_id, ts=now_iso(),
             )
-            turn.session.append(capsule)
-            capsules = [*capsules, capsule]
         else:
             why = out.reply.error or "no plan in the planner's envelope"
             turn.warnings.append(f"planner {planner} gave no plan ({why}); executing without one")
         self._record(turn, out, "planning", status, audit_mod.SKIPPED, capsule,
                      Route(planner, ("planner",)), reason=out.reply.error)
+        if capsule is not None:
+            turn.session.append(capsule)
+            capsules = [*capsules, capsule]
         return capsules, (steps if capsule else ())
 
     def _rungs(self, decision: Decision, *, explicit: bool) -> tuple[list[str], list[str]]:
@@ -385,10 +386,14 @@ class BurnlessAgent:
             status = self._status(out)
             report = self._audit(out, before, status, verify, tier)
             capsule = self._exec_capsule(turn, out, status, report, capsules)
-            turn.session.append(capsule)
-            capsules = [*capsules, capsule]
+            # Ledger first: a crash between the two loses a capsule (the session goes on
+            # without it), never the record of money spent.
             self._record(turn, out, "execution", status, report, capsule, route_rec,
                          reason=out.reply.error)
+            faults.point("after-ledger")
+            turn.session.append(capsule)
+            faults.point("after-capsule")
+            capsules = [*capsules, capsule]
             breaker.record(rung, failed=out.reply.exit_code != 0 or out.reply.timed_out)
             last = (out, status, report, capsule)
             if status == "ok" and report.verdict != "failed":
