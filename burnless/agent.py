@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from burnless.capsule import Capsule, Context, one_line
 from burnless.config import Config, Tier, check_available, load_config
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, SessionBusy, UsageError
-from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, now_iso
+from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, new_task_id, now_iso
 from burnless.ledger import append as ledger_append
 from burnless.prompt import Prompt, render_prompt
 from burnless.result import CallRecord, RunResult, exit_code_for, total_cost
@@ -162,7 +161,7 @@ class BurnlessAgent:
             session=session,
             task=task,
             stored_task=redacted[0],
-            task_id="t-" + secrets.token_hex(6),
+            task_id=new_task_id(),
             labels=labels,
             sensitive=self._sensitivity(task, labels),
             meta=SessionMeta(session.id),
@@ -210,7 +209,7 @@ class BurnlessAgent:
         """Fold the session's older capsules now. None when there is nothing to fold."""
         cfg = self.config
         session = Session(cfg.state_dir, check_session_id(session_id))
-        turn = _Turn(session, "", "", "t-" + secrets.token_hex(6), (), (), session.meta())
+        turn = _Turn(session, "", "", new_task_id(), (), (), session.meta())
         with session.lock(cfg.session.lock_timeout):
             capsules = session.capsules()
             if not capsules:

@@ -14,7 +14,7 @@ import orjson
 from filelock import FileLock
 
 from burnless.config import Config
-from burnless.session import write_atomic
+from burnless.atomic import write_atomic
 
 
 class Breaker:

@@ -9,7 +9,6 @@ the reservation in the same critical section, so parallel runs can never overspe
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,7 @@ from filelock import FileLock
 from burnless import ledger, pricing
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
-from burnless.session import write_atomic
-from burnless.spend import spend_for
+from burnless.atomic import write_atomic
 
 LOCK_TIMEOUT = 120.0
 
@@ -70,6 +68,8 @@ class Guard:
             )
         amount = amount or 0.0
         day = today()
+        from burnless.spend import spend_for  # only when a limit is set
+
         with self._lock:
             open_ = self._load_open()
             spend = spend_for(self.state_dir, session=session, day=day)
@@ -90,7 +90,7 @@ class Guard:
                         + (f" (+{calls_open} in flight)" if calls_open else "")
                         + "; nothing was dispatched"
                     )
-            res = Reservation(f"{os.getpid()}-{secrets.token_hex(4)}", session, day, amount)
+            res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount)
             open_[res.id] = {
                 "session": session, "day": day, "amount": amount,
                 "pid": os.getpid(), "created": time.time(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,13 @@ RUN_ID_RE = re.compile(r"r-\d{8}T\d{6}-[0-9a-f]{6}")
 
 
 def new_run_id() -> str:
-    return time.strftime("r-%Y%m%dT%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+    # os.urandom, not secrets: ids need uniqueness, and `secrets` costs ~5 ms to import.
+    return time.strftime("r-%Y%m%dT%H%M%S-", time.gmtime()) + os.urandom(3).hex()
+
+
+def new_task_id() -> str:
+    """Groups the calls of one `run` invocation in the ledger."""
+    return "t-" + os.urandom(6).hex()
 
 
 def now_iso() -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import orjson
 from filelock import FileLock, Timeout
 
 from burnless import jsonl
+from burnless.atomic import write_atomic
 from burnless.capsule import Capsule, Context, render
 from burnless.errors import SessionBusy, UsageError
 from burnless.tokens import estimate_tokens
@@ -147,24 +147,6 @@ class Session:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def list_sessions(state_dir: Path) -> list[str]:

@@ -35,7 +35,7 @@ def init(
     from pathlib import Path
 
     from burnless.errors import UsageError
-    from burnless.session import write_atomic
+    from burnless.atomic import write_atomic
 
     state = Path.cwd() / ".burnless"
     config = state / "config.yaml"

@@ -10,7 +10,7 @@ from burnless.cli import console
 from burnless.cli.options import ConfigOpt, JsonOpt
 
 app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next prompt).",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None)
 
 IdArg = Annotated[str, typer.Argument(help="Session id.")]
 

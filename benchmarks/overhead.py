@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""How much time burnless adds: `--help`, and `run` minus the worker's own wall time.
+
+    python benchmarks/overhead.py [--runs 21]
+
+Medians over interleaved runs on this machine (noisy: compare figures from one run only).
+The worker is a tiny shell command (it reads the prompt and prints an envelope), timed alone
+with the same stdin, so `run` overhead = median(burnless run) - median(worker alone).
+Also checks with `python -X importtime` that the run path imports no module it does not use
+(the anthropic SDK above all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORKER = (
+    "sh -c 'cat >/dev/null; printf \"%s\\n\" "
+    "\"{\\\"status\\\": \\\"ok\\\", \\\"kind\\\": \\\"thought\\\", \\\"summary\\\": \\\"done\\\"}\"'"
+)
+CONFIG = f"""\
+tiers:
+  silver: {{command: {json.dumps(WORKER)}, format: text}}
+planner: null
+"""
+
+
+def timed(argv: list[str], cwd: Path, stdin: bytes | None = None) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True)
+    elapsed = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{argv} failed: {p.stderr.decode()[-400:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=21)
+    args = ap.parse_args()
+    burnless = [sys.executable, "-m", "burnless"]
+    # pip compiles bytecode when it installs a package; an editable checkout under
+    # PYTHONDONTWRITEBYTECODE never gets any, and would time the compiler instead of burnless.
+    import compileall
+
+    import burnless as pkg
+
+    compileall.compile_dir(Path(pkg.__file__).parent, quiet=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Path(tmp)
+        (ws / ".burnless").mkdir()
+        (ws / ".burnless" / "config.yaml").write_text(CONFIG)
+        env_home = {"BURNLESS_HOME": str(ws / "home")}
+        os.environ.update(env_home)
+        # Warm up (pyc files, page cache).
+        for _ in range(2):
+            timed([*burnless, "--help"], ws)
+            timed([*burnless, "run", "warm up", "--session", "warm"], ws)
+        prompt_path = ws / "prompt.txt"
+        help_t, run_t, worker_t = [], [], []
+        import shlex
+
+        worker_argv = shlex.split(WORKER)
+        for i in range(args.runs):
+            help_t.append(timed([*burnless, "--help"], ws))
+            run_t.append(timed([*burnless, "run", f"task number {i}", "--session", "bench"], ws))
+            # The worker alone, fed the prompt burnless would send next.
+            prompt = subprocess.run([*burnless, "session", "prompt", "bench", "--task",
+                                     f"task number {i}"], cwd=ws, capture_output=True).stdout
+            prompt_path.write_bytes(prompt)
+            worker_t.append(timed(worker_argv, ws, stdin=prompt))
+        imports = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "burnless", "run", "import check",
+             "--session", "imports"], cwd=ws, capture_output=True, text=True,
+        ).stderr
+    heavy = [ln for ln in imports.splitlines() if "anthropic" in ln or "rich" in ln
+             or "prometheus" in ln or "burnless.sim" in ln]
+    med = statistics.median
+    overhead = med(run_t) - med(worker_t)
+    print(f"burnless overhead benchmark ({args.runs} interleaved runs, medians)")
+    print(f"  burnless --help            {med(help_t) * 1000:7.1f} ms   (target <= 150 ms)")
+    print(f"  burnless run (wall)        {med(run_t) * 1000:7.1f} ms")
+    print(f"  worker alone (wall)        {med(worker_t) * 1000:7.1f} ms")
+    print(f"  run overhead               {overhead * 1000:7.1f} ms   (target <= 150 ms)")
+    print(f"  unused heavy imports on the run path: {len(heavy)}"
+          + ("" if not heavy else "\n    " + "\n    ".join(heavy[:10])))
+
+
+if __name__ == "__main__":
+    main()
