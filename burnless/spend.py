@@ -26,18 +26,18 @@ def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
     Refusals and response-cache hits are not calls and cost nothing; a call of unknown cost
     adds no cost (with a cost limit set, such calls are refused before they are made).
     """
-    return spend_in(LedgerIndex.open(state_dir).cells, session=session, day=day)
+    idx = LedgerIndex.open(state_dir)
+    return spend_in(idx.cells, idx.sessions, session=session, day=day)
 
 
-def spend_in(cells: Cells, *, session: str, day: str) -> Spend:
+def spend_in(cells: Cells, sessions: Cells, *, session: str, day: str) -> Spend:
     session_cost = day_cost = 0.0
     calls = 0.0
-    for key, sums in cells.items():
-        if key[STATUS] == "refused" or key[CACHED]:
-            continue
-        if key[SESSION] == session:
+    for key, sums in sessions.items():
+        if key[SESSION] == session and not (key[STATUS] == "refused" or key[CACHED]):
             session_cost += sums[COST]
             calls += sums[RECORDS]
-        if key[DAY] == day:
+    for key, sums in cells.items():
+        if key[DAY] == day and not (key[STATUS] == "refused" or key[CACHED]):
             day_cost += sums[COST]
     return Spend(session_cost, int(calls), day_cost)
