@@ -252,10 +252,15 @@ class BurnlessAgent:
             capsules = self._compact(turn, capsules)
 
         pinned = turn.meta.executor if cfg.routing.pin else None
-        decision = routing.route(
-            cfg, turn.task, labels=turn.labels, tier=tier, pinned=pinned,
-            sensitive=turn.sensitive, cascade=cascade,
-        )
+        try:
+            decision = routing.route(
+                cfg, turn.task, labels=turn.labels, tier=tier, pinned=pinned,
+                sensitive=turn.sensitive, cascade=cascade,
+            )
+        except PolicyRefused as exc:
+            self._refusal(turn, tier or cfg.executor or next(iter(cfg.tiers)), "execution",
+                          str(exc), refused_by="policy")
+            raise
         planner = self._planner_for(turn, capsules, plan)
         rungs, skipped = self._rungs(decision, explicit=tier is not None)
         if not rungs:

@@ -18,6 +18,9 @@ The task (between the last ``<task>`` and ``</task>`` lines) drives file work:
     escalate     answer status escalate
     fail         answer status failed
     noenvelope   answer plain text, exit 0
+    nested       task "nest SESSION TASK...": run `burnless run TASK --session SESSION` from
+                 inside the worker; its exit code goes to DIR/nested-exit
+    echo         print the task it received back (no envelope)
     slow         sleep 0.3 s, then honest
 
 With --record DIR the prompt (stdin), argv and environment are saved in DIR (numbered), so tests
@@ -105,6 +108,19 @@ def main() -> int:
     m = re.match(r"write (\S+) (.*)", task, re.DOTALL)
     path, content = (m.group(1), m.group(2).encode()) if m else ("", b"")
 
+    if mode == "nested":
+        import subprocess
+
+        _, session, inner = task.split(" ", 2)
+        p = subprocess.run([sys.executable, "-m", "burnless", "run", inner, "--session", session],
+                           capture_output=True, text=True, timeout=60)
+        if args.record:
+            Path(args.record, "nested-exit").write_text(f"{p.returncode}\n{p.stderr}")
+        sys.stdout.write(envelope("ok", "thought", f"inner run exited {p.returncode}"))
+        return 0
+    if mode == "echo":
+        sys.stdout.write(f"I was asked: {task}\n")
+        return 0
     if mode == "slow":
         time.sleep(0.3)
         mode = "honest"

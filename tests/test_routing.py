@@ -1,0 +1,115 @@
+"""The router: table-driven rules, precedence, policy, and `route` never dispatching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from burnless.config import load_config_data
+from burnless.errors import PolicyRefused
+from burnless.routing import route
+from tests.conftest import Workspace
+
+BASE = {
+    "tiers": {
+        "local0": {"command": "x", "local": True},
+        "bronze": {"command": "x"},
+        "silver": {"command": "x"},
+        "gold": {"command": "x"},
+    },
+    "routing": {"ladder": ["bronze", "silver", "gold"]},
+}
+
+
+def cfg(rules: list[dict] | None = None, **extra: object):  # type: ignore[no-untyped-def]
+    data = orjson.loads(orjson.dumps(BASE))
+    data["routing"]["rules"] = rules or []
+    data.update(extra)
+    return load_config_data(data, Path("/tmp/ws/.burnless/config.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("rule", "task", "labels", "matches"),
+    [
+        ({"keywords": ["test"]}, "write the latest report", (), False),
+        ({"keywords": ["test"]}, "add a Test for it", (), True),
+        ({"keywords": ["test"]}, "run tests", (), False),
+        ({"keywords": ["code"]}, "decode this string", (), False),
+        ({"keywords": ["code"]}, "review the code.", (), True),
+        ({"keywords": ["threat model"]}, "write a Threat  model", (), False),
+        ({"keywords": ["threat model"]}, "write a threat model now", (), True),
+        ({"keywords": ["c++"]}, "port it to C++ please", (), True),
+        ({"regex": r"\bCVE-\d+"}, "fix CVE-2024 now", (), True),
+        ({"regex": r"\bCVE-\d+"}, "fix cve-2024 now", (), False),
+        ({"regex": r"(?i)\bCVE-\d+"}, "fix cve-2024 now", (), True),
+        ({"labels": ["infra", "ops"]}, "anything", ("ops",), True),
+        ({"labels": ["infra"]}, "anything", ("ops",), False),
+        ({"min_chars": 10}, "short", (), False),
+        ({"min_chars": 5}, "short", (), True),
+        ({"max_chars": 4}, "short", (), False),
+        ({"keywords": ["deploy"], "labels": ["prod"]}, "deploy it", (), False),
+        ({"keywords": ["deploy"], "labels": ["prod"]}, "deploy it", ("prod",), True),
+        ({"keywords": ["deploy"], "max_chars": 5}, "deploy it", (), False),
+    ],
+)
+def test_rule_conditions(rule: dict, task: str, labels: tuple, matches: bool) -> None:
+    c = cfg([{**rule, "tier": "gold"}])
+    d = route(c, task, labels=labels)
+    assert (d.tier == "gold") is matches, d.reasons
+
+
+def test_first_matching_rule_wins_and_reasons_name_it() -> None:
+    c = cfg([{"keywords": ["auth"], "tier": "gold", "name": "auth"},
+             {"keywords": ["auth"], "tier": "bronze"}])
+    d = route(c, "fix auth")
+    assert d.tier == "gold" and d.natural == "gold"
+    assert any("rule 'auth'" in r and "'auth'" in r for r in d.reasons)
+
+
+def test_precedence_flag_over_rules_over_pin_over_executor() -> None:
+    c = cfg([{"keywords": ["design"], "tier": "gold"}], executor="silver")
+    assert route(c, "design it", tier="bronze").tier == "bronze"
+    assert route(c, "design it", pinned="bronze").tier == "gold"
+    d = route(c, "routine work", pinned="bronze")
+    assert d.tier == "bronze" and d.pinned == "bronze"
+    assert route(c, "routine work").tier == "silver"
+
+
+def test_policy_sends_sensitive_work_to_a_local_tier_even_against_tier_flag() -> None:
+    c = cfg()
+    d = route(c, "x", tier="gold", sensitive=["label sensitive"])
+    assert d.tier == "local0" and d.natural == "gold" and d.policy and "not local" in d.policy
+    data = orjson.loads(orjson.dumps(BASE))
+    del data["tiers"]["local0"]
+    with pytest.raises(PolicyRefused):
+        route(load_config_data(data, Path("/tmp/c.yaml")), "x", sensitive=["label sensitive"])
+
+
+def test_cascade_ladder() -> None:
+    c = cfg([{"keywords": ["audit"], "tier": "local0", "cascade": True}])
+    d = route(c, "audit page.html")
+    assert d.cascade and d.ladder == ("local0", "bronze", "silver", "gold")
+    d = route(c, "other", cascade=True)
+    assert d.tier == "bronze" and d.ladder == ("bronze", "silver", "gold")
+    d = route(c, "other", cascade=True, tier="silver")
+    assert d.ladder == ("silver", "gold")
+
+
+def test_route_cli_explains_and_never_dispatches(ws: Workspace) -> None:
+    ws.config(yaml.safe_dump({
+        "tiers": {"silver": {"command": "not-installed-agent"},
+                  "gold": {"command": "also-missing"}},
+        "routing": {"rules": [{"keywords": ["architecture"], "tier": "gold"}]},
+    }))
+    p = ws.run("route", "review the architecture", "--explain")
+    assert p.returncode == 0, p.stderr
+    assert "tier: gold" in p.stdout and "keyword 'architecture'" in p.stdout
+    code, js = ws.json("route", "small fix")
+    assert code == 0
+    assert set(js) >= {"tier", "natural", "pinned", "policy", "reasons"}
+    assert js["tier"] == "silver" and js["pinned"] is None
+    assert ws.run("route", "small fix").stdout.strip() == "silver"
+    assert ws.ledger() == []
