@@ -1,0 +1,122 @@
+"""burnless usage: the ledger summed per tier, model, session, role or day."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from burnless.cli.options import ConfigOpt
+
+if TYPE_CHECKING:
+    from burnless.usage import Report, Stats
+
+FORMATS = ("table", "json", "csv")
+
+
+def usage(
+    period: Annotated[
+        str | None,
+        typer.Option("--period", "-p", help="today | last7d | last30d | all (UTC days; "
+                     "default last30d).", show_default=False),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="From this UTC day on (YYYY-MM-DD), instead of --period.",
+                     show_default=False),
+    ] = None,
+    by: Annotated[
+        str, typer.Option("--by", "-b", help="Group by tier | model | session | role | day.")
+    ] = "tier",
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="table | json | csv.")
+    ] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Calls, tokens, cache hits, cost and refusals from the ledger, per group."""
+    from burnless.config import load_config
+    from burnless.errors import UsageError
+    from burnless.usage import report
+
+    if format_ not in FORMATS:
+        raise UsageError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+    rep = report(load_config(config).state_dir, by=by, period=period, since=since)
+    if format_ == "json":
+        from burnless.cli.console import emit_json
+
+        emit_json(rep.to_dict())
+    elif format_ == "csv":
+        import sys
+
+        sys.stdout.write(rep.to_csv())
+    else:
+        _table(rep)
+
+
+def _table(rep: Report) -> None:
+    from burnless.cli import console
+
+    rows = [_cells(r.key or "-", r.stats) for r in rep.rows]
+    rows.append(_cells("TOTAL", rep.total))
+    columns = [rep.by, "calls", "input", "output", "cache read", "cache write", "cache hit",
+               "cost (USD)", "refused", "audit failed", "cached"]
+    if not rep.total.cached_hits:  # the response cache is off by default: no empty column
+        columns, rows = columns[:-1], [r[:-1] for r in rows]
+    if rep.since is None:
+        span = "all time"
+    elif rep.period:
+        span = f"{rep.period}, {rep.since} to {rep.today} UTC"
+    else:
+        span = f"since {rep.since} UTC"
+    title = f"Usage by {rep.by}, {span}"
+    if console.stdout_is_tty():
+        _rich_table(title, columns, rows)
+    else:
+        console.print_table(title, columns, rows, right=frozenset(range(1, len(columns))))
+    if rep.total.unknown_cost_calls:
+        console.out(f"* cost excludes {rep.total.unknown_cost_calls:,} call(s) of unknown cost "
+                    "(no reported cost and no price for the model)")
+
+
+def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    heads = [c.replace(" ", "\n", 1) if i else c for i, c in enumerate(columns)]
+    widths = [max(*(len(h) for h in head.split("\n")), *(len(r[i]) for r in rows))
+              for i, head in enumerate(heads)]
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, head in enumerate(heads):
+        # Never shrink a figure into an ellipsis.
+        table.add_column(head, justify="left" if i == 0 else "right", no_wrap=True,
+                         min_width=widths[i])
+    for i, r in enumerate(rows):
+        last = i == len(rows) - 1
+        table.add_row(*r, end_section=i == len(rows) - 2, style="bold" if last else None)
+    console = Console()
+    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    if needed > console.width:  # wider than the terminal: let it wrap rather than crop
+        console = Console(width=needed)
+    console.print(table)
+
+
+def _cells(name: str, s: Stats) -> list[str]:
+    ratio = s.cache_hit_ratio
+    if s.unknown_cost_calls and s.unknown_cost_calls == s.calls:
+        cost = "unknown*"
+    else:
+        digits = 4 if s.cost_usd < 1 else 2
+        cost = f"${s.cost_usd:,.{digits}f}" + ("*" if s.unknown_cost_calls else "")
+    return [name, _n(s.calls), _n(s.input), _n(s.output), _n(s.cache_read), _n(s.cache_write),
+            "-" if ratio is None else f"{ratio:.1%}", cost, _n(s.refusals),
+            _n(s.audit_failures), _n(s.cached_hits)]
+
+
+def _n(x: int) -> str:
+    """Exact below a million, then three significant figures (json and csv stay exact)."""
+    for unit, size in (("B", 1e9), ("M", 1e6)):
+        if x >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:,}"

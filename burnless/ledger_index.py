@@ -1,0 +1,433 @@
+"""Ledger aggregates, kept up to date by reading only the bytes appended since the last read.
+
+Every ledger record falls into a *cell*: its UTC day and the fields reports group or filter on.
+A cell holds sums (records, the four token counts, known cost). Usage reports, metrics and
+budget spend are projections of the cells, so any period is a sum of whole days. Two tables
+keep the number of cells small: ``cells`` has every field but the session, ``sessions`` has
+only the day, the session and the flags reports need (refused, cached, audit failed, cost
+known).
+
+CLI processes persist both tables with the ledger offset they cover in a checkpoint
+(``.burnless/cache/ledger-index.json``) and read only what was appended since. The checkpoint
+carries a fingerprint of the ledger (inode, and hashes of its head and of the bytes just before
+the offset): a replaced, truncated or rewritten ledger is rebuilt from scratch. It is a cache:
+concurrent writers replace it atomically and the last one wins, each consistent on its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Final, TypeGuard
+
+import orjson
+
+from burnless import jsonl
+from burnless.ledger import ledger_path
+
+log = logging.getLogger("burnless")
+
+FORMAT = 3  # bump when the cell layout changes: older checkpoints are ignored
+CHECKPOINT = Path("cache") / "ledger-index.json"
+SAVE_AFTER_BYTES = 256 * 1024  # re-reading less than this from the checkpoint is cheaper
+PARALLEL_AFTER_BYTES = 64 << 20  # a cold build larger than this is split across processes
+_FINGERPRINT_SPAN = 4096
+TORN_AFTER_S = 2.0  # a tail unfinished for longer is torn, not being written
+
+# A cell key. ``day`` is YYYY-MM-DD (UTC; "" when the record has no readable ts); strings a
+# record does not give (or a table does not keep) are "".
+Key = tuple[str, str, str, str, str, str, bool, bool, str, bool]
+DAY: Final = 0
+TIER: Final = 1
+MODEL: Final = 2
+ROLE: Final = 3
+SESSION: Final = 4
+STATUS: Final = 5
+AUDIT_FAILED: Final = 6
+CACHED: Final = 7
+REFUSED_BY: Final = 8
+COST_KNOWN: Final = 9
+# Sums of a cell: [records, input, output, cache_read, cache_write, cost_usd (known costs only)].
+Sums = list[float]
+RECORDS: Final = 0
+INPUT: Final = 1
+OUTPUT: Final = 2
+CACHE_READ: Final = 3
+CACHE_WRITE: Final = 4
+COST: Final = 5
+Cells = dict[Key, Sums]
+
+_FIELDS = itemgetter("tier", "model", "role", "session", "status", "audit", "cached")
+_TOKENS = itemgetter("input", "output", "cache_read", "cache_write")
+
+
+@dataclass
+class Tables:
+    cells: Cells = field(default_factory=dict)  # every field but the session
+    sessions: Cells = field(default_factory=dict)  # day, session and flags only
+
+    def merge(self, other: Tables) -> None:
+        merge(self.cells, other.cells)
+        merge(self.sessions, other.sessions)
+
+    def __bool__(self) -> bool:
+        return bool(self.cells or self.sessions)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    dev: int
+    ino: int
+    head: str  # sha256 of the first bytes (up to 4 KiB, within the offset)
+    tail: str  # sha256 of the bytes just before the offset (up to 4 KiB)
+
+    def to_list(self) -> list[Any]:
+        return [self.dev, self.ino, self.head, self.tail]
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What a catch-up read: the cells it added (all cells after a rebuild)."""
+
+    tables: Tables
+    rebuilt: bool
+    records: int
+
+
+class LedgerIndex:
+    """The cells of one ledger and the byte offset they cover."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = ledger_path(state_dir)
+        self.tables = Tables()
+        self.offset = 0
+        self.records = 0
+        self._dev_ino: tuple[int, int] | None = None
+        self._head = ""
+        self._torn_warned = -1
+
+    @property
+    def cells(self) -> Cells:
+        return self.tables.cells
+
+    @property
+    def sessions(self) -> Cells:
+        return self.tables.sessions
+
+    # ------------------------------------------------------------------ entry points
+
+    @classmethod
+    def open(cls, state_dir: Path, *, checkpoint: bool = True) -> LedgerIndex:
+        """The index, up to date: from the checkpoint when it still matches, then caught up."""
+        idx = cls(state_dir)
+        loaded = idx._load_checkpoint() if checkpoint else False
+        start = idx.offset
+        done = idx.refresh()
+        if checkpoint and idx.offset > 0 and (
+            not loaded or done.rebuilt or idx.offset - start >= SAVE_AFTER_BYTES
+        ):
+            idx.save_checkpoint()
+        return idx
+
+    def refresh(self) -> Refresh:
+        """Read what was appended since the last read; rebuild if the ledger was replaced."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            rebuilt = self.offset > 0 or bool(self.tables)
+            self._reset()
+            return Refresh(Tables(), rebuilt, 0)
+        rebuilt = False
+        if self.offset and (
+            (st.st_dev, st.st_ino) != self._dev_ino
+            or st.st_size < self.offset
+            or self._hash(0, min(self.offset, _FINGERPRINT_SPAN)) != self._head
+        ):
+            log.debug("%s: replaced or truncated; rebuilding its index", self.path)
+            self._reset()
+            rebuilt = True
+        self._dev_ino = (st.st_dev, st.st_ino)
+        if st.st_size == self.offset:
+            return Refresh(self.tables if rebuilt else Tables(), rebuilt, 0)
+        start = self.offset
+        delta, self.offset, records, torn = scan(self.path, start, st.st_size)
+        self.records += records
+        # A line being appended right now looks torn too: only a tail left alone for a while is
+        # worth a warning, and only once per position.
+        if torn and self._torn_warned != self.offset and time.time() - st.st_mtime > TORN_AFTER_S:
+            self._torn_warned = self.offset
+            log.warning("%s: not counting an incomplete last line (%d bytes)", self.path, torn)
+        if not self._head or start < _FINGERPRINT_SPAN:
+            self._head = self._hash(0, min(self.offset, _FINGERPRINT_SPAN))
+        if self.tables:
+            self.tables.merge(delta)
+        else:
+            self.tables = delta
+        return Refresh(self.tables if rebuilt else delta, rebuilt, records)
+
+    # ------------------------------------------------------------------ checkpoint
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.state_dir / CHECKPOINT
+
+    def fingerprint(self) -> Fingerprint:
+        dev, ino = self._dev_ino or (0, 0)
+        lo = max(0, self.offset - _FINGERPRINT_SPAN)
+        return Fingerprint(dev, ino, self._head, self._hash(lo, self.offset))
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically; a cache that cannot be written is not an error."""
+        from burnless.atomic import write_atomic
+
+        data = {
+            "format": FORMAT, "offset": self.offset, "records": self.records,
+            "fingerprint": self.fingerprint().to_list(),
+            "cells": [[*k, *v] for k, v in self.cells.items()],
+            "sessions": [[k[DAY], k[SESSION], k[STATUS], k[AUDIT_FAILED], k[CACHED],
+                          k[COST_KNOWN], *v] for k, v in self.sessions.items()],
+        }
+        try:
+            self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.checkpoint_path, orjson.dumps(data))
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self.checkpoint_path, exc)
+
+    def _load_checkpoint(self) -> bool:
+        try:
+            data = orjson.loads(self.checkpoint_path.read_bytes())
+            if data.get("format") != FORMAT:
+                return False
+            offset = int(data["offset"])
+            dev, ino, head, tail = data["fingerprint"]
+            st = os.stat(self.path)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return False
+        if (st.st_dev, st.st_ino) != (dev, ino) or st.st_size < offset:
+            return False
+        if (self._hash(0, min(offset, _FINGERPRINT_SPAN)) != head
+                or self._hash(max(0, offset - _FINGERPRINT_SPAN), offset) != tail):
+            return False
+        try:
+            with _gc_paused():
+                cells: Cells = {}
+                for row in data["cells"]:
+                    if len(row) != 16:
+                        return False
+                    cells[tuple(row[:10])] = row[10:]
+                sessions: Cells = {}
+                for row in data["sessions"]:
+                    if len(row) != 12:
+                        return False
+                    day, session, status, failed, cached, known = row[:6]
+                    key = (day, "", "", "", session, status, failed, cached, "", known)
+                    sessions[key] = row[6:]
+        except (TypeError, KeyError, ValueError):
+            return False
+        self.tables = Tables(cells, sessions)
+        self.offset, self.records = offset, int(data.get("records", 0))
+        self._dev_ino, self._head = (dev, ino), head
+        return True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reset(self) -> None:
+        self.tables = Tables()
+        self.offset = self.records = 0
+        self._dev_ino, self._head = None, ""
+
+    def _hash(self, lo: int, hi: int) -> str:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(lo)
+                data = f.read(max(0, hi - lo))
+        except OSError:
+            return ""
+        return hashlib.sha256(data).hexdigest()
+
+
+def merge(into: Cells, delta: Cells) -> None:
+    for k, v in delta.items():
+        add(into, k, v)
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def scan(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
+    """Cells of the records in ``[start, end)``: (tables, offset reached, records, torn bytes)."""
+    if end - start >= PARALLEL_AFTER_BYTES and _can_fork():
+        return _scan_parallel(path, start, end)
+    return _scan(path, start, end)
+
+
+def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, int]:
+    raw: dict[Any, Sums] = {}
+    recs = jsonl.Records(path, start, end)
+    n = 0
+    with _gc_paused():
+        for r in recs:
+            n += 1
+            # The fast path reads records as burnless writes them; anything else (hand-written
+            # lines, missing or odd fields) takes the careful path. Nothing is mutated before
+            # every field has been read and type-checked by the arithmetic below.
+            try:
+                ts = r["ts"]
+                cost = r["cost_usd"]
+                i, o, cr, cw = _TOKENS(r["tokens"])
+                total = i + o + cr + cw + (cost or 0.0)
+                # ts with an offset needs converting to UTC; x - x is non-zero for NaN and inf.
+                if ts[-1] != "Z" or total - total:
+                    raise ValueError
+                key: Any = (ts[:10], _FIELDS(r), r.get("refused_by", ""), cost is not None)
+                acc = raw.get(key)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                key, (i, o, cr, cw, cost) = _careful(r)
+                acc = raw.get(key)
+            if acc is None:
+                raw[key] = [1, i, o, cr, cw, cost or 0.0]
+            else:
+                acc[0] += 1
+                acc[1] += i
+                acc[2] += o
+                acc[3] += cr
+                acc[4] += cw
+                if cost:
+                    acc[5] += cost
+        tables = Tables()
+        for (day, (tier, model, role, session, status, audit, cached), refused_by, known), v in (
+            raw.items()
+        ):
+            status, failed, cached = _s(status), audit == "failed", cached is True
+            known = bool(known)
+            add(tables.cells, (day, _s(tier), _s(model), _s(role), "", status, failed, cached,
+                                _s(refused_by), known), v)
+            add(tables.sessions, (day, "", "", "", _s(session),
+                                   "refused" if status == "refused" else "", failed, cached, "",
+                                   known), v)
+    return tables, recs.offset, n, recs.torn
+
+
+def add(cells: dict[Any, Sums], key: Any, v: Sums) -> None:
+    """Add sums ``v`` into ``cells[key]`` (a copy when the key is new)."""
+    cur = cells.get(key)
+    if cur is None:
+        cells[key] = v[:]
+    else:
+        for j, x in enumerate(v):
+            cur[j] += x
+
+
+def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float | None]]:
+    """Key and sums of a record that is not in the shape burnless writes."""
+    tokens = r.get("tokens")
+    tokens = tokens if isinstance(tokens, dict) else {}
+    nums = tuple(_num(tokens.get(k)) for k in ("input", "output", "cache_read", "cache_write"))
+    cost_raw = r.get("cost_usd")
+    cost = float(cost_raw) if _is_num(cost_raw) else None
+    fields = tuple(r.get(k) for k in ("tier", "model", "role", "session", "status", "audit"))
+    hashable = tuple(x if isinstance(x, (str, type(None))) else str(x) for x in fields)
+    key = (day_of(r.get("ts")), (*hashable, r.get("cached") is True),
+           _s(r.get("refused_by")), cost is not None)
+    i, o, cr, cw = (int(x) for x in nums)
+    return key, (i, o, cr, cw, cost)
+
+
+def _is_num(x: object) -> TypeGuard[float]:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _num(x: object) -> float:
+    return x if _is_num(x) else 0
+
+
+def _s(x: object) -> str:
+    return x if isinstance(x, str) else ("" if x is None else str(x))
+
+
+def day_of(ts: object) -> str:
+    """The UTC day (YYYY-MM-DD) of an ISO timestamp; "" when it cannot be read."""
+    if not isinstance(ts, str) or len(ts) < 10:
+        return ""
+    if ts.endswith("Z"):
+        ts = ts[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(ts)
+    except ValueError:
+        return ""
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%d")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Scanning allocates millions of short-lived dicts and no cycles; the cyclic collector
+    # would walk the growing cell table again and again for nothing.
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _cpus() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+
+
+def _can_fork() -> bool:
+    # Forking a threaded process (the metrics server once it serves) is unsafe.
+    return sys.platform == "linux" and _cpus() > 1 and threading.active_count() == 1
+
+
+def _scan_parallel(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
+    """A cold build split at line boundaries across forked processes, merged in order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = _split(path, start, end, max(2, min(_cpus(), 8)))
+    if len(bounds) < 2:  # no line boundary to split at
+        return _scan(path, start, end)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(bounds) - 1, mp_context=ctx) as pool:
+        futures = [pool.submit(_scan, path, lo, hi) for lo, hi in bounds[:-1]]
+        last = _scan(path, *bounds[-1])  # this process takes the final share
+        results = [f.result() for f in futures] + [last]
+    tables = Tables()
+    records = 0
+    for part, _, n, _ in results:
+        tables.merge(part)
+        records += n
+    return tables, last[1], records, last[3]
+
+
+def _split(path: Path, start: int, end: int, parts: int) -> list[tuple[int, int | None]]:
+    """``parts`` ranges covering ``[start, end)``, each ending just after a newline."""
+    step = (end - start) // parts
+    cuts = [start]
+    with open(path, "rb") as f:
+        for k in range(1, parts):
+            f.seek(start + k * step)
+            f.readline()  # to the next line boundary
+            pos = f.tell()
+            if cuts[-1] < pos < end:
+                cuts.append(pos)
+    out: list[tuple[int, int | None]] = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+    out.append((cuts[-1], end))
+    return out

@@ -1,0 +1,283 @@
+"""Prometheus metrics computed from the ledger, and the small HTTP server that exposes them.
+
+The figures are projections of the ledger's cells (``ledger_index``), never counters kept
+beside it: they survive restarts, and runs made while the server is up appear at the next
+scrape (each scrape reads only the bytes appended since the last one). The text follows the
+Prometheus exposition format 0.0.4; ``/stats`` serves the same samples as JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from burnless.ledger_index import (
+    AUDIT_FAILED,
+    CACHED,
+    COST,
+    COST_KNOWN,
+    MODEL,
+    RECORDS,
+    REFUSED_BY,
+    ROLE,
+    STATUS,
+    TIER,
+    Cells,
+    LedgerIndex,
+    Sums,
+    add,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")  # = Sums[1:5]
+_ROLE_METRIC = {
+    "planning": "burnless_tier_planning_tokens_total",
+    "execution": "burnless_tier_execution_tokens_total",
+    "compaction": "burnless_tier_compaction_tokens_total",
+}
+_PROJECTION = (TIER, MODEL, ROLE, STATUS, AUDIT_FAILED, CACHED, REFUSED_BY, COST_KNOWN)
+_T, _M, _R, _S, _A, _C, _RB, _K = range(8)  # positions in a projected key
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: Labels
+    value: float
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+    samples: tuple[Sample, ...]
+    type: str = "counter"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "help": self.help,
+                "samples": [{"labels": dict(s.labels), "value": s.value} for s in self.samples]}
+
+
+class MetricsView:
+    """The cells summed over days and sessions: small, and cheap to keep up to date."""
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[Any, ...], Sums] = {}
+
+    def apply(self, cells: Cells) -> None:
+        for key, sums in cells.items():
+            add(self.series, tuple(key[i] for i in _PROJECTION), sums)
+
+    def families(self) -> list[Family]:
+        tokens: dict[str, dict[Labels, float]] = {name: {} for name in _ROLE_METRIC.values()}
+        cost: dict[Labels, float] = {}
+        unknown: dict[Labels, float] = {}
+        calls: dict[Labels, float] = {}
+        audit: dict[str, float] = {}
+        refusals: dict[Labels, float] = {}
+        cached: dict[str, float] = {}
+        budget = 0.0
+        records = 0.0
+        for k, s in self.series.items():
+            n, tier = s[RECORDS], k[_T]
+            records += n
+            if k[_S] == "refused":
+                _add(refusals, (("tier", tier), ("refused_by", k[_RB])), n)
+                budget += n if k[_RB] == "budget" else 0
+                continue
+            if k[_C]:
+                _add(cached, tier, n)
+                continue
+            tm = (("tier", tier), ("model", k[_M]))
+            role_metric = tokens.get(_ROLE_METRIC.get(k[_R], ""))
+            if role_metric is not None:
+                for i, typ in enumerate(TOKEN_TYPES, 1):
+                    _add(role_metric, (*tm, ("type", typ)), s[i])
+            _add(cost, tm, s[COST])
+            _add(unknown, tm, 0 if k[_K] else n)
+            _add(calls, (("tier", tier), ("status", k[_S])), n)
+            _add(audit, tier, n if k[_A] else 0)
+        out = [
+            Family(name, f"Tokens of {role} calls, by tier, model and type "
+                   "(input | output | cache_read | cache_write; never overlapping).",
+                   _samples(tokens[name]))
+            for role, name in _ROLE_METRIC.items()
+        ]
+        out += [
+            Family("burnless_cost_usd_total",
+                   "Known cost of calls in USD, by tier and model (unknown costs are not "
+                   "counted as 0: see burnless_unknown_cost_calls_total).", _samples(cost)),
+            Family("burnless_unknown_cost_calls_total",
+                   "Calls whose cost is unknown (no reported cost, no price for the model).",
+                   _samples(unknown)),
+            Family("burnless_calls_total",
+                   "Calls dispatched to a worker, by tier and status (refusals and "
+                   "response-cache hits are not calls).", _samples(calls)),
+            Family("burnless_audit_failures_total", "Calls whose filesystem audit failed.",
+                   _samples({(("tier", t),): v for t, v in audit.items()})),
+            Family("burnless_refusals_total",
+                   "Calls refused before dispatch, by tier and what refused them.",
+                   _samples(refusals)),
+            Family("burnless_budget_refusals_total", "Calls refused by a budget limit.",
+                   (Sample((), budget),)),
+            Family("burnless_cached_responses_total",
+                   "Answers served from the response cache (no call made), by tier.",
+                   _samples({(("tier", t),): v for t, v in cached.items()})),
+            Family("burnless_ledger_records_total", "Records read from the ledger.",
+                   (Sample((), records),)),
+        ]
+        return out
+
+
+def _add(d: dict[Any, float], key: Any, value: float) -> None:
+    d[key] = d.get(key, 0) + value
+
+
+def _samples(d: dict[Labels, float]) -> tuple[Sample, ...]:
+    return tuple(Sample(k, v) for k, v in sorted(d.items()))
+
+
+# --------------------------------------------------------------------------- exposition
+
+
+def _escape_label(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(v: float) -> str:
+    if isinstance(v, int) or float(v).is_integer():
+        return str(int(v))
+    return repr(round(v, 10))
+
+
+def exposition(families: Iterable[Family]) -> str:
+    """The Prometheus text format (0.0.4) of the families."""
+    lines: list[str] = []
+    for f in families:
+        lines.append(f"# HELP {f.name} {_escape_help(f.help)}")
+        lines.append(f"# TYPE {f.name} {f.type}")
+        for s in f.samples:
+            labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in s.labels)
+            lines.append(f"{f.name}{{{labels}}} {_number(s.value)}" if labels
+                         else f"{f.name} {_number(s.value)}")
+    return "\n".join(lines) + "\n"
+
+
+def stats(families: Iterable[Family], index: LedgerIndex) -> dict[str, Any]:
+    """The same samples as JSON, with where they come from."""
+    return {
+        "ledger": {"path": str(index.path), "offset": index.offset},
+        "metrics": {f.name: f.to_dict() for f in families},
+    }
+
+
+def families_for(state_dir: Path) -> list[Family]:
+    """The metrics of a workspace, once (``burnless metrics``)."""
+    view = MetricsView()
+    view.apply(LedgerIndex.open(state_dir).cells)
+    return view.families()
+
+
+# --------------------------------------------------------------------------- server
+
+
+class Live:
+    """The server's state: an in-memory index that catches up on each scrape."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.index = LedgerIndex.open(state_dir)  # from the checkpoint: a fast start
+        self.view = MetricsView()
+        self.view.apply(self.index.cells)
+        self._lock = threading.Lock()
+
+    def families(self) -> list[Family]:
+        with self._lock:
+            done = self.index.refresh()
+            if done.rebuilt:
+                self.view = MetricsView()
+            self.view.apply(done.tables.cells)
+            return self.view.families()
+
+
+def make_server(state_dir: Path, host: str, port: int) -> Any:
+    """A ThreadingHTTPServer serving /metrics, /stats and /healthz (not started)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import orjson
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "burnless"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            routes: dict[str, Callable[[], tuple[bytes, str]]] = {
+                "/metrics": lambda: (exposition(live.families()).encode(), CONTENT_TYPE),
+                "/stats": lambda: (orjson.dumps(stats(live.families(), live.index),
+                                                option=orjson.OPT_INDENT_2),
+                                   "application/json"),
+                "/healthz": lambda: (b"ok\n", "text/plain; charset=utf-8"),
+            }
+            route = routes.get(path)
+            if route is None:
+                self._send(404, b"not found: try /metrics, /stats or /healthz\n",
+                           "text/plain; charset=utf-8")
+                return
+            try:
+                body, ctype = route()
+            except Exception as exc:  # a scrape must get an answer, not a dropped connection
+                self._send(500, f"error: {exc}\n".encode(), "text/plain; charset=utf-8")
+                return
+            self._send(200, body, ctype)
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # quiet: a scrape every few seconds is not news
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+    server = Server((host, port), Handler)  # bind first: a busy port fails before any work
+    try:
+        live = Live(state_dir)
+    except BaseException:
+        server.server_close()
+        raise
+    return server
+
+
+def serve(state_dir: Path, host: str, port: int) -> None:
+    """Serve until interrupted. A port that cannot be bound is a usage error."""
+    from burnless.errors import UsageError
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port}: expected 0..65535")
+    try:
+        server = make_server(state_dir, host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                         "choose another with --port or metrics.port") from None
+    bound_host, bound_port = server.server_address[:2]
+    sys.stderr.write(f"burnless: serving http://{bound_host}:{bound_port}/metrics "
+                     "(also /stats, /healthz); Ctrl-C stops\n")
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,213 @@
+"""Usage reports: the ledger summed by tier, model, session, role or day over a period.
+
+Periods are whole UTC days counted back from today: ``today``, ``last7d`` (today and the six
+days before), ``last30d`` (default), ``all``, or ``--since YYYY-MM-DD`` (that day onwards).
+
+What counts where, for every group:
+
+- ``calls``: calls dispatched to a worker (any status but ``refused``), tokens and cost are
+  theirs. Response-cache hits (``cached: true``) made no call and billed nothing: they are
+  counted in ``cached_hits`` only, never as calls, tokens or cost.
+- ``refusals``: records with status ``refused`` (budget, policy, breaker): no call, no cost.
+- ``cost_usd`` sums the known costs; calls whose cost is unknown (no reported cost and no
+  price for the model) are counted in ``unknown_cost_calls``, never added as 0 silently.
+- ``cache_hit_ratio`` = cache_read / (input + cache_read + cache_write), None without input.
+- ``audit_failures``: calls whose audit verdict is ``failed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from burnless.errors import UsageError
+from burnless.ledger_index import (
+    AUDIT_FAILED,
+    CACHE_READ,
+    CACHE_WRITE,
+    CACHED,
+    COST,
+    COST_KNOWN,
+    DAY,
+    INPUT,
+    MODEL,
+    OUTPUT,
+    RECORDS,
+    ROLE,
+    SESSION,
+    STATUS,
+    TIER,
+    Cells,
+    Key,
+    LedgerIndex,
+    Sums,
+)
+
+PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
+DEFAULT_PERIOD = "last30d"
+GROUPS: dict[str, int] = {"tier": TIER, "model": MODEL, "session": SESSION, "role": ROLE,
+                          "day": DAY}
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class Stats:
+    calls: int = 0
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cost_usd: float = 0.0  # known costs only
+    unknown_cost_calls: int = 0
+    refusals: int = 0
+    audit_failures: int = 0
+    cached_hits: int = 0
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        denominator = self.input + self.cache_read + self.cache_write
+        return self.cache_read / denominator if denominator else None
+
+    def to_dict(self) -> dict[str, Any]:
+        ratio = self.cache_hit_ratio
+        return {
+            "calls": self.calls, "input": self.input, "output": self.output,
+            "cache_read": self.cache_read, "cache_write": self.cache_write,
+            "cache_hit_ratio": None if ratio is None else round(ratio, 4),
+            "cost_usd": round(self.cost_usd, 8), "unknown_cost_calls": self.unknown_cost_calls,
+            "refusals": self.refusals, "audit_failures": self.audit_failures,
+            "cached_hits": self.cached_hits,
+        }
+
+
+FIELDS = tuple(Stats().to_dict())
+
+
+class _Acc:
+    """A running Stats."""
+
+    __slots__ = ("v",)
+
+    def __init__(self) -> None:
+        self.v: list[float] = [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0]
+
+    def add(self, key: Key, s: Sums) -> None:
+        v, n = self.v, s[RECORDS]
+        if key[STATUS] == "refused":
+            v[7] += n
+            return
+        if key[CACHED]:
+            v[9] += n
+            return
+        v[0] += n
+        v[1] += s[INPUT]
+        v[2] += s[OUTPUT]
+        v[3] += s[CACHE_READ]
+        v[4] += s[CACHE_WRITE]
+        v[5] += s[COST]
+        if not key[COST_KNOWN]:
+            v[6] += n
+        if key[AUDIT_FAILED]:
+            v[8] += n
+
+    def stats(self) -> Stats:
+        v = self.v
+        return Stats(int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), float(v[5]),
+                     int(v[6]), int(v[7]), int(v[8]), int(v[9]))
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str | None  # the group's value (None: the records did not say, e.g. no model)
+    stats: Stats
+
+
+@dataclass(frozen=True)
+class Report:
+    by: str
+    period: str | None  # None with --since
+    since: str | None  # first UTC day included; None for all
+    today: str
+    rows: tuple[Row, ...]
+    total: Stats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period, "since": self.since, "until": self.today, "by": self.by,
+            "rows": [{self.by: r.key, **r.stats.to_dict()} for r in self.rows],
+            "total": self.total.to_dict(),
+        }
+
+    def to_csv(self) -> str:
+        """One header line and one line per group (no total line: sum the columns)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow([self.by, *FIELDS])
+        for r in self.rows:
+            d = r.stats.to_dict()
+            w.writerow(["" if r.key is None else r.key,
+                        *("" if d[f] is None else d[f] for f in FIELDS)])
+        return buf.getvalue()
+
+
+def first_day(period: str | None, since: str | None, today: date) -> tuple[str | None, str | None]:
+    """(period name, first day included) from the options; bad values are usage errors."""
+    if period is not None and since is not None:
+        raise UsageError("give either --period or --since, not both")
+    if since is not None:
+        if not _DATE_RE.fullmatch(since):
+            raise UsageError(f"--since {since!r}: expected a date as YYYY-MM-DD (UTC)")
+        try:
+            date.fromisoformat(since)
+        except ValueError:
+            raise UsageError(f"--since {since!r}: not a calendar date") from None
+        return None, since
+    period = period or DEFAULT_PERIOD
+    if period not in PERIODS:
+        raise UsageError(f"--period {period!r}: expected one of {', '.join(PERIODS)} "
+                         "(or --since YYYY-MM-DD)")
+    days = PERIODS[period]
+    return period, None if days is None else (today - timedelta(days=days - 1)).isoformat()
+
+
+def aggregate(
+    cells: Cells, *, by: str = "tier", period: str | None = None, since: str | None = None,
+    today: date | None = None,
+) -> Report:
+    """The report over one table of cells (``sessions`` to group by session, else ``cells``)."""
+    if by not in GROUPS:
+        raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
+    today = today or datetime.now(timezone.utc).date()
+    period, start = first_day(period, since, today)
+    col = GROUPS[by]
+    groups: dict[str, _Acc] = {}
+    total = _Acc()
+    for key, sums in cells.items():
+        if start is not None and key[DAY] < start:  # "" (no readable ts) sorts first: all only
+            continue
+        group = str(key[col])
+        acc = groups.get(group)
+        if acc is None:
+            acc = groups[group] = _Acc()
+        acc.add(key, sums)
+        total.add(key, sums)
+    rows = tuple(Row(k or None, groups[k].stats()) for k in sorted(groups))
+    return Report(by, period, start, today.isoformat(), rows, total.stats())
+
+
+def report(
+    state_dir: Path, *, by: str = "tier", period: str | None = None, since: str | None = None,
+    today: date | None = None,
+) -> Report:
+    """The usage report of the workspace's ledger (read incrementally, see ledger_index)."""
+    if by not in GROUPS:  # before reading anything
+        raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
+    first_day(period, since, today or date.today())
+    idx = LedgerIndex.open(state_dir)
+    return aggregate(idx.sessions if by == "session" else idx.cells, by=by, period=period,
+                     since=since, today=today)

@@ -1,0 +1,227 @@
+"""Prometheus metrics: the exposition text (checked with prometheus_client's parser), and the
+real server scraped over loopback HTTP."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from burnless import ledger
+from burnless.ledger import LedgerRecord
+from burnless.metrics import Family, Sample, exposition
+from burnless.tokens import Tokens
+from tests.conftest import Workspace
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def rec(**kw: Any) -> LedgerRecord:
+    base: dict[str, Any] = dict(
+        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
+        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
+        cost_usd=0.01, cost_source="reported", audit="passed",
+    )
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def seed(ws: Workspace) -> None:
+    for r in (
+        rec(),
+        rec(status="failed", audit="failed", tokens=Tokens(1, 2, 3, 4)),
+        rec(role="planning", tier="gold", model="claude-opus-4-8", tokens=Tokens(2000, 300, 0, 0),
+            cost_usd=0.25),
+        rec(role="compaction", tier="bronze", model=None, cost_usd=None,
+            cost_source="unknown", tokens=Tokens(40, 5, 0, 0)),
+        rec(status="refused", refused_by="budget", tokens=Tokens(), cost_usd=0.0),
+        rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
+        rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
+    ):
+        ledger.append(ws.state, r)
+
+
+def test_metrics_prints_valid_exposition_with_the_ledger_figures(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    seed(ws)
+    p = ws.run("metrics")
+    assert p.returncode == 0, p.stderr
+    s = parse(p.stdout)
+    ex = "burnless_tier_execution_tokens_total"
+    silver = {"tier": "silver", "model": "claude-sonnet-4-6"}
+    assert sample(s, ex, **silver, type="input") == 101
+    assert sample(s, ex, **silver, type="output") == 12
+    assert sample(s, ex, **silver, type="cache_read") == 1003
+    assert sample(s, ex, **silver, type="cache_write") == 54
+    gold = {"tier": "gold", "model": "claude-opus-4-8"}
+    assert sample(s, "burnless_tier_planning_tokens_total", **gold, type="input") == 2000
+    assert sample(s, "burnless_tier_compaction_tokens_total", tier="bronze", model="",
+                  type="output") == 5
+    assert sample(s, "burnless_cost_usd_total", **silver) == pytest.approx(0.02)
+    assert sample(s, "burnless_cost_usd_total", **gold) == 0.25
+    assert sample(s, "burnless_unknown_cost_calls_total", tier="bronze", model="") == 1
+    assert sample(s, "burnless_unknown_cost_calls_total", **silver) == 0
+    assert sample(s, "burnless_calls_total", tier="silver", status="ok") == 1
+    assert sample(s, "burnless_calls_total", tier="silver", status="failed") == 1
+    assert ("burnless_calls_total", frozenset({"tier": "silver", "status": "refused"}.items())
+            ) not in s
+    assert sample(s, "burnless_audit_failures_total", tier="silver") == 1
+    assert sample(s, "burnless_audit_failures_total", tier="gold") == 0
+    assert sample(s, "burnless_budget_refusals_total") == 1
+    assert sample(s, "burnless_refusals_total", tier="silver", refused_by="policy") == 1
+    assert sample(s, "burnless_cached_responses_total", tier="silver") == 1
+    assert sample(s, "burnless_ledger_records_total") == 7
+    # HELP and TYPE precede every family.
+    for name in ("burnless_tier_planning_tokens_total", "burnless_budget_refusals_total"):
+        assert f"# HELP {name} " in p.stdout and f"# TYPE {name} counter" in p.stdout
+
+
+def test_empty_ledger_still_says_zero_budget_refusals(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    p = ws.run("metrics")
+    assert p.returncode == 0, p.stderr
+    s = parse(p.stdout)
+    assert sample(s, "burnless_budget_refusals_total") == 0
+    assert sample(s, "burnless_ledger_records_total") == 0
+
+
+def test_label_values_are_escaped() -> None:
+    weird = 'a"b\\c\nd'
+    text = exposition([Family("x_total", "help with \\ and\nnewline",
+                              (Sample((("model", weird),), 1.5),))])
+    assert text.splitlines()[0] == "# HELP x_total help with \\\\ and\\nnewline"
+    assert 'model="a\\"b\\\\c\\nd"' in text
+    (family,) = text_string_to_metric_families(text)
+    assert family.samples[0].labels == {"model": weird} and family.samples[0].value == 1.5
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+@contextmanager
+def serving(ws: Workspace, port: int) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "serve", "--port", str(port)],
+                            cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if get(base + "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        assert proc.returncode == 0, err  # Ctrl-C is a normal stop
+        assert "Traceback" not in err
+
+
+def test_serve_endpoints_live_updates_and_restart(ws: Workspace) -> None:
+    ws.tiers(gold="claude-json", silver="claude-json")
+    seed(ws)
+    port = free_port()
+    with serving(ws, port) as base:
+        status, ctype, body = get(base + "/metrics")
+        assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+        before = parse(body)
+        assert sample(before, "burnless_calls_total", tier="silver", status="ok") == 1
+        # What `curl -s .../metrics | grep -E "tier_(planning|execution)_tokens"` shows.
+        shown = [line for line in body.splitlines()
+                 if re.search(r"tier_(planning|execution)_tokens", line)
+                 and not line.startswith("#")]
+        assert any(line.startswith('burnless_tier_planning_tokens_total{tier="gold"')
+                   for line in shown)
+        assert any(line.startswith('burnless_tier_execution_tokens_total{tier="silver"')
+                   for line in shown)
+
+        status, ctype, body = get(base + "/stats")
+        assert status == 200 and ctype.startswith("application/json")
+        stats = orjson.loads(body)
+        calls = stats["metrics"]["burnless_calls_total"]["samples"]
+        assert {"labels": {"tier": "silver", "status": "ok"}, "value": 1} in calls
+        assert stats["metrics"]["burnless_budget_refusals_total"]["samples"] == [
+            {"labels": {}, "value": 1}]
+
+        assert get(base + "/healthz")[:1] == (200,) and get(base + "/healthz")[2] == "ok\n"
+        assert get(base + "/nope")[0] == 404
+
+        # A real run while the server is up: a planning call on gold, an execution on silver.
+        code, res = ws.json("run", "write m.txt live", "--session", "live")
+        assert code == 0, res
+        after = parse(get(base + "/metrics")[2])
+        assert sample(after, "burnless_calls_total", tier="silver", status="ok") == 2
+        assert sample(after, "burnless_calls_total", tier="gold", status="ok") == 2
+        plan = next(r for r in ws.ledger() if r["session"] == "live" and r["role"] == "planning")
+        assert sample(after, "burnless_tier_planning_tokens_total", tier="gold",
+                      model=plan["model"] or "", type="input") == plan["tokens"]["input"] > 0
+        assert sample(after, "burnless_tier_execution_tokens_total", tier="silver",
+                      model="claude-haiku-4-5", type="cache_read") == 8000
+        # A record appended straight to the ledger shows up too.
+        ledger.append(ws.state, rec(tier="bronze", model="m"))
+        third = parse(get(base + "/metrics")[2])
+        assert sample(third, "burnless_calls_total", tier="bronze", status="ok") == 2
+        assert sample(third, "burnless_ledger_records_total") == sample(
+            after, "burnless_ledger_records_total") + 1
+
+    with serving(ws, port) as base:  # restarted: the figures come from the ledger
+        assert parse(get(base + "/metrics")[2]) == third
+
+
+def test_serve_on_a_busy_port_is_a_usage_error(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = ws.run("serve", "--port", str(port), timeout=20)
+    assert p.returncode == 2 and f"127.0.0.1:{port}" in p.stderr
+    assert "--port" in p.stderr

@@ -1,0 +1,388 @@
+"""Usage reports: grouping, periods, shapes, unknown costs, and the incremental ledger index."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from burnless import jsonl, ledger
+from burnless.ledger import LedgerRecord
+from burnless.ledger_index import LedgerIndex, scan
+from burnless.tokens import Tokens
+from burnless.usage import aggregate, report
+from tests.conftest import Workspace
+
+TODAY = date(2026, 11, 28)
+
+
+def ts(day: date, hour: int = 12) -> str:
+    return f"{day.isoformat()}T{hour:02d}:00:00.000Z"
+
+
+def rec(day: date = TODAY, **kw: Any) -> LedgerRecord:
+    base: dict[str, Any] = dict(
+        run_id="r-20261128T120000-abcdef", session="s1", role="execution", tier="silver",
+        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
+        cost_usd=0.01, cost_source="reported", audit="passed", ts=ts(day),
+    )
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def write(state: Path, *records: LedgerRecord) -> None:
+    for r in records:
+        ledger.append(state, r)
+
+
+def usage_json(ws: Workspace, *args: str) -> dict[str, Any]:
+    p = ws.run("usage", "--format", "json", *args)
+    assert p.returncode == 0, p.stderr
+    return orjson.loads(p.stdout)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    d = tmp_path / ".burnless"
+    d.mkdir()
+    return d
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def test_groups_sum_tokens_cost_refusals_and_audit_failures(state: Path) -> None:
+    write(
+        state,
+        rec(tier="silver", session="a"),
+        rec(tier="silver", session="b", audit="failed", status="ok"),
+        rec(tier="gold", role="planning", model="claude-opus-4-8", session="a",
+            tokens=Tokens(2000, 300, 0, 0), cost_usd=0.5),
+        rec(tier="silver", session="b", status="refused", refused_by="budget", cost_usd=0.0,
+            tokens=Tokens()),
+    )
+    by_tier = {r.key: r.stats for r in report(state, by="tier", today=TODAY).rows}
+    silver, gold = by_tier["silver"], by_tier["gold"]
+    assert (silver.calls, silver.input, silver.output, silver.cache_read, silver.cache_write) == (
+        2, 200, 20, 2000, 100)
+    assert silver.cost_usd == pytest.approx(0.02) and silver.refusals == 1
+    assert silver.audit_failures == 1
+    assert silver.cache_hit_ratio == pytest.approx(2000 / (200 + 2000 + 100))
+    assert (gold.calls, gold.input, gold.cost_usd, gold.refusals) == (1, 2000, 0.5, 0)
+    assert gold.cache_hit_ratio == 0.0
+
+    by_session = {r.key: r.stats for r in report(state, by="session", today=TODAY).rows}
+    assert by_session["a"].calls == 2 and by_session["b"].calls == 1
+    assert by_session["b"].refusals == 1
+    by_role = {r.key: r.stats.calls for r in report(state, by="role", today=TODAY).rows}
+    assert by_role == {"execution": 2, "planning": 1}
+    by_model = {r.key: r.stats.calls for r in report(state, by="model", today=TODAY).rows}
+    assert by_model == {"claude-sonnet-4-6": 2, "claude-opus-4-8": 1}
+    total = report(state, by="tier", today=TODAY).total
+    assert (total.calls, total.refusals, total.audit_failures) == (3, 1, 1)
+    assert total.cost_usd == pytest.approx(0.52)
+
+
+def test_unknown_cost_is_flagged_never_zero(state: Path) -> None:
+    write(state, rec(cost_usd=0.25), rec(cost_usd=None, cost_source="unknown"),
+          rec(cost_usd=None, cost_source="unknown"))
+    (row,) = report(state, today=TODAY).rows
+    assert row.stats.calls == 3 and row.stats.unknown_cost_calls == 2
+    assert row.stats.cost_usd == pytest.approx(0.25)
+
+
+def test_cached_hits_are_not_calls_and_add_no_tokens(state: Path) -> None:
+    write(state, rec(), rec(cached=True, cost_usd=0.0, tokens=Tokens(100, 10, 1000, 50)))
+    (row,) = report(state, today=TODAY).rows
+    assert (row.stats.calls, row.stats.cached_hits, row.stats.input) == (1, 1, 100)
+
+
+def test_periods_are_whole_utc_days(state: Path) -> None:
+    days = [0, 6, 7, 29, 30, 400]
+    write(state, *(rec(TODAY - timedelta(days=d), session=f"d{d}") for d in days))
+    calls = {p: report(state, period=p, today=TODAY).total.calls
+             for p in ("today", "last7d", "last30d", "all")}
+    assert calls == {"today": 1, "last7d": 2, "last30d": 4, "all": 6}
+    assert report(state, today=TODAY).period == "last30d"  # the default
+    since = report(state, since=(TODAY - timedelta(days=7)).isoformat(), today=TODAY)
+    assert since.total.calls == 3 and since.period is None
+    assert since.since == "2026-11-21"
+    by_day = report(state, by="day", period="last7d", today=TODAY)
+    assert [r.key for r in by_day.rows] == ["2026-11-22", "2026-11-28"]
+
+
+def test_timestamps_with_an_offset_count_on_their_utc_day(state: Path) -> None:
+    # 01:30 at +02:00 is 23:30 the day before in UTC.
+    jsonl.append(ledger.ledger_path(state), [
+        {**rec().to_dict(), "ts": "2026-11-28T01:30:00+02:00"},
+        {**rec().to_dict(), "ts": "not a time"},
+    ])
+    rows = report(state, by="day", period="all", today=TODAY).rows
+    assert {r.key: r.stats.calls for r in rows} == {None: 1, "2026-11-27": 1}
+    assert report(state, period="last30d", today=TODAY).total.calls == 1
+
+
+def test_odd_records_do_not_crash_and_count_what_they_say(state: Path) -> None:
+    path = ledger.ledger_path(state)
+    path.write_bytes(
+        orjson.dumps({"ts": ts(TODAY), "tier": "x", "status": "ok"}) + b"\n"  # no tokens
+        + b"[1, 2]\n"  # not an object
+        + b"{broken json\n"
+        + orjson.dumps({"ts": ts(TODAY), "tier": "x", "status": "ok", "cost_usd": "free",
+                        "tokens": {"input": "many", "output": 7}}) + b"\n"
+    )
+    (row,) = report(state, today=TODAY).rows
+    assert row.key == "x" and row.stats.calls == 2 and row.stats.output == 7
+    assert row.stats.unknown_cost_calls == 2
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_json_csv_and_table_shapes(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    today = datetime.now(timezone.utc).date()
+    write(ws.state, rec(today, tier="silver"), rec(today, tier="gold", cost_usd=None),
+          rec(today, tier="gold", status="refused", refused_by="policy", tokens=Tokens()))
+    doc = usage_json(ws, "--by", "tier")
+    assert set(doc) == {"period", "since", "until", "by", "rows", "total"}
+    assert doc["period"] == "last30d" and doc["by"] == "tier"
+    assert doc["until"] == today.isoformat()
+    assert doc["since"] == (today - timedelta(days=29)).isoformat()
+    rows = {r["tier"]: r for r in doc["rows"]}
+    assert set(rows) == {"gold", "silver"}
+    assert rows["gold"]["unknown_cost_calls"] == 1 and rows["gold"]["refusals"] == 1
+    assert rows["silver"]["cost_usd"] == 0.01 and rows["silver"]["cache_hit_ratio"] == round(
+        1000 / 1150, 4)
+    assert doc["total"]["calls"] == 2 and doc["total"]["refusals"] == 1
+    assert set(doc["total"]) == set(rows["gold"]) - {"tier"}
+
+    p = ws.run("usage", "--format", "csv", "--by", "model")
+    assert p.returncode == 0, p.stderr
+    table = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert [r["model"] for r in table] == ["claude-sonnet-4-6"]
+    assert table[0]["calls"] == "2" and table[0]["unknown_cost_calls"] == "1"
+    assert table[0]["refusals"] == "1"
+
+    p = ws.run("usage", "--period", "all")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "Usage by tier, all time" in lines[0]
+    assert any(line.startswith("TOTAL") for line in lines)
+    gold = next(line for line in lines if line.startswith("gold"))
+    assert "unknown" in gold
+    assert "of unknown cost" in p.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--period", "yesterday"], "--period 'yesterday'"),
+        (["--by", "color"], "--by 'color'"),
+        (["--since", "28/11/2026"], "YYYY-MM-DD"),
+        (["--since", "2026-02-30"], "not a calendar date"),
+        (["--since", "2026-01-01", "--period", "all"], "either --period or --since"),
+        (["--format", "xml"], "--format 'xml'"),
+    ],
+)
+def test_bad_options_are_exit_2_with_a_message(ws: Workspace, args: list[str],
+                                               needle: str) -> None:
+    ws.tiers(silver="honest")
+    p = ws.run("usage", *args)
+    assert p.returncode == 2 and needle in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_torn_last_line_is_skipped_then_counted_once_repaired(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    today = datetime.now(timezone.utc).date()
+    write(ws.state, rec(today))
+    whole = rec(today, session="torn").to_dict()
+    line = jsonl.dumps(whole)
+    path = ledger.ledger_path(ws.state)
+    with open(path, "ab") as f:
+        f.write(line[:40])  # a crash mid-write, or a line being written right now
+    p = ws.run("usage", "--format", "json", "--by", "session")
+    assert p.returncode == 0 and "incomplete" not in p.stderr  # too fresh to call it torn
+    old = time.time() - 60
+    os.utime(path, (old, old))  # left alone for a minute: torn
+    p = ws.run("usage", "--format", "json", "--by", "session")
+    assert p.returncode == 0
+    assert [r["session"] for r in orjson.loads(p.stdout)["rows"]] == ["s1"]
+    assert "incomplete last line" in p.stderr
+    write(ws.state, rec(today, session="after"))  # the next writer moves the fragment away
+    doc = usage_json(ws, "--by", "session")
+    assert [r["session"] for r in doc["rows"]] == ["after", "s1"]
+    assert (path.parent / "ledger.jsonl.torn").read_bytes() == line[:40] + b"\n"
+
+
+def test_a_real_run_shows_up(ws: Workspace) -> None:
+    ws.tiers(silver="claude-json")
+    code, res = ws.json("run", "write u.txt from the fake", "--session", "real")
+    assert code == 0, res
+    doc = usage_json(ws, "--by", "session")
+    (row,) = doc["rows"]
+    assert row["session"] == "real" and row["calls"] == 1
+    assert (row["input"], row["output"], row["cache_read"], row["cache_write"]) == (
+        100, 50, 8000, 2000)
+    assert row["cost_usd"] == 0.0123 and row["unknown_cost_calls"] == 0
+    assert row["cache_hit_ratio"] == round(8000 / 10100, 4)
+
+
+# --------------------------------------------------------------------------- the index
+
+
+def test_checkpoint_is_used_and_follows_appends(state: Path) -> None:
+    write(state, rec(session="one"))
+    idx = LedgerIndex.open(state)
+    assert idx.checkpoint_path.is_file()
+    saved = orjson.loads(idx.checkpoint_path.read_bytes())
+    assert saved["offset"] == ledger.ledger_path(state).stat().st_size
+    write(state, rec(session="two"))
+    again = LedgerIndex.open(state)
+    assert sorted(k[4] for k in again.sessions) == ["one", "two"]
+    assert again.offset == ledger.ledger_path(state).stat().st_size
+    # A small catch-up is cheaper to re-read than to save: the checkpoint stays as it was.
+    assert orjson.loads(idx.checkpoint_path.read_bytes())["offset"] == saved["offset"]
+
+
+def test_checkpoint_is_rewritten_after_a_large_catch_up(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from burnless import ledger_index
+
+    write(state, rec(session="one"))
+    LedgerIndex.open(state)
+    monkeypatch.setattr(ledger_index, "SAVE_AFTER_BYTES", 1)
+    write(state, rec(session="two"))
+    idx = LedgerIndex.open(state)
+    saved = orjson.loads(idx.checkpoint_path.read_bytes())
+    assert saved["offset"] == ledger.ledger_path(state).stat().st_size == idx.offset
+    assert saved["records"] == 2
+    resumed = LedgerIndex(state)
+    assert resumed._load_checkpoint() and resumed.sessions == idx.sessions
+
+
+def test_checkpoint_cells_are_trusted_only_while_the_ledger_matches(state: Path) -> None:
+    write(state, rec(session="one"), rec(session="two"))
+    LedgerIndex.open(state)
+    path = ledger.ledger_path(state)
+    # Replaced by a different, shorter ledger: rebuilt, not resumed.
+    tmp = path.with_suffix(".new")
+    jsonl.append(tmp, [rec(session="fresh").to_dict()])
+    os.replace(tmp, path)
+    assert [r.key for r in report(state, by="session", today=TODAY).rows] == ["fresh"]
+    # Rewritten in place, same inode, longer than before: the head no longer matches.
+    path.write_bytes(b"".join(jsonl.dumps(rec(session=s).to_dict()) for s in "xyz" * 3))
+    assert [r.key for r in report(state, by="session", today=TODAY).rows] == ["x", "y", "z"]
+    # A corrupt checkpoint is ignored.
+    LedgerIndex(state).checkpoint_path.write_bytes(b"{not json")
+    assert report(state, today=TODAY).total.calls == 9
+
+
+def test_a_checkpoint_that_lies_about_the_ledger_is_not_resumed(state: Path) -> None:
+    write(state, rec(session="a"), rec(session="b"))
+    idx = LedgerIndex.open(state)
+    data = orjson.loads(idx.checkpoint_path.read_bytes())
+    data["fingerprint"][3] = "0" * 64  # the bytes before the offset changed
+    idx.checkpoint_path.write_bytes(orjson.dumps(data))
+    assert LedgerIndex(state)._load_checkpoint() is False
+    assert report(state, today=TODAY).total.calls == 2
+
+
+def test_parallel_scan_equals_serial_scan(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from burnless import ledger_index
+
+    write(state, *(rec(TODAY - timedelta(days=i % 5), session=f"s{i % 7}",
+                       tier=("bronze", "silver", "gold")[i % 3]) for i in range(300)))
+    path = ledger.ledger_path(state)
+    size = path.stat().st_size
+    serial = scan(path, 0, size)
+    monkeypatch.setattr(ledger_index, "PARALLEL_AFTER_BYTES", 1)
+    monkeypatch.setattr(ledger_index, "_cpus", lambda: 3)
+    parallel = ledger_index._scan_parallel(path, 0, size)
+    assert parallel[1:] == serial[1:] == (size, 300, 0)
+    for table in ("cells", "sessions"):
+        want, got = getattr(serial[0], table), getattr(parallel[0], table)
+        assert got.keys() == want.keys() and len(want) > 10
+        for key, sums in want.items():
+            assert got[key] == pytest.approx(sums)
+
+
+record_st = st.builds(
+    dict,
+    day=st.integers(0, 40),
+    tier=st.sampled_from(["bronze", "silver", "gold"]),
+    session=st.sampled_from(["a", "b", "c"]),
+    status=st.sampled_from(["ok", "failed", "refused"]),
+    cost=st.one_of(st.none(), st.floats(0, 2, allow_nan=False)),
+    tokens=st.tuples(*(st.integers(0, 10_000) for _ in range(4))),
+    cached=st.booleans(),
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(record_st, max_size=6), min_size=1, max_size=6))
+def test_incremental_reads_equal_a_full_recount(tmp_path: Path, batches: list[list[dict]]) -> None:
+    state = Path(tempfile.mkdtemp(dir=tmp_path))
+    written: list[dict[str, Any]] = []
+    live = LedgerIndex(state)  # the server's way: in memory, refreshed after each batch
+    for batch in batches:
+        for r in batch:
+            lr = rec(TODAY - timedelta(days=r["day"]), tier=r["tier"], session=r["session"],
+                     status=r["status"], cost_usd=r["cost"], tokens=Tokens(*r["tokens"]),
+                     cached=r["cached"])
+            ledger.append(state, lr)
+            written.append(lr.to_dict())
+        got = report(state, by="session", period="last30d", today=TODAY)
+        want = _naive(written, since=(TODAY - timedelta(days=29)).isoformat())
+        assert {r.key: (r.stats.calls, r.stats.input, r.stats.refusals, r.stats.cached_hits,
+                        r.stats.unknown_cost_calls) for r in got.rows} == {
+            k: v[:-1] for k, v in want.items()}
+        for r in got.rows:
+            assert r.stats.cost_usd == pytest.approx(want[r.key or ""][-1])
+        live.refresh()
+        path = ledger.ledger_path(state)
+        size = path.stat().st_size if path.exists() else 0
+        fresh = scan(path, 0, size)[0]
+        assert live.offset == size
+        for table in ("cells", "sessions"):
+            assert getattr(live, table).keys() == getattr(fresh, table).keys()
+            for key, sums in getattr(fresh, table).items():
+                assert getattr(live, table)[key] == pytest.approx(sums)
+
+
+def _naive(records: list[dict[str, Any]], since: str) -> dict[str, tuple[Any, ...]]:
+    out: dict[str, list[Any]] = {}
+    for r in records:
+        if r["ts"][:10] < since:
+            continue
+        acc = out.setdefault(r["session"], [0, 0, 0, 0, 0, 0.0])
+        if r["status"] == "refused":
+            acc[2] += 1
+        elif r["cached"]:
+            acc[3] += 1
+        else:
+            acc[0] += 1
+            acc[1] += r["tokens"]["input"]
+            acc[4] += r["cost_usd"] is None
+            acc[5] += r["cost_usd"] or 0.0
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def test_aggregate_rejects_bad_group() -> None:
+    from burnless.errors import UsageError
+
+    with pytest.raises(UsageError, match="--by"):
+        aggregate({}, by="colour")
