@@ -1,0 +1,493 @@
+"""The simulator's HTTP server (real loopback HTTP) and the deterministic model behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from burnless.sim.dialogue import next_turn
+from burnless.sim.model import parse_actions, parse_prompt, think
+from burnless.sim.server import parse_fault, sim_server
+
+MODEL = "claude-sonnet-4-6"  # caches from 1024 tokens
+PROTOCOL = (
+    '<burnless-protocol role="executor" version="1">\n'
+    + "Follow the plan. End with one JSON envelope. " * 120
+    + "\n</burnless-protocol>\n"
+)  # about 1400 tokens: above the model's minimum
+
+
+def post(url: str, path: str, body: object, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.loads(e.read())
+
+
+def message(task: str, *, tools: list | None = None, **extra) -> dict:
+    body = {
+        "model": MODEL,
+        "max_tokens": 2000,
+        "system": [{"type": "text", "text": PROTOCOL, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": f"<task>\n{task}\n</task>"}],
+        **extra,
+    }
+    if tools is not None:
+        body["tools"] = tools
+    return body
+
+
+WRITE_TOOL = {
+    "name": "Write",
+    "description": "write a file",
+    "input_schema": {
+        "type": "object",
+        "properties": {"file_path": {"type": "string"}, "content": {"type": "string"}},
+    },
+}
+KEY = {"x-api-key": "sk-test-secret-123"}
+
+
+def envelope(text: str) -> dict:
+    fenced = text.split("```json\n", 1)[1].split("\n```", 1)[0]
+    return json.loads(fenced)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    log = tmp_path / "sim.jsonl"
+    with sim_server(log=log) as url:
+        yield url, log
+
+
+@pytest.fixture
+def sdk(server):
+    """A factory of anthropic clients on the server, closed after the test."""
+    import anthropic  # about a second to import: only the tests that need it pay
+
+    clients = []
+
+    def make(**options):
+        options.setdefault("max_retries", 0)
+        client = anthropic.Anthropic(base_url=server[0], api_key="dummy", **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# -- plain HTTP ----------------------------------------------------------------------------
+
+
+def test_root_answers_get_and_head(server) -> None:
+    url, _ = server
+    with urllib.request.urlopen(url + "/", timeout=5) as r:
+        assert r.status == 200
+        assert json.loads(r.read())["simulated"] is True
+    head = urllib.request.Request(url + "/", method="HEAD")
+    with urllib.request.urlopen(head, timeout=5) as r:
+        assert r.status == 200
+
+
+def test_missing_key_is_a_401_with_an_anthropic_error(server) -> None:
+    url, _ = server
+    status, body = post(url, "/v1/messages", message("hi"))
+    assert status == 401
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "authentication_error"
+
+
+def test_bearer_key_and_beta_query_are_accepted(server) -> None:
+    url, _ = server
+    status, body = post(
+        url, "/v1/messages?beta=true", message("hi"), {"authorization": "Bearer abc"}
+    )
+    assert status == 200
+    assert body["type"] == "message"
+    assert body["usage"]["input_tokens"] > 0
+
+
+def test_unknown_path_is_a_404(server) -> None:
+    url, _ = server
+    status, body = post(url, "/v1/complete", {}, KEY)
+    assert (status, body["error"]["type"]) == (404, "not_found_error")
+
+
+def test_bad_requests_are_400(server) -> None:
+    url, _ = server
+    no_max = message("hi")
+    del no_max["max_tokens"]
+    status, body = post(url, "/v1/messages", no_max, KEY)
+    assert (status, body["error"]["type"]) == (400, "invalid_request_error")
+    five = message("hi")
+    five["messages"][0]["content"] = [
+        {"type": "text", "text": f"part {i}", "cache_control": {"type": "ephemeral"}}
+        for i in range(4)
+    ]
+    status, body = post(url, "/v1/messages", five, KEY)
+    assert status == 400
+    assert "maximum of 4" in body["error"]["message"]
+
+
+def test_answers_are_deterministic(server) -> None:
+    url, _ = server
+    _, first = post(url, "/v1/messages", message("explain the cache"), KEY)
+    _, second = post(url, "/v1/messages", message("explain the cache"), KEY)
+    _, other = post(url, "/v1/messages", message("explain the ledger"), KEY)
+    assert first["content"] == second["content"]
+    assert first["content"] != other["content"]
+
+
+def test_max_tokens_cuts_the_answer(server) -> None:
+    url, _ = server
+    status, body = post(url, "/v1/messages", message("explain the cache", max_tokens=5), KEY)
+    assert status == 200
+    assert body["stop_reason"] == "max_tokens"
+    assert body["usage"]["output_tokens"] <= 5
+    assert len(body["content"][0]["text"]) <= 20
+
+
+# -- the anthropic SDK against the server ---------------------------------------------------
+
+
+def test_sdk_parses_json_and_sees_cache_reads_on_the_second_call(sdk) -> None:
+    client = sdk()
+    body = message("summarize the plan")
+    first = client.messages.create(**body)
+    second = client.messages.create(**body)
+    assert first.usage.cache_creation_input_tokens > 1000
+    assert first.usage.cache_read_input_tokens == 0
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert second.usage.cache_creation_input_tokens == 0
+    assert second.usage.cache_creation.ephemeral_5m_input_tokens == 0
+    assert first.usage.cache_creation.ephemeral_5m_input_tokens > 1000
+    assert envelope(second.content[0].text)["kind"] == "thought"
+
+
+def test_sdk_parses_a_streamed_answer_with_usage(sdk) -> None:
+    client = sdk()
+    body = message("summarize the plan")
+    plain = client.messages.create(**body)
+    with client.messages.stream(**body) as stream:
+        streamed_text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert streamed_text == plain.content[0].text
+    assert final.stop_reason == "end_turn"
+    assert final.usage.cache_read_input_tokens == plain.usage.cache_creation_input_tokens
+    assert final.usage.output_tokens == plain.usage.output_tokens
+
+
+def test_sdk_streams_a_write_tool_call_with_an_absolute_path(sdk) -> None:
+    client = sdk()
+    body = message("create file notes/a.txt with content hello world", tools=[WRITE_TOOL])
+    body["messages"][0]["content"] = " - Primary working directory: /tmp/ws\n" + str(
+        body["messages"][0]["content"]
+    )
+    with client.messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    call = [b for b in final.content if b.type == "tool_use"][0]
+    assert call.name == "Write"
+    assert call.input == {"file_path": "/tmp/ws/notes/a.txt", "content": "hello world"}
+
+
+def test_sdk_count_tokens(sdk) -> None:
+    client = sdk()
+    body = message("hi")
+    del body["max_tokens"]
+    counted = client.messages.count_tokens(**body)
+    billed = client.messages.create(**message("hi"))
+    u = billed.usage
+    total = u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens
+    assert counted.input_tokens == total
+
+
+# -- tool loop and envelopes over HTTP ------------------------------------------------------
+
+
+def test_write_tool_then_result_gives_the_final_envelope(server) -> None:
+    url, _ = server
+    body = message("create file notes/a.txt with content hello", tools=[WRITE_TOOL])
+    _, first = post(url, "/v1/messages", body, KEY)
+    assert first["stop_reason"] == "tool_use"
+    call = first["content"][-1]
+    assert call["input"] == {"file_path": "notes/a.txt", "content": "hello"}  # no workdir given
+    body["messages"] += [
+        {"role": "assistant", "content": first["content"]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": call["id"], "content": "File created"}
+            ],
+        },
+    ]
+    _, final = post(url, "/v1/messages", body, KEY)
+    assert final["stop_reason"] == "end_turn"
+    env = envelope(final["content"][0]["text"])
+    assert env["status"] == "ok"
+    assert env["kind"] == "execution"
+    assert env["files"] == [
+        {
+            "path": "notes/a.txt",
+            "action": "created",
+            "bytes": 5,
+            "sha256": hashlib.sha256(b"hello").hexdigest(),
+        }
+    ]
+
+
+def test_a_tool_error_makes_the_envelope_fail(server) -> None:
+    url, _ = server
+    body = message("create file ../x.txt with content hello", tools=[WRITE_TOOL])
+    _, first = post(url, "/v1/messages", body, KEY)
+    call = first["content"][-1]
+    body["messages"] += [
+        {"role": "assistant", "content": first["content"]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call["id"],
+                    "content": "refused: outside the working directory",
+                    "is_error": True,
+                }
+            ],
+        },
+    ]
+    _, final = post(url, "/v1/messages", body, KEY)
+    env = envelope(final["content"][0]["text"])
+    assert env["status"] == "failed"
+    assert env["files"] == []
+    assert "outside" in env["summary"]
+
+
+def test_without_a_tool_the_model_does_not_claim_a_write(server) -> None:
+    url, _ = server
+    _, answer = post(url, "/v1/messages", message("create file a.txt with content hi"), KEY)
+    env = envelope(answer["content"][0]["text"])
+    assert (env["status"], env["files"]) == ("failed", [])
+
+
+def test_a_lying_task_claims_a_write_without_a_tool_call(server) -> None:
+    url, _ = server
+    body = message("create file a.txt with content hi (lie)", tools=[WRITE_TOOL])
+    _, answer = post(url, "/v1/messages", body, KEY)
+    assert answer["stop_reason"] == "end_turn"
+    env = envelope(answer["content"][0]["text"])
+    assert env["status"] == "ok"
+    assert env["files"][0]["path"] == "a.txt"
+    assert env["files"][0]["bytes"] == 2
+
+
+# -- the request log ------------------------------------------------------------------------
+
+
+def test_log_has_one_line_per_request_with_keys_redacted(server) -> None:
+    url, log = server
+    post(url, "/v1/messages", message("hi"), KEY)
+    post(url, "/v1/messages", message("hi"), {"authorization": "Bearer sk-bearer-456"})
+    post(url, "/v1/messages", message("hi"))
+    urllib.request.urlopen(urllib.request.Request(url + "/", method="HEAD"), timeout=5).close()
+    text = log.read_text()
+    assert "sk-test-secret-123" not in text
+    assert "sk-bearer-456" not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [(r["method"], r["status"]) for r in records] == [
+        ("POST", 200),
+        ("POST", 200),
+        ("POST", 401),
+        ("HEAD", 200),
+    ]
+    assert records[0]["headers"]["x-api-key"] == "[REDACTED]"
+    assert records[1]["headers"]["authorization"] == "[REDACTED]"
+    assert records[0]["body"]["model"] == MODEL
+    assert records[1]["usage"]["cache_read_input_tokens"] > 0
+    assert records[2]["usage"] is None
+
+
+# -- fault injection ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "error_type"),
+    [
+        ("429", 429, "rate_limit_error"),
+        ("500", 500, "api_error"),
+        ("529", 529, "overloaded_error"),
+        ("401", 401, "authentication_error"),
+    ],
+)
+def test_fault_header_answers_that_error(server, fault: str, status: int, error_type: str) -> None:
+    url, _ = server
+    got, body = post(url, "/v1/messages", message("hi"), {**KEY, "x-sim-fault": fault})
+    assert (got, body["error"]["type"]) == (status, error_type)
+
+
+def test_fault_times_lets_a_retrying_client_succeed(sdk) -> None:
+    import anthropic
+
+    flaky = sdk(max_retries=1, default_headers={"x-sim-fault": "429,times=1"})
+    assert flaky.messages.create(**message("hi")).stop_reason == "end_turn"
+    strict = sdk(default_headers={"x-sim-fault": "429,times=1,sleep=0"})
+    with pytest.raises(anthropic.RateLimitError):
+        strict.messages.create(**message("hi"))
+
+
+def test_fault_sleep_trips_a_client_timeout(sdk) -> None:
+    import anthropic
+
+    client = sdk(timeout=0.2)
+    with pytest.raises(anthropic.APITimeoutError):
+        client.messages.create(**message("hi"), extra_headers={"x-sim-fault": "sleep=1"})
+
+
+def test_server_wide_fault_and_bad_specs() -> None:
+    with sim_server(fault="500,times=1") as url:
+        assert post(url, "/v1/messages", message("hi"), KEY)[0] == 500
+        assert post(url, "/v1/messages", message("hi"), KEY)[0] == 200
+        status, body = post(url, "/v1/messages", message("hi"), {**KEY, "x-sim-fault": "boom"})
+        assert status == 400
+        assert "fault spec" in body["error"]["message"]
+    with pytest.raises(ValueError, match="fault spec"):
+        parse_fault("sleep=abc")
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+def test_cli_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
+    log = tmp_path / "cli.jsonl"
+    code = "from burnless.cli.sim import app; app()"
+    with subprocess.Popen(
+        [sys.executable, "-c", code, "serve", "--port", "0", "--log", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BURNLESS_SIM_FAULT": ""},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("burnless sim: listening on http://127.0.0.1:")
+            url = line.rsplit(" ", 1)[1].strip()
+            status, body = post(url, "/v1/messages", message("hi"), KEY)
+            assert status == 200
+            assert body["model"] == MODEL
+            assert json.loads(log.read_text())["status"] == 200
+        finally:
+            proc.terminate()
+
+
+# -- the model, without HTTP ----------------------------------------------------------------
+
+
+def burnless_prompt(role: str, task: str, capsules: str = "") -> str:
+    return (
+        f'<burnless-protocol role="{role}" version="1">\nrules\n</burnless-protocol>\n\n'
+        f"<project>\nprefix\n</project>\n\n{capsules}<task>\n{task}\n</task>\n"
+    )
+
+
+def test_prompt_parsing_takes_the_role_and_the_last_task() -> None:
+    text = burnless_prompt("planner", "real task") + "<task>\nnot at line start</task>"
+    p = parse_prompt(text)
+    assert (p.role, p.task) == ("planner", "real task")
+    assert parse_prompt("no tags here", "from the user").task == "from the user"
+    assert parse_prompt("no tags here").role == "executor"
+
+
+def test_task_grammar() -> None:
+    task = (
+        'Create file notes/a.txt with content "two\\nlines"; '
+        "append more text to notes/b.txt\n"
+        "WRITE c.md containing # Title\n"
+        "delete old/d.txt.\n"
+        "remove file 'e f.txt'"
+    )
+    assert [(a.op, a.path, a.content) for a in parse_actions(task)] == [
+        ("write", "notes/a.txt", "two\nlines"),
+        ("append", "notes/b.txt", "more text"),
+        ("write", "c.md", "# Title"),
+        ("delete", "old/d.txt", ""),
+        ("delete", "e f.txt", ""),
+    ]
+    assert parse_actions("remove the old comments from the module") == ()
+
+
+def test_roles_and_statuses() -> None:
+    plan = think(parse_prompt(burnless_prompt("planner", "add a test; fix the bug; ship it")))
+    assert (plan.kind, plan.plan) == ("thought", ("add a test", "fix the bug", "ship it"))
+    single = think(parse_prompt(burnless_prompt("planner", "tidy up")))
+    assert 2 <= len(single.plan) <= 4
+    capsules = '<capsule seq="2" role="exec">\ntask: t\nsummary: Wrote a.txt\n</capsule>\n\n'
+    digest = think(parse_prompt(burnless_prompt("compactor", "compact", capsules)))
+    assert digest.kind == "thought"
+    assert "Wrote a.txt" in digest.summary
+    assert think(parse_prompt(burnless_prompt("executor", "please escalate"))).status == "escalate"
+    assert think(parse_prompt(burnless_prompt("executor", "this will fail"))).status == "failed"
+    assert think(parse_prompt(burnless_prompt("executor", "fix the failing test"))).status == "ok"
+
+
+def test_answer_length_varies_with_the_task() -> None:
+    lengths = {
+        len(think(parse_prompt(burnless_prompt("executor", f"task {i}"))).prose) for i in range(12)
+    }
+    assert len(lengths) > 3
+
+
+def test_claude_code_workdir_and_tool_results_with_reminders() -> None:
+    # Claude Code's shape: env in the system prompt, reminders in user messages.
+    request = {
+        "model": MODEL,
+        "tools": [WRITE_TOOL, {"name": "Bash", "input_schema": {}}],
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2;"},
+            {"type": "text", "text": "<env>\nWorking directory: /work/ws\n</env>"},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>skills</system-reminder>"},
+                    {"type": "text", "text": burnless_prompt("executor", "append x to log.txt")},
+                ],
+            }
+        ],
+    }
+    first = next_turn(request)
+    assert first.stop_reason == "tool_use"
+    call = first.content[-1]
+    assert call["name"] == "Bash"
+    assert call["input"]["command"] == "printf '%s' x >> log.txt"
+    request["messages"] += [
+        {"role": "assistant", "content": list(first.content)},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": call["id"], "content": ""},
+                {"type": "text", "text": "<system-reminder>todo list</system-reminder>"},
+            ],
+        },
+    ]
+    final = next_turn(request)
+    assert final.stop_reason == "end_turn"
+    env = envelope(final.content[0]["text"])
+    assert env["files"] == [{"path": "log.txt", "action": "created"}]
