@@ -80,6 +80,10 @@ class Prompt:
     plan: str
     capsules: str
     task: str
+    # The plan and each capsule as separate blocks, in order (plan + capsules == "".join):
+    # the API tier sends one content block each, so a cache breakpoint on the last one lets
+    # turn N+1 read what turn N wrote.
+    blocks: tuple[str, ...] = ()
 
     @property
     def stable_prefix(self) -> str:
@@ -114,11 +118,14 @@ class Prompt:
 def render_prompt(role: str, prefix_md: str, context: Context, task: str) -> Prompt:
     if role not in ROLES:
         raise ValueError(f"unknown prompt role {role!r}")
+    plan = render(context.plan) if context.plan is not None else ""
+    capsules = tuple(render(c) for c in context.capsules)
     return Prompt(
         role=role,
         header=header(role),
         project=project_block(prefix_md),
-        plan=render(context.plan) if context.plan is not None else "",
-        capsules="".join(render(c) for c in context.capsules),
+        plan=plan,
+        capsules="".join(capsules),
         task=task_block(task),
+        blocks=((plan,) if plan else ()) + capsules,
     )

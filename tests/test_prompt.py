@@ -100,6 +100,7 @@ def test_task_is_last_and_parts_concatenate() -> None:
     p = render_prompt("executor", "rules", context_of([]), "do it")
     assert p.text.endswith("<task>\ndo it\n</task>\n")
     assert "".join(text for _, text in p.parts()) == p.text
+    assert "".join(p.blocks) == p.plan + p.capsules
     assert [d["part"] for d in p.digests()] == ["header", "prefix", "plan", "capsules", "task"]
 
 
