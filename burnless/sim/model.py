@@ -272,7 +272,9 @@ def _lie(task: str) -> Lie:
 
 
 def _plan(prompt: Prompt) -> Reply:
-    task = prompt.task
+    # Steps come from the instruction, the task's first paragraph; what follows a blank line
+    # is material (files read, logs) to plan with, not steps.
+    task = re.split(r"\n\s*\n", prompt.task.strip(), maxsplit=1)[0]
     parts = [p for p in (_strip_item(c) for c in re.split(r"[;\n]|\bthen\b", task)) if p]
     if len(parts) < 2:
         steps = [f"Work out what is needed for: {_short(task)}", f"Do it: {_short(task)}"]
