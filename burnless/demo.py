@@ -50,7 +50,8 @@ TURNS: list[tuple[str, str]] = [
     ("Set up the config module", "create file inventory/config.py with content "
      "'DEFAULT_WAREHOUSE = \"north\"\\nMAX_QTY = 500\\n'"),
     ("Add the data model", "create file inventory/models.py with content "
-     "'from dataclasses import dataclass\\n\\n@dataclass\\nclass Item:\\n    id: int\\n    qty: int\\n'"),
+     "'from dataclasses import dataclass\\n\\n@dataclass\\nclass Item:\\n"
+     "    id: int\\n    qty: int\\n'"),
     ("Write the storage layer", "create file inventory/storage.py with content "
      "'ITEMS: dict[int, int] = {}\\n'"),
     ("A worker that lies (claims a file it never writes)", "(lie) create file "
@@ -182,7 +183,7 @@ def _replay(calls: list[list[Request]], answers: list[str], *, cached: bool
     assert price is not None
     total, cost = Tokens(), 0.0
     history: list[Any] = []
-    for call, answer in zip(calls, answers):
+    for call, answer in zip(calls, answers, strict=True):
         for rec in call:
             body = _strip_cache_control(rec["body"])
             messages = history + body["messages"]
