@@ -261,8 +261,8 @@ class BurnlessAgent:
             self._refusal(turn, tier or cfg.executor or next(iter(cfg.tiers)), "execution",
                           str(exc), refused_by="policy")
             raise
-        planner = self._planner_for(turn, capsules, plan)
         rungs, skipped = self._rungs(decision, explicit=tier is not None)
+        planner = self._planner_for(turn, capsules, plan, rungs)
         if not rungs:
             reason = "; ".join(skipped) + "; no higher rung on routing.ladder"
             self._refusal(turn, decision.tier, "execution", reason, refused_by="breaker")
@@ -287,10 +287,14 @@ class BurnlessAgent:
             if turn.meta_dirty:
                 session.save_meta(turn.meta)
 
-    def _planner_for(self, turn: _Turn, capsules: list[Capsule], plan: bool) -> str | None:
+    def _planner_for(
+        self, turn: _Turn, capsules: list[Capsule], plan: bool, rungs: list[str]
+    ) -> str | None:
         cfg = self.config
         if not (plan and cfg.planner and needs_plan(capsules)):
             return None
+        if rungs and cfg.tiers[rungs[0]].deterministic:
+            return None  # a tier-0 script reads no plan: do not pay a frontier model for one
         if turn.sensitive and not cfg.tiers[cfg.planner].local:
             turn.warnings.append(
                 f"planner skipped: the work is sensitive and tier {cfg.planner!r} is not local"

@@ -69,8 +69,20 @@ class Tier:
         return shlex.split(self.command or "")
 
     @property
+    def deterministic(self) -> bool:
+        """A tier-0: local and free (a script, not a model)."""
+        p = self.price.as_mapping() if self.price else None
+        return self.local and bool(p) and not any(p.values())
+
+    @property
     def uses_prefix_file(self) -> bool:
         return self.command is not None and "{prefix_file}" in self.command
+
+    def env_value(self, name: str) -> str | None:
+        """``name`` as this tier's worker sees it (the scrubbed-environment rule): the caller's
+        value when ``pass_env`` lists it, else the tier's ``env``; None when unset or empty."""
+        passed = os.environ.get(name) if name in self.pass_env else None
+        return passed or self.env.get(name) or None
 
 
 @dataclass(frozen=True)
@@ -454,6 +466,12 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
         raise _fail(src, where, "timeout and max_output_tokens must be positive")
     if tier.price is not None and any(v < 0 for v in tier.price.as_mapping().values()):
         raise _fail(src, (*where, "price"), "prices must be >= 0")
+    if tier.api is not None and not tier.model:
+        raise _fail(src, (*where, "model"),
+                    "required for an api tier (the model id, e.g. claude-sonnet-4-5)")
+    if tier.base_url is not None and not re.match(r"https?://[^/]", tier.base_url):
+        raise _fail(src, (*where, "base_url"),
+                    f"must be an http:// or https:// URL, not {tier.base_url!r}")
     model = tier.model
     if tier.command is not None:
         try:
@@ -560,9 +578,13 @@ def _suggest(word: str, candidates: Any) -> str:
 
 
 def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
-    """Fail before dispatching anything if a command tier's program is not on PATH."""
+    """Fail before dispatching anything if a command tier's program is not on PATH, or an api
+    tier has no key (or no SDK)."""
     for name in names:
         tier = cfg.tier(name)
+        if tier.api is not None:
+            _check_api(cfg, name, tier)
+            continue
         if tier.command is None:
             continue
         program = tier.argv[0]
@@ -578,3 +600,22 @@ def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
             f"tier {name!r}: command {program!r} not found (from {tier.command!r}). "
             f"Install it or put it on PATH, or change tiers.{name}.command in {cfg.path}"
         )
+
+
+def _check_api(cfg: Config, name: str, tier: Tier) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("anthropic") is None:
+        raise TierUnavailable(
+            f"tier {name!r}: api {tier.api} needs the anthropic package: pip install anthropic"
+        )
+    var = tier.api_key_env
+    if tier.env_value(var):
+        return
+    if os.environ.get(var):
+        how = (f"${var} is set here, but workers get a scrubbed environment: add {var} to "
+               f"tiers.{name}.pass_env in {cfg.path}")
+    else:
+        how = (f"${var} is not set: export {var}=<your key> and list it in "
+               f"tiers.{name}.pass_env (or set tiers.{name}.env.{var}) in {cfg.path}")
+    raise TierUnavailable(f"tier {name!r}: api {tier.api} needs an API key; {how}")

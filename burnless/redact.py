@@ -281,7 +281,14 @@ def _assignment_value(text: str, m: re.Match[str]) -> tuple[int, int, int, str] 
             return None
         if m.group("sep") == ":" and value.isalpha() and len(value) < 16:
             return None  # "token: str", "the password: see below"
+    if kind == "secret" and (len(value) < MIN_SECRET_VALUE or value.isdigit()):
+        # "token = 1", "auth_token = 42", "max_secret = 300": settings, not credentials.
+        # (A password is masked whatever its length: short passwords are still passwords.)
+        return None
     return (name_start, start, start + len(value), kind)
+
+
+MIN_SECRET_VALUE = 8
 
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")

@@ -98,11 +98,11 @@ def main() -> int:
     mode = args.mode
 
     if role_of(header) == "planner":
-        sys.stdout.write(envelope("ok", "thought", f"plan for: {task[:40]}",
-                                  plan=[f"understand: {task[:30]}", "do it", "check it"]))
+        emit(envelope("ok", "thought", f"plan for: {task[:40]}",
+                      plan=[f"understand: {task[:30]}", "do it", "check it"]), mode)
         return 0
     if role_of(header) == "compactor":
-        sys.stdout.write(envelope("ok", "thought", "DIGEST: everything so far was fine"))
+        emit(envelope("ok", "thought", "DIGEST: everything so far was fine"), mode)
         return 0
 
     m = re.match(r"write (\S+) (.*)", task, re.DOTALL)
@@ -167,21 +167,25 @@ def main() -> int:
                 Path(path + ".extra").write_bytes(b"not claimed")
     summary = f"wrote {path}" if path else f"answered: {task[:60]}"
     answer = envelope("ok", "execution" if files else "thought", summary, files, nxt="carry on")
-    if mode == "claude-json":
-        out = {
-            "type": "result", "subtype": "success", "is_error": False, "result": answer,
-            "session_id": "fake", "num_turns": 1, "duration_ms": 5, "total_cost_usd": 0.0123,
-            "usage": {"input_tokens": 100, "output_tokens": 50,
-                      "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 8000},
-            "modelUsage": {"claude-haiku-4-5": {"inputTokens": 100, "outputTokens": 50,
-                                                "cacheReadInputTokens": 8000,
-                                                "cacheCreationInputTokens": 2000,
-                                                "costUSD": 0.0123}},
-        }
-        sys.stdout.write(json.dumps(out))
-        return 0
-    sys.stdout.write(answer)
+    emit(answer, mode)
     return 0
+
+
+def emit(answer: str, mode: str) -> None:
+    if mode != "claude-json":
+        sys.stdout.write(answer)
+        return
+    out = {
+        "type": "result", "subtype": "success", "is_error": False, "result": answer,
+        "session_id": "fake", "num_turns": 1, "duration_ms": 5, "total_cost_usd": 0.0123,
+        "usage": {"input_tokens": 100, "output_tokens": 50,
+                  "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 8000},
+        "modelUsage": {"claude-haiku-4-5": {"inputTokens": 100, "outputTokens": 50,
+                                            "cacheReadInputTokens": 8000,
+                                            "cacheCreationInputTokens": 2000,
+                                            "costUSD": 0.0123}},
+    }
+    sys.stdout.write(json.dumps(out))
 
 
 if __name__ == "__main__":
