@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,10 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-WORKER = (
-    "sh -c 'cat >/dev/null; printf \"%s\\n\" "
-    "\"{\\\"status\\\": \\\"ok\\\", \\\"kind\\\": \\\"thought\\\", \\\"summary\\\": \\\"done\\\"}\"'"
-)
+ENVELOPE = '{"status": "ok", "kind": "thought", "summary": "done"}'
+WORKER = f"sh -c {shlex.quote('cat >/dev/null; printf %s ' + shlex.quote(ENVELOPE))}"
 CONFIG = f"""\
 tiers:
   silver: {{command: {json.dumps(WORKER)}, format: text}}
@@ -66,8 +65,6 @@ def main() -> None:
             timed([*burnless, "run", "warm up", "--session", "warm"], ws)
         prompt_path = ws / "prompt.txt"
         help_t, run_t, worker_t = [], [], []
-        import shlex
-
         worker_argv = shlex.split(WORKER)
         for i in range(args.runs):
             help_t.append(timed([*burnless, "--help"], ws))

@@ -18,23 +18,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-import orjson
+from typing import Protocol
 
 from burnless import audit as audit_mod
-from burnless import faults, pricing, process
+from burnless import faults, routing
 from burnless.breaker import Breaker
 from burnless.budget import Guard, Reservation
 from burnless.capsule import Capsule, Context, one_line
 from burnless.config import Config, Tier, check_available, load_config
+from burnless.cost import account
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, SessionBusy, UsageError
 from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, new_task_id, now_iso
 from burnless.ledger import append as ledger_append
+from burnless.policy import Policy
 from burnless.prompt import Prompt, render_prompt
 from burnless.result import CallRecord, RunResult, exit_code_for, total_cost
-from burnless import routing
 from burnless.routing import Decision
 from burnless.session import (
     Pin,
@@ -51,12 +50,6 @@ from burnless.session import (
 )
 from burnless.tokens import Tokens, estimate_tokens
 from burnless.workers import Call, Reply, dispatch
-
-if TYPE_CHECKING:
-    from burnless.redact import Redactor
-
-DEPTH_ENV = "BURNLESS_DEPTH"
-ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
 
 
 class Progress(Protocol):
@@ -125,7 +118,7 @@ class BurnlessAgent:
         config: Config | None = None,
     ) -> None:
         self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None)
-        self._redactor: Redactor | None = None
+        self.policy = Policy(self.config)
 
     # ------------------------------------------------------------------ public
 
@@ -163,7 +156,7 @@ class BurnlessAgent:
             stored_task=redacted[0],
             task_id=new_task_id(),
             labels=labels,
-            sensitive=self._sensitivity(task, labels),
+            sensitive=self.policy.sensitivity(task, labels),
             meta=SessionMeta(session.id),
         )
         self._guard_nesting(turn)
@@ -190,7 +183,7 @@ class BurnlessAgent:
         return routing.route(
             cfg, task, labels=tuple(labels), tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
-            sensitive=self._sensitivity(task, tuple(labels)), cascade=cascade,
+            sensitive=self.policy.sensitivity(task, tuple(labels)), cascade=cascade,
         )
 
     def next_prompt(self, session_id: str, task: str = "<task>") -> Prompt:
@@ -487,7 +480,8 @@ class BurnlessAgent:
         call = Call(
             tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
             workspace=cfg.workspace, state_dir=cfg.state_dir,
-            timeout=timeout or tier.timeout, log_path=log, env=self._worker_env(turn),
+            timeout=timeout or tier.timeout, log_path=log,
+            env=self.policy.worker_env(turn.session.id),
             redact=self._redact_text if cfg.policy.redact_secrets else None,
             on_line=progress.line if progress else None,
         )
@@ -502,7 +496,7 @@ class BurnlessAgent:
             if progress:
                 progress.stop()
         extraction = extract(reply.output.text)
-        tokens, cost, source = _account(tier, reply, prompt)
+        tokens, cost, source = account(tier, reply.output, prompt.text)
         out = _Outcome(run_id, tier, reply, extraction, tokens, cost, source, redactions, log,
                        guard, reservation)
         if reply.interrupted:
@@ -554,16 +548,7 @@ class BurnlessAgent:
     # ------------------------------------------------------------------ steps
 
     def _status(self, out: _Outcome) -> str:
-        reply, env = out.reply, out.envelope
-        if reply.failed:
-            if env is not None and env.status == "ok":
-                return "partial"  # it says ok, but the process failed
-            return env.status if env is not None and env.status != "ok" else "failed"
-        if reply.output.is_error:
-            return "failed" if env is None or env.status == "ok" else env.status
-        if env is None:
-            return "ok"
-        return env.status
+        return out.reply.turn_status(out.envelope)
 
     def _audit(
         self,
@@ -579,20 +564,10 @@ class BurnlessAgent:
         commands = (cfg.audit.verify + verify) if status in ("ok", "partial") else ()
 
         def run_verify(cmd: str) -> tuple[int | None, str]:
-            import shlex
+            from burnless.workers.command import run_verify_command
 
-            from burnless.workers.command import scrubbed_env
-
-            try:
-                argv = shlex.split(cmd)
-            except ValueError as exc:
-                return 2, f"cannot split command: {exc}"
-            res = process.run(
-                argv, cwd=cfg.workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
-                log_path=out.log, redact=self._redact_text if cfg.policy.redact_secrets else None,
-            )
-            tail = (res.stderr_tail or res.stdout).strip().splitlines()
-            return res.exit_code, (tail[-1][:200] if tail else res.start_error)
+            redact = self._redact_text if cfg.policy.redact_secrets else None
+            return run_verify_command(cmd, cfg.workspace, tier, out.log, redact)
 
         return audit_mod.audit(
             before, claims, ignore=cfg.audit.ignore, strict=cfg.audit.strict,
@@ -655,7 +630,8 @@ class BurnlessAgent:
         self._record(turn, out, "compaction", "ok" if ok else "failed", audit_mod.SKIPPED, None,
                      Route(tier_name, ("compaction.tier",)), reason=out.reply.error)
         if not ok:
-            turn.warnings.append(f"compaction tier {tier_name} failed; used the deterministic digest")
+            turn.warnings.append(
+                f"compaction tier {tier_name} failed; used the deterministic digest")
             return fallback
         return self._redact_text(text)
 
@@ -719,86 +695,24 @@ class BurnlessAgent:
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: cannot read the project prefix: {exc}") from None
 
-    def _redactor_obj(self) -> Redactor:
-        if self._redactor is None:
-            from burnless.redact import Redactor
-
-            self._redactor = Redactor.for_workspace(self.config.state_dir)
-        return self._redactor
-
     def _redact(self, text: str) -> tuple[str, int]:
-        if not self.config.policy.redact_secrets or not text:
-            return text, 0
-        red = self._redactor_obj().redact(text)
-        return red.text, red.count
+        return self.policy.redact(text)
 
     def _redact_text(self, text: str) -> str:
-        return self._redact(text)[0]
-
-    def _sensitivity(self, task: str, labels: tuple[str, ...]) -> tuple[str, ...]:
-        from burnless.sensitive import classify
-
-        pol = self.config.policy
-        res = classify(
-            task, patterns=pol.sensitive_patterns, paths=pol.sensitive_paths, labels=labels,
-            redact_secrets=pol.redact_secrets,
-        )
-        return res.reasons if res.sensitive else ()
+        return self.policy.mask(text)
 
     def _guard_nesting(self, turn: _Turn) -> None:
-        cfg = self.config
-        depth = _depth()
-        if depth > cfg.policy.max_depth:
-            reason = (f"nested burnless call at depth {depth} exceeds policy.max_depth = "
-                      f"{cfg.policy.max_depth}; refused before spending anything")
+        reason = self.policy.depth_refusal()
+        if reason:
+            cfg = self.config
             self._refusal(turn, cfg.executor or next(iter(cfg.tiers)), "execution", reason,
                           refused_by="policy")
             raise PolicyRefused(reason)
-        if self._active_key(turn.session.id) in _active_sessions():
+        if self.policy.is_calling_session(turn.session.id):
             raise SessionBusy(
                 f"session {turn.session.id!r} is running the turn that called this one; a nested "
                 "run on the same session would wait on its own lock. Use another --session"
             )
-
-    def _active_key(self, session_id: str) -> str:
-        return f"{self.config.workspace}::{session_id}"
-
-    def _worker_env(self, turn: _Turn) -> dict[str, str]:
-        active = [*_active_sessions(), self._active_key(turn.session.id)]
-        return {DEPTH_ENV: str(_depth() + 1), ACTIVE_ENV: orjson.dumps(active).decode()}
-
-
-def _depth() -> int:
-    """How deep in nested burnless calls this process is (0 at the top)."""
-    raw = os.environ.get(DEPTH_ENV, "0").strip()
-    return int(raw) if raw.isdigit() else 0
-
-
-def _active_sessions() -> list[str]:
-    raw = os.environ.get(ACTIVE_ENV)
-    if not raw:
-        return []
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    return [str(x) for x in data] if isinstance(data, list) else []
-
-
-def _account(tier: Tier, reply: Reply, prompt: Prompt) -> tuple[Tokens, float | None, str]:
-    """Tokens and cost of a call, and where the cost comes from (SPEC section 9)."""
-    output = reply.output
-    model = output.model or tier.model
-    price = pricing.price_for(model, tier.price.as_mapping() if tier.price else None)
-    tokens = output.usage or Tokens(
-        input=estimate_tokens(prompt.text), output=estimate_tokens(output.text)
-    )
-    if output.cost_usd is not None:
-        return tokens, output.cost_usd, "reported"
-    if price is None:
-        return tokens, None, "unknown"
-    cost = pricing.cost_usd(tokens, price, output.cache_write_1h)
-    return tokens, cost, "priced" if output.usage is not None else "estimated"
 
 
 def _last_line(text: str) -> str:

@@ -207,7 +207,8 @@ def _check_claim(
     """Append the claim's findings; return its normalised relative path (None if outside)."""
     raw = claim.path
     if os.path.isabs(raw) or raw.startswith("~"):
-        findings.append(Finding("outside", raw, "absolute path: claims are relative to the workspace"))
+        findings.append(
+            Finding("outside", raw, "absolute path: claims are relative to the workspace"))
         return None
     rel = _normalise(raw)
     if rel is None:
@@ -245,7 +246,8 @@ def _check_claim(
             findings.append(Finding("hash", rel, f"claimed {claim.sha256[:12]}…, disk has "
                                                  f"{(digest or '?')[:12]}…"))
     if not _changed(rel, st, before, after, changed):
-        findings.append(Finding("unchanged", rel, f"claimed {claim.action}, not changed in the run"))
+        findings.append(
+            Finding("unchanged", rel, f"claimed {claim.action}, not changed in the run"))
     return rel
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from filelock import FileLock
 
-from burnless.config import Config
 from burnless.atomic import write_atomic
+from burnless.config import Config
 
 
 class Breaker:

@@ -17,9 +17,9 @@ import orjson
 from filelock import FileLock
 
 from burnless import ledger, pricing
+from burnless.atomic import write_atomic
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
-from burnless.atomic import write_atomic
 
 LOCK_TIMEOUT = 120.0
 

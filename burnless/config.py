@@ -71,8 +71,8 @@ class Tier:
     @property
     def deterministic(self) -> bool:
         """A tier-0: local and free (a script, not a model)."""
-        p = self.price.as_mapping() if self.price else None
-        return self.local and bool(p) and not any(p.values())
+        rates = self.price.as_mapping() if self.price else {}
+        return self.local and bool(rates) and not any(rates.values())
 
     @property
     def uses_prefix_file(self) -> bool:
@@ -364,7 +364,9 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
         blob = orjson.loads(cache.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-    if not isinstance(blob, dict) or blob.get("key") != key or not isinstance(blob.get("data"), dict):
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        return None
+    if not isinstance(blob.get("data"), dict):
         return None
     data: dict[str, Any] = blob["data"]
     return data
@@ -425,8 +427,8 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
     for i, rule in enumerate(cfg.routing.rules):
         where = ("routing", "rules", str(i))
         if rule.tier not in tiers:
-            raise _fail(src, (*where, "tier"),
-                        f"names tier {rule.tier!r}, which is not defined{_suggest(rule.tier, tiers)}")
+            raise _fail(src, (*where, "tier"), f"names tier {rule.tier!r}, which is not "
+                        f"defined{_suggest(rule.tier, tiers)}")
         if rule.regex is not None:
             try:
                 re.compile(rule.regex)
@@ -455,7 +457,8 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
     if (tier.command is None) == (tier.api is None):
         raise _fail(src, where, "give exactly one of 'command' (a program to run) or 'api'")
     if tier.api is not None and tier.api not in API_KINDS:
-        raise _fail(src, (*where, "api"), f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
+        raise _fail(src, (*where, "api"),
+                    f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
     if tier.format not in FORMATS:
         raise _fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "

@@ -138,7 +138,7 @@ def _find(text: str, findings: list[str]) -> tuple[dict[str, Any], int, int] | N
 
 def normalise(obj: dict[str, Any], findings: list[str]) -> Envelope:
     raw_status = obj.get("status")
-    status = _STATUS_SYNONYMS.get(str(raw_status).strip().lower()) if raw_status is not None else None
+    status = None if raw_status is None else _STATUS_SYNONYMS.get(str(raw_status).strip().lower())
     if status is None:
         findings.append(f"envelope: unknown status {raw_status!r}; treated as failed")
         status = "failed"

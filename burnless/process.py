@@ -233,6 +233,7 @@ def _drain(
             tail.extend(chunk)
             del tail[:-_TAIL]
         if on_line is not None:
-            lines = [ln for ln in chunk.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+            text = chunk.decode("utf-8", errors="replace")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
             if lines:
                 on_line(lines[-1].strip()[:200])

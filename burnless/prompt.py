@@ -111,7 +111,8 @@ class Prompt:
         out: list[dict[str, object]] = []
         for name, text in self.parts():
             data = text.encode("utf-8")
-            out.append({"part": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+            digest = hashlib.sha256(data).hexdigest()
+            out.append({"part": name, "bytes": len(data), "sha256": digest})
         return out
 
 

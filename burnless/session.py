@@ -10,7 +10,6 @@ epoch, so rendering the context is a pure function of the file.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence

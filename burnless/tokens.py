@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 
 def estimate_tokens(text: str | bytes) -> int:
-    """The estimator used everywhere burnless has no reported figure: UTF-8 bytes / 4, rounded up."""
+    """The one estimator, wherever burnless has no reported figure: UTF-8 bytes / 4, rounded up."""
     n = len(text.encode("utf-8")) if isinstance(text, str) else len(text)
     return -(-n // 4)
 

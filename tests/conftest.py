@@ -16,6 +16,11 @@ FAKES = Path(__file__).parent / "fakes"
 WORKER = FAKES / "worker.py"
 
 
+def quoted(text: str) -> str:
+    """``text`` as a YAML (JSON) string scalar."""
+    return orjson.dumps(text).decode()
+
+
 def fake(mode: str = "honest", *extra: str) -> str:
     """A tier command running the fake worker in a mode."""
     return " ".join(shlex.quote(a) for a in (sys.executable, str(WORKER), "--mode", mode, *extra))

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, fake, quoted
 
 
 def ladder(ws: Workspace, tmp_path: Path, **modes: str) -> dict[str, Path]:
     recs = {name: tmp_path / name for name in modes}
     lines = ["tiers:"]
     for name, mode in modes.items():
-        cmd = orjson.dumps(fake(mode, "--record", str(recs[name]))).decode()
+        cmd = quoted(fake(mode, "--record", str(recs[name])))
         lines.append(f"  {name}: {{command: {cmd}}}")
     lines.append("planner: null")
     lines.append(f"routing: {{ladder: [{', '.join(modes)}]}}")
@@ -63,10 +61,12 @@ def test_every_rung_failing_gives_the_last_outcome(ws: Workspace, tmp_path: Path
 
 def test_rule_with_cascade_true(ws: Workspace, tmp_path: Path) -> None:
     recs = {n: tmp_path / n for n in ("checks", "bronze")}
+    checks = quoted(fake("escalate", "--record", str(recs["checks"])))
+    bronze = quoted(fake("honest", "--record", str(recs["bronze"])))
     ws.config(
         "tiers:\n"
-        f"  checks: {{command: {orjson.dumps(fake('escalate', '--record', str(recs['checks']))).decode()}, local: true, price: 0}}\n"
-        f"  bronze: {{command: {orjson.dumps(fake('honest', '--record', str(recs['bronze']))).decode()}}}\n"
+        f"  checks: {{command: {checks}, local: true, price: 0}}\n"
+        f"  bronze: {{command: {bronze}}}\n"
         "planner: null\n"
         "routing:\n  ladder: [bronze]\n"
         "  rules: [{keywords: [audit], tier: checks, cascade: true}]\n"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
-
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, fake, quoted
 
 SECRET = "sk-ant-api03-" + "Ab3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2rS5uX8" + "-abcdEFGH"
 
@@ -15,9 +13,9 @@ def tiers(ws: Workspace, tmp_path: Path, *, local: str | None = None, extra: str
           silver: str = "honest") -> dict[str, Path]:
     recs = {"silver": tmp_path / "silver", "local": tmp_path / "local"}
     lines = ["tiers:",
-             f"  silver: {{command: {orjson.dumps(fake(silver, '--record', str(recs['silver']))).decode()}}}"]
+             f"  silver: {{command: {quoted(fake(silver, '--record', str(recs['silver'])))}}}"]
     if local:
-        cmd = orjson.dumps(fake(local, "--record", str(recs["local"]))).decode()
+        cmd = quoted(fake(local, "--record", str(recs["local"])))
         lines.append(f"  mine: {{command: {cmd}, local: true}}")
     ws.config("\n".join(lines) + "\nplanner: null\n" + extra)
     return recs
@@ -88,7 +86,7 @@ def test_nesting_beyond_max_depth_is_refused(ws: Workspace, tmp_path: Path) -> N
 
 def test_nested_run_on_the_same_session_is_refused_at_once(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "silver"
-    ws.config(f"tiers:\n  silver: {{command: {orjson.dumps(fake('nested', '--record', str(rec))).decode()}}}\n"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}}}\n"
               "planner: null\nsession: {lock_timeout: 30}\n")
     p = ws.run("run", "nest default inner task", timeout=40)
     assert p.returncode == 0
@@ -100,13 +98,13 @@ def test_nested_run_on_another_session_works_and_max_depth_0_forbids(
     ws: Workspace, tmp_path: Path
 ) -> None:
     rec = tmp_path / "silver"
-    cmd = orjson.dumps(fake('nested', '--record', str(rec))).decode()
-    ws.config(f"tiers:\n  silver: {{command: {cmd}}}\n  inner: {{command: {orjson.dumps(fake('honest')).decode()}}}\n"
-              "planner: null\nexecutor: silver\nrouting: {rules: [{keywords: [innerwork], tier: inner}]}\n")
+    tiers = (f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}}}\n"
+             f"  inner: {{command: {quoted(fake('honest'))}}}\n"
+             "planner: null\nexecutor: silver\n"
+             "routing: {rules: [{keywords: [innerwork], tier: inner}]}\n")
+    ws.config(tiers)
     assert ws.run("run", "nest other innerwork write n.txt n", "--tier", "silver").returncode == 0
     assert (rec / "nested-exit").read_text().startswith("0")
-    ws.config(f"tiers:\n  silver: {{command: {cmd}}}\n  inner: {{command: {orjson.dumps(fake('honest')).decode()}}}\n"
-              "planner: null\nexecutor: silver\npolicy: {max_depth: 0}\n"
-              "routing: {rules: [{keywords: [innerwork], tier: inner}]}\n")
+    ws.config(tiers + "policy: {max_depth: 0}\n")
     assert ws.run("run", "nest third innerwork write m.txt m", "--tier", "silver").returncode == 0
     assert (rec / "nested-exit").read_text().startswith("5")

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, fake, quoted
 
 
 def test_honest_writer_passes_audit_and_leaves_capsule_and_ledger(ws: Workspace) -> None:
@@ -100,7 +100,7 @@ def test_verify_command_failure_fails_audit(ws: Workspace) -> None:
 
 def test_timeout_kills_the_whole_process_group(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    ws.config(f"tiers:\n  silver: {{command: {orjson.dumps(fake('sleeper', '--record', str(rec))).decode()}}}\n")
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
     t0 = time.monotonic()
     code, res = ws.json("run", "sleep please", "--timeout", "1")
     assert time.monotonic() - t0 < 15
@@ -126,7 +126,7 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_kills_worker_and_records_interruption(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    ws.config(f"tiers:\n  silver: {{command: {orjson.dumps(fake('sleeper', '--record', str(rec))).decode()}}}\n")
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20

@@ -12,14 +12,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, fake, quoted
 
 
 def _cmd(mode: str, rec: Path, *extra: str) -> str:
-    return orjson.dumps(fake(mode, "--record", str(rec), *extra)).decode()
+    return quoted(fake(mode, "--record", str(rec), *extra))
 
 
-def two_tiers(ws: Workspace, tmp_path: Path, extra: str = "", silver: str = "honest") -> tuple[Path, Path]:
+def two_tiers(
+    ws: Workspace, tmp_path: Path, extra: str = "", silver: str = "honest"
+) -> tuple[Path, Path]:
     gold, silv = tmp_path / "gold", tmp_path / "silver"
     ws.config(f"tiers:\n  gold: {{command: {_cmd('honest', gold)}}}\n"
               f"  silver: {{command: {_cmd(silver, silv)}}}\n" + extra)
@@ -68,7 +70,7 @@ def test_context_only_grows_within_an_epoch(ws: Workspace, tmp_path: Path) -> No
     for i in range(5):
         assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
     sent = [without_task(p) for p in prompts(silver)]
-    for a, b in zip(sent, sent[1:]):
+    for a, b in zip(sent, sent[1:], strict=False):
         assert b.startswith(a) and len(b) > len(a)
     last = sent[-1]
     assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}", last)  # no timestamps
@@ -164,7 +166,8 @@ def test_pinning_survives_config_change_until_repin(ws: Workspace, tmp_path: Pat
 
 def test_executor_pin_survives_a_change_of_executor(ws: Workspace, tmp_path: Path) -> None:
     rec_s, rec_b = tmp_path / "s", tmp_path / "b"
-    tiers = f"tiers:\n  silver: {{command: {_cmd('honest', rec_s)}}}\n  bronze: {{command: {_cmd('honest', rec_b)}}}\n"
+    tiers = (f"tiers:\n  silver: {{command: {_cmd('honest', rec_s)}}}\n"
+             f"  bronze: {{command: {_cmd('honest', rec_b)}}}\n")
     ws.config(tiers + "executor: silver\n")
     ws.run("run", "write a.txt a")
     ws.config(tiers + "executor: bronze\n")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burnless.config import Tier
+from burnless.envelope import Envelope
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
 
@@ -41,6 +42,16 @@ class Reply:
     @property
     def failed(self) -> bool:
         return bool(self.error) or self.timed_out or self.interrupted
+
+    def turn_status(self, envelope: Envelope | None) -> str:
+        """The turn's status: the envelope's, unless the call itself says otherwise."""
+        if self.failed:
+            if envelope is not None and envelope.status == "ok":
+                return "partial"  # it says ok, but the process failed
+            return envelope.status if envelope is not None else "failed"
+        if self.output.is_error:
+            return "failed" if envelope is None or envelope.status == "ok" else envelope.status
+        return envelope.status if envelope is not None else "ok"
 
 
 def dispatch(call: Call) -> Reply:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 from burnless import process
+from burnless.atomic import write_atomic
 from burnless.config import PLACEHOLDER_RE, Tier
 from burnless.errors import UsageError
 from burnless.formats import parse_output
-from burnless.atomic import write_atomic
 from burnless.workers import Call, Reply
 
 # Linux refuses a single argument longer than MAX_ARG_STRLEN (32 pages).
@@ -125,3 +127,20 @@ def dispatch(call: Call) -> Reply:
         interrupted=result.interrupted,
         error=error,
     )
+
+
+def run_verify_command(
+    cmd: str, workspace: Path, tier: Tier, log_path: Path, redact: Callable[[str], str] | None
+) -> tuple[int | None, str]:
+    """Run an ``audit.verify`` command like a worker (argv, scrubbed env, its own group).
+
+    Returns the exit code (None on timeout) and the last line it printed.
+    """
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as exc:
+        return 2, f"cannot split command: {exc}"
+    res = process.run(argv, cwd=workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
+                      log_path=log_path, redact=redact)
+    tail = (res.stderr_tail or res.stdout).strip().splitlines()
+    return res.exit_code, (tail[-1][:200] if tail else res.start_error)

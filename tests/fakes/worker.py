@@ -130,7 +130,8 @@ def main() -> int:
         sys.stderr.write("fatal: worker crashed\n")
         return 3
     if mode == "garbage":
-        sys.stdout.write("\x00\x01garbage {not json] ```json\n{\"status\": \"ok\", \"files\": [\n```\n")
+        sys.stdout.write("\x00\x01garbage {not json] ```json\n"
+                         '{"status": "ok", "files": [\n```\n')
         return 0
     if mode == "noenvelope":
         sys.stdout.write("I looked at it and everything seems fine.\n")

@@ -1,0 +1,93 @@
+"""Policy for one workspace: secret masking, sensitive work, and nested calls (SPEC 8).
+
+The mechanisms live in ``redact`` (secret detection and masks) and ``sensitive`` (what makes a
+task sensitive); this module applies the config's ``policy:`` section to a turn.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import orjson
+
+from burnless.config import Config
+
+if TYPE_CHECKING:
+    from burnless.redact import Redactor
+
+DEPTH_ENV = "BURNLESS_DEPTH"
+ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
+
+
+class Policy:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._redactor: Redactor | None = None
+
+    # -- secrets
+
+    def redact(self, text: str) -> tuple[str, int]:
+        """``text`` with its secrets masked, and how many there were (no-op when disabled)."""
+        if not self.cfg.policy.redact_secrets or not text:
+            return text, 0
+        if self._redactor is None:
+            from burnless.redact import Redactor
+
+            self._redactor = Redactor.for_workspace(self.cfg.state_dir)
+        red = self._redactor.redact(text)
+        return red.text, red.count
+
+    def mask(self, text: str) -> str:
+        return self.redact(text)[0]
+
+    # -- sensitive work
+
+    def sensitivity(self, task: str, labels: tuple[str, ...]) -> tuple[str, ...]:
+        """Why the task is sensitive (empty: it is not)."""
+        from burnless.sensitive import classify
+
+        pol = self.cfg.policy
+        res = classify(task, patterns=pol.sensitive_patterns, paths=pol.sensitive_paths,
+                       labels=labels, redact_secrets=pol.redact_secrets)
+        return res.reasons if res.sensitive else ()
+
+    # -- nesting
+
+    def depth_refusal(self) -> str | None:
+        """Why this process may not run (too deeply nested), or None."""
+        d = depth()
+        if d > self.cfg.policy.max_depth:
+            return (f"nested burnless call at depth {d} exceeds policy.max_depth = "
+                    f"{self.cfg.policy.max_depth}; refused before spending anything")
+        return None
+
+    def is_calling_session(self, session_id: str) -> bool:
+        """True when this run was started by a worker of that very session's running turn."""
+        return self._key(session_id) in active_sessions()
+
+    def worker_env(self, session_id: str) -> dict[str, str]:
+        """What burnless adds to every worker's environment."""
+        active = [*active_sessions(), self._key(session_id)]
+        return {DEPTH_ENV: str(depth() + 1), ACTIVE_ENV: orjson.dumps(active).decode()}
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.cfg.workspace}::{session_id}"
+
+
+def depth() -> int:
+    """How deep in nested burnless calls this process is (0 at the top)."""
+    raw = os.environ.get(DEPTH_ENV, "0").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def active_sessions() -> list[str]:
+    """The sessions whose turns are running above this process."""
+    raw = os.environ.get(ACTIVE_ENV)
+    if not raw:
+        return []
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    return [str(x) for x in data] if isinstance(data, list) else []
