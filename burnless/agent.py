@@ -583,7 +583,8 @@ class BurnlessAgent:
         capsules: list[Capsule],
     ) -> Capsule:
         env = out.envelope
-        summary = env.summary if env and env.summary else _last_line(out.extraction.prose)
+        summary = (env.summary if env and env.summary else _last_line(out.extraction.prose)
+                   ) or out.reply.error
         notes = report.notes()
         if out.reply.error:
             notes.insert(0, out.reply.error)
