@@ -45,7 +45,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
     args = ap.parse_args()
-    burnless = [sys.executable, "-m", "burnless"]
+    # The console script users run (`python -m burnless` would add runpy's own imports).
+    script = Path(sys.executable).parent / "burnless"
+    burnless = [str(script)] if script.exists() else [sys.executable, "-m", "burnless"]
     # pip compiles bytecode when it installs a package; an editable checkout under
     # PYTHONDONTWRITEBYTECODE never gets any, and would time the compiler instead of burnless.
     import compileall

@@ -60,7 +60,9 @@ def main() -> None:
     from burnless.agent import BurnlessAgent
 
     compileall.compile_dir(Path(pkg.__file__).parent, quiet=1)  # as an installed package
-    burnless = [sys.executable, "-m", "burnless"]
+    # The console script users run (`python -m burnless` would add runpy's own imports).
+    script = Path(sys.executable).parent / "burnless"
+    burnless = [str(script)] if script.exists() else [sys.executable, "-m", "burnless"]
     worker_argv = shlex.split(WORKER)
     rows: list[tuple[int, int, float, int]] = []
     with tempfile.TemporaryDirectory() as tmp:

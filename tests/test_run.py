@@ -348,3 +348,60 @@ def test_python_api_returns_run_result_and_raises_typed_errors(ws: Workspace) ->
     (ws.state / "config.yaml").write_text("tiers: [1, 2]\n")
     with pytest.raises(ConfigError):
         BurnlessAgent(config_path=ws.state / "config.yaml")
+
+
+def test_sigterm_is_an_interruption_too(ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (rec / "pids").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.terminate()
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
+    assert not _alive(child) and not _alive(grandchild)
+    assert ws.ledger()[0]["status"] == "interrupted"
+
+
+def test_dry_run_routes_and_renders_without_dispatching(ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest', '--record', str(rec)))}}}\n")
+    code, res = ws.json("run", "write d.txt d", "--dry-run")
+    assert code == 0 and res["dry_run"] is True and res["tier"] == "silver"
+    assert "would send" in res["summary"]
+    assert not rec.exists() and ws.ledger() == [] and ws.capsules() == []
+    assert not (ws.root / "d.txt").exists()
+
+
+def test_progress_shows_on_a_tty_and_not_otherwise(ws: Workspace) -> None:
+    import os
+    import pty
+
+    ws.tiers(silver="slow")
+    p = ws.run("run", "write t.txt t")
+    assert p.returncode == 0 and p.stderr == ""  # not a TTY: no spinner, nothing on stderr
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write u.txt u"],
+                            cwd=ws.root, stdout=subprocess.DEVNULL, stderr=secondary,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=30)
+    os.close(primary)
+    import re
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert proc.returncode == 0
+    assert re.search(r"execution on silver\s+\d+\.\ds", shown), shown  # tier and elapsed time

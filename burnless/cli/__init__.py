@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -68,7 +69,14 @@ class _StderrHandler(logging.Handler):
         sys.stderr.write(f"burnless: warning: {record.getMessage()}\n")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM (a CI job cancelled, `kill`) takes the Ctrl-C path: the worker's process group
+    # is killed and the ledger records the interruption, instead of orphaning the worker.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     logger = logging.getLogger("burnless")
     logger.addHandler(_StderrHandler())
     logger.setLevel(logging.WARNING)
