@@ -124,8 +124,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ctrl_c_kills_worker_and_records_interruption(ws: Workspace, tmp_path: Path) -> None:
-    rec = tmp_path / "rec"
+def _run_a_sleeper(ws: Workspace, rec: Path) -> subprocess.Popen[str]:
+    """`burnless run` on a worker that sleeps (with a grandchild); returns once both are up."""
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -133,6 +133,12 @@ def test_ctrl_c_kills_worker_and_records_interruption(ws: Workspace, tmp_path: P
     while not (rec / "pids").exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
+
+
+def test_ctrl_c_kills_worker_and_records_interruption(ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    proc = _run_a_sleeper(ws, rec)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
@@ -352,13 +358,7 @@ def test_python_api_returns_run_result_and_raises_typed_errors(ws: Workspace) ->
 
 def test_sigterm_is_an_interruption_too(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not (rec / "pids").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = _run_a_sleeper(ws, rec)
     proc.terminate()
     proc.communicate(timeout=20)
     assert proc.returncode == 130

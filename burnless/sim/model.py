@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import orjson
 
+from burnless.envelope import FileClaim
+
 Op = Literal["write", "append", "delete"]
 Lie = Literal["", "missing", "size", "hash"]
 
@@ -98,20 +100,8 @@ class Outcome:
     error: str = ""
 
 
-@dataclass(frozen=True)
-class Claim:
-    path: str
-    action: str
-    bytes: int | None = None
-    sha256: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "action": self.action}
-        if self.bytes is not None:
-            d["bytes"] = self.bytes
-        if self.sha256 is not None:
-            d["sha256"] = self.sha256
-        return d
+# The simulated model claims files in the same shape burnless parses: the envelope's.
+Claim = FileClaim
 
 
 def parse_prompt(text: str, last_user_text: str = "") -> Prompt:
