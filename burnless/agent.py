@@ -29,6 +29,7 @@ from burnless.config import Config, Tier, check_available, load_config
 from burnless.cost import account
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, SessionBusy, UsageError
+from burnless.formats import WorkerOutput
 from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, new_task_id, now_iso
 from burnless.ledger import append as ledger_append
 from burnless.policy import Policy
@@ -92,6 +93,7 @@ class _Outcome:
     log: Path
     guard: Guard
     reservation: Reservation | None
+    cached: bool = False  # answered from the response cache: nothing dispatched
 
     @property
     def envelope(self) -> Envelope | None:
@@ -326,6 +328,7 @@ class BurnlessAgent:
             turn.warnings.append(f"planner {planner} gave no plan ({why}); executing without one")
         self._record(turn, out, "planning", status, audit_mod.SKIPPED, capsule,
                      Route(planner, ("planner",)), reason=out.reply.error)
+        self._remember("planning", out, prompt, read_only=status == "ok")
         if capsule is not None:
             turn.session.append(capsule)
             capsules = [*capsules, capsule]
@@ -386,6 +389,9 @@ class BurnlessAgent:
                              timeout, progress)
             status = self._status(out)
             report = self._audit(out, before, status, verify, tier)
+            env = out.envelope
+            self._remember("execution", out, prompt, read_only=status == "ok" and (
+                env is None or (env.kind == "thought" and not env.files)) and not report.changed)
             capsule = self._exec_capsule(turn, out, status, report, capsules)
             # Ledger first: a crash between the two loses a capsule (the session goes on
             # without it), never the record of money spent.
@@ -395,7 +401,8 @@ class BurnlessAgent:
             turn.session.append(capsule)
             faults.point("after-capsule")
             capsules = [*capsules, capsule]
-            breaker.record(rung, failed=out.reply.exit_code != 0 or out.reply.timed_out)
+            if not out.cached:
+                breaker.record(rung, failed=out.reply.exit_code != 0 or out.reply.timed_out)
             last = (out, status, report, capsule)
             if status == "ok" and report.verdict != "failed":
                 break
@@ -464,6 +471,14 @@ class BurnlessAgent:
     ) -> _Outcome:
         cfg = self.config
         guard = Guard(cfg)
+        cached = self._cached_reply(role, tier, prompt)
+        if cached is not None:
+            run_id = new_run_id()
+            log = log_path(cfg.state_dir, run_id)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(cached.output.text, encoding="utf-8")
+            return _Outcome(run_id, tier, cached, extract(cached.output.text), Tokens(), 0.0,
+                            "priced", redactions, log, guard, None, cached=True)
         prompt_tokens = estimate_tokens(prompt.text)
         try:
             reservation = guard.reserve(
@@ -505,6 +520,32 @@ class BurnlessAgent:
             raise Interrupted(f"interrupted: the {tier.name} worker's process group was killed")
         return out
 
+    def _cached_reply(self, role: str, tier: Tier, prompt: Prompt) -> Reply | None:
+        cfg = self.config
+        if not cfg.cache.responses or role == "compaction":
+            return None
+        from burnless import responses
+
+        hit = responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
+            responses.key(tier, role, prompt.text))
+        if hit is None:
+            return None
+        text, model = hit
+        output = WorkerOutput(text=text, format="cache", usage=Tokens(), cost_usd=0.0,
+                              model=model, is_error=False)
+        return Reply(output=output, exit_code=0, duration_s=0.0)
+
+    def _remember(self, role: str, out: _Outcome, prompt: Prompt, read_only: bool) -> None:
+        """Store a read-only answer for ``cache.responses``."""
+        cfg = self.config
+        if not cfg.cache.responses or out.cached or not read_only or out.reply.failed:
+            return
+        from burnless import responses
+
+        responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
+            responses.key(out.tier, role, prompt.text), self._redact_text(out.reply.output.text),
+            out.model)
+
     def _record(
         self,
         turn: _Turn,
@@ -522,7 +563,7 @@ class BurnlessAgent:
             cost_source=out.cost_source, audit=report.verdict, exit=out.reply.exit_code,
             seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s,
             route=route_rec, redactions=out.redactions, task_id=turn.task_id,
-            reason=reason[:300],
+            reason=reason[:300], cached=out.cached,
         )
         out.guard.settle(out.reservation, rec)
         turn.spent += out.cost_usd or 0.0
