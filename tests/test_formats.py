@@ -515,3 +515,25 @@ def test_lone_surrogates_are_replaced_so_the_json_still_parses() -> None:
     out = parse_output(raw)
     assert out.format == "claude-json"
     assert out.text == "caf\ufffd\ufffd\ufffd"
+
+
+# Real output of Claude Code 2.1.197, captured offline against `burnless sim serve`
+# (`claude -p --output-format json|stream-json --verbose --model claude-haiku-4-5
+# --allowedTools Write`, one Write tool call and the final answer: two model turns).
+REAL = Path(__file__).parent / "fixtures" / "formats"
+
+
+def test_real_claude_code_json_output() -> None:
+    out = parse_output((REAL / "claude_json_real_2.1.197.json").read_text())
+    assert out.format == "claude-json" and not out.is_error and out.findings == ()
+    assert out.usage == Tokens(input=0, output=178, cache_read=28601, cache_write=28696)
+    assert out.cost_usd == 0.0396201 and out.model == "claude-haiku-4-5"
+    assert '"path":"notes/a.txt"' in out.text
+
+
+def test_real_claude_code_stream_json_output() -> None:
+    out = parse_output((REAL / "claude_stream_json_real_2.1.197.jsonl").read_text())
+    assert out.format == "claude-stream-json" and not out.is_error and out.findings == ()
+    assert out.usage == Tokens(input=0, output=153, cache_read=55519, cache_write=1778)
+    assert out.cost_usd == 0.0085394 and out.model == "claude-haiku-4-5"
+    assert '"path":"notes/b.txt"' in out.text
