@@ -275,6 +275,9 @@ def _read_yaml(file: Path, src: _Source) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark is not None:
+            problem += f" ({context} at line {cmark.line + 1})"
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if data is None:
         return {}

@@ -405,3 +405,13 @@ def test_progress_shows_on_a_tty_and_not_otherwise(ws: Workspace) -> None:
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
     assert proc.returncode == 0
     assert re.search(r"execution on silver\s+\d+\.\ds", shown), shown  # tier and elapsed time
+
+
+def test_large_prompt_and_chatty_worker_do_not_deadlock(ws: Workspace) -> None:
+    ws.tiers(silver="chatty")
+    big = "write big.txt " + "x" * 3_000_000  # ~3 MB on stdin while the worker floods its pipes
+    code, res = ws.json("run", "-", input=big, timeout=120)
+    assert code == 0, res
+    assert (ws.root / "big.txt").stat().st_size == 3_000_000
+    log = (ws.root / res["log"]).read_bytes()
+    assert log.count(b"progress line") == 20_000 and log.count(b"debug line") == 10_000

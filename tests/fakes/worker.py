@@ -21,6 +21,7 @@ The task (between the last ``<task>`` and ``</task>`` lines) drives file work:
     nested       task "nest SESSION TASK...": run `burnless run TASK --session SESSION` from
                  inside the worker; its exit code goes to DIR/nested-exit
     echo         print the task it received back (no envelope)
+    chatty       print 2 MB on stdout and 1 MB on stderr BEFORE reading stdin, then honest
     slow         sleep 0.3 s, then honest
 
 With --record DIR the prompt (stdin), argv and environment are saved in DIR (numbered), so tests
@@ -89,6 +90,14 @@ def main() -> int:
     ap.add_argument("--prefix-file")
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
+    if args.mode == "chatty":  # fills both pipes before reading: burnless must keep draining
+        for i in range(20_000):
+            sys.stdout.write(f"progress line {i:06d} " + "." * 80 + "\n")
+        for i in range(10_000):
+            sys.stderr.write(f"debug line {i:06d} " + "-" * 80 + "\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        args.mode = "honest"
     prompt = sys.stdin.read() if not sys.stdin.isatty() else ""
     if args.rest:
         prompt = " ".join(args.rest)
