@@ -227,3 +227,15 @@ def test_sigkill_during_the_worker_and_a_torn_capsule_line(ws: Workspace, tmp_pa
     caps = ws.capsules()
     assert [c["seq"] for c in caps] == [1, 2]
     assert (ws.state / "sessions/default/capsules.jsonl.torn").exists()
+
+
+def test_compaction_by_a_tier_writes_the_digest(ws: Workspace, tmp_path: Path) -> None:
+    gold, _ = two_tiers(ws, tmp_path, extra=(
+        "planner: null\ncompaction: {max_context_tokens: 60, keep_recent: 1, tier: gold}\n"))
+    for i in range(4):
+        assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
+    compacts = [c for c in ws.capsules() if c["role"] == "compact"]
+    assert compacts and compacts[0]["digest"] == "DIGEST: everything so far was fine"
+    assert compacts[0]["tier"] == "gold"
+    assert 'role="compactor"' in prompts(gold)[0]
+    assert "compaction" in [r["role"] for r in ws.ledger()]
