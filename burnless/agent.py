@@ -104,6 +104,18 @@ class _Outcome:
         return self.reply.output.model or self.tier.model
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A turn's decisions, before anything is dispatched."""
+
+    capsules: list[Capsule]
+    compact: bool  # a compaction is due first (and opens a new epoch)
+    decision: Decision
+    rungs: list[str]  # tiers to try, in order (open breakers skipped)
+    skipped: list[str]  # why rungs were skipped
+    planner: str | None  # the planner tier, when it fires this turn
+
+
 class BurnlessAgent:
     """Run tasks through burnless from Python.
 
@@ -189,16 +201,23 @@ class BurnlessAgent:
         )
 
     def next_prompt(self, session_id: str, task: str = "<task>") -> Prompt:
-        """Exactly what the next turn of the session would send (no call is made)."""
+        """Exactly what the next turn of the session would send first (no call is made).
+
+        When a compaction is due it is applied in memory first; with ``compaction.tier`` the
+        real digest is written by that tier, so the digest shown is the deterministic one.
+        """
         cfg = self.config
         session = Session(cfg.state_dir, check_session_id(session_id))
-        capsules = session.capsules()
-        role = "planner" if (cfg.planner and needs_plan(capsules)) else "executor"
-        meta = session.meta()
-        decision = routing.route(cfg, task, pinned=meta.executor if cfg.routing.pin else None)
-        tier_name = cfg.planner if role == "planner" and cfg.planner else decision.tier
-        local = cfg.tiers[tier_name].local
-        return self._render(role, context_of(capsules), task, local)[0]
+        turn = _Turn(session, task, self._redact(task)[0], new_task_id(), (),
+                     self.policy.sensitivity(task, ()), session.meta())
+        prep = self._prepare(turn, tier=None, cascade=False, plan=True)
+        capsules = prep.capsules
+        folded = self._folded(turn, capsules, summarize=False) if prep.compact else None
+        if folded is not None:
+            capsules = [*capsules, folded]
+        role = "planner" if prep.planner else "executor"
+        tier_name = prep.planner or (prep.rungs[0] if prep.rungs else prep.decision.tier)
+        return self._render(role, context_of(capsules), task, cfg.tiers[tier_name].local)[0]
 
     def compact(self, session_id: str) -> Capsule | None:
         """Fold the session's older capsules now. None when there is nothing to fold."""
@@ -240,32 +259,23 @@ class BurnlessAgent:
         if not turn.meta.created:
             turn.meta.created = now_iso()
             turn.meta_dirty = True
-        capsules = session.capsules()
-
-        # Compaction, before anything is rendered for this turn.
-        if context_tokens(context_of(capsules)) > cfg.compaction.max_context_tokens and not dry_run:
-            capsules = self._compact(turn, capsules)
-
-        pinned = turn.meta.executor if cfg.routing.pin else None
         try:
-            decision = routing.route(
-                cfg, turn.task, labels=turn.labels, tier=tier, pinned=pinned,
-                sensitive=turn.sensitive, cascade=cascade,
-            )
+            prep = self._prepare(turn, tier=tier, cascade=cascade, plan=plan)
         except PolicyRefused as exc:
             self._refusal(turn, tier or cfg.executor or next(iter(cfg.tiers)), "execution",
                           str(exc), refused_by="policy")
             raise
-        rungs, skipped = self._rungs(decision, explicit=tier is not None)
-        planner = self._planner_for(turn, capsules, plan, rungs)
+        decision, rungs, skipped, planner = prep.decision, prep.rungs, prep.skipped, prep.planner
         if not rungs:
             reason = "; ".join(skipped) + "; no higher rung on routing.ladder"
             self._refusal(turn, decision.tier, "execution", reason, refused_by="breaker")
             return self._failure(turn, decision.tier, reason, started)
-        check_available(cfg, ([planner] if planner else []) + rungs)
+        compactor = [cfg.compaction.tier] if prep.compact and cfg.compaction.tier else []
+        check_available(cfg, ([planner] if planner else []) + rungs + compactor)
 
         if dry_run:
-            return self._dry_run(turn, decision, planner, capsules, started)
+            return self._dry_run(turn, prep, started)
+        capsules = self._compact(turn, prep.capsules) if prep.compact else prep.capsules
 
         try:
             plan_steps: tuple[str, ...] = ()
@@ -282,11 +292,27 @@ class BurnlessAgent:
             if turn.meta_dirty:
                 session.save_meta(turn.meta)
 
+    def _prepare(self, turn: _Turn, *, tier: str | None, cascade: bool, plan: bool) -> _Prepared:
+        """Everything the turn will do, decided before anything is dispatched."""
+        cfg = self.config
+        capsules = turn.session.capsules()
+        compact = (context_tokens(context_of(capsules)) > cfg.compaction.max_context_tokens
+                   and plan_fold(context_of(capsules), cfg.compaction.keep_recent) is not None)
+        decision = routing.route(
+            cfg, turn.task, labels=turn.labels, tier=tier,
+            pinned=turn.meta.executor if cfg.routing.pin else None,
+            sensitive=turn.sensitive, cascade=cascade,
+        )
+        rungs, skipped = self._rungs(decision, explicit=tier is not None)
+        epoch_start = compact or needs_plan(capsules)  # a compaction opens a new epoch
+        planner = self._planner_for(turn, epoch_start, plan, rungs)
+        return _Prepared(capsules, compact, decision, rungs, skipped, planner)
+
     def _planner_for(
-        self, turn: _Turn, capsules: list[Capsule], plan: bool, rungs: list[str]
+        self, turn: _Turn, epoch_start: bool, plan: bool, rungs: list[str]
     ) -> str | None:
         cfg = self.config
-        if not (plan and cfg.planner and needs_plan(capsules)):
+        if not (plan and cfg.planner and epoch_start):
             return None
         if rungs and cfg.tiers[rungs[0]].deterministic:
             return None  # a tier-0 script reads no plan: do not pay a frontier model for one
@@ -641,23 +667,31 @@ class BurnlessAgent:
         )
 
     def _compact(self, turn: _Turn, capsules: list[Capsule]) -> list[Capsule]:
+        """Fold the older capsules into a digest capsule, appended: a new epoch begins."""
+        capsule = self._folded(turn, capsules, summarize=True)
+        if capsule is None:
+            return capsules
+        turn.session.append(capsule)
+        return [*capsules, capsule]
+
+    def _folded(self, turn: _Turn, capsules: list[Capsule], *, summarize: bool
+                ) -> Capsule | None:
+        """The compact capsule that would fold ``capsules`` (None: nothing to fold)."""
         cfg = self.config
         ctx = context_of(capsules)
         fold = plan_fold(ctx, cfg.compaction.keep_recent)
         if fold is None:
-            return capsules
+            return None
         text = digest(capsules, fold)
         tier_name = cfg.compaction.tier or ""
-        if tier_name:
+        if tier_name and summarize:
             text = self._summarize(turn, tier_name, Context(ctx.plan, ctx.capsules), text)
-        capsule = Capsule.make(
+        return Capsule.make(
             seq=next_seq(capsules), epoch=current_epoch(capsules) + 1, role="compact",
             tier=tier_name, task="compaction", status="ok", audit="skipped",
             summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
             folds=fold.folds, keeps=fold.keeps, digest=text, ts=now_iso(),
         )
-        turn.session.append(capsule)
-        return [*capsules, capsule]
 
     def _summarize(self, turn: _Turn, tier_name: str, ctx: Context, fallback: str) -> str:
         check_available(self.config, [tier_name])
@@ -677,19 +711,19 @@ class BurnlessAgent:
             return fallback
         return self._redact_text(text)
 
-    def _dry_run(
-        self, turn: _Turn, decision: Decision, planner: str | None, capsules: list[Capsule],
-        started: float,
-    ) -> RunResult:
-        tier = self._pinned_tier(turn, decision.tier)
-        prompt, _ = self._render("executor", context_of(capsules), turn.task, tier.local)
+    def _dry_run(self, turn: _Turn, prep: _Prepared, started: float) -> RunResult:
+        tier = self._pinned_tier(turn, prep.rungs[0])
+        prompt, _ = self._render("executor", context_of(prep.capsules), turn.task, tier.local)
         size = len(prompt.text.encode("utf-8"))
+        steps = ([f"compaction first ({self.config.compaction.tier or 'deterministic'})"]
+                 if prep.compact else []) + ([f"planning on {prep.planner}"]
+                                             if prep.planner else [])
         summary = f"dry run: would send {size} bytes to {tier.name}" + (
-            f" after planning on {planner}" if planner else "")
+            f" after {' and '.join(steps)}" if steps else "")
         return RunResult(
             status="ok", exit_code=0, session=turn.session.id, tier=tier.name, model=tier.model,
-            run_id="", summary=summary, route=decision.to_dict(), warnings=tuple(turn.warnings),
-            duration_s=time.monotonic() - started, dry_run=True,
+            run_id="", summary=summary, route=prep.decision.to_dict(),
+            warnings=tuple(turn.warnings), duration_s=time.monotonic() - started, dry_run=True,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -762,4 +796,4 @@ def _last_line(text: str) -> str:
     return one_line(lines[-1], 320) if lines else ""
 
 
-__all__ = ["BurnlessAgent", "Progress", "Reservation"]
+__all__ = ["BurnlessAgent", "Progress"]

@@ -239,3 +239,18 @@ def test_compaction_by_a_tier_writes_the_digest(ws: Workspace, tmp_path: Path) -
     assert compacts[0]["tier"] == "gold"
     assert 'role="compactor"' in prompts(gold)[0]
     assert "compaction" in [r["role"] for r in ws.ledger()]
+
+
+def test_session_prompt_is_exact_when_a_compaction_is_due(ws: Workspace, tmp_path: Path) -> None:
+    gold, silver = two_tiers(
+        ws, tmp_path, extra="compaction: {max_context_tokens: 60, keep_recent: 1}\n")
+    for i in range(3):
+        assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
+    n_gold = len(prompts(gold))
+    shown = ws.run("session", "prompt", "default", "--task", "write g.txt g")
+    assert "role: planner" in shown.stderr  # the compaction opens an epoch: the planner fires
+    assert ws.run("run", "write g.txt g").returncode == 0
+    assert len(prompts(gold)) == n_gold + 1
+    assert prompts(gold)[-1] == shown.stdout
+    code, res = ws.json("run", "write h.txt h", "--dry-run")
+    assert code == 0 and res["dry_run"]
