@@ -23,7 +23,7 @@ from burnless.envelope import FileClaim
 
 CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
 RACY_WINDOW_NS = 3_000_000_000
-MAX_RACY_HASH_BYTES = 64 << 20
+MAX_RACY_HASH_BYTES = 64 << 20  # per snapshot: past it (a fresh checkout), metadata only
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def snapshot(root: Path, ignore: Sequence[str]) -> Snapshot:
     """Metadata of every file under ``root`` (symlinks recorded, never followed)."""
     taken = time.time_ns()
     entries: dict[str, Entry] = {}
+    racy_budget = MAX_RACY_HASH_BYTES
     stack = [("", str(root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -115,9 +116,10 @@ def snapshot(root: Path, ignore: Sequence[str]) -> Snapshot:
                 if (
                     stat.S_ISREG(st.st_mode)
                     and taken - st.st_mtime_ns < RACY_WINDOW_NS
-                    and st.st_size <= MAX_RACY_HASH_BYTES
+                    and st.st_size <= racy_budget
                 ):
                     digest = _hash(de.path)
+                    racy_budget -= st.st_size
                 entries[rel] = Entry(
                     st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, digest
                 )
