@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from burnless.cli import console
@@ -23,6 +21,3 @@ def doctor(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
         for c in checks:
             console.out(f"{marks[c['status']]} {c['name']}: {c['detail']}")
     raise typer.Exit(1 if failed else 0)
-
-
-__all__: list[Any] = ["doctor"]
