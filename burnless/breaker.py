@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import orjson
-from filelock import FileLock
 
 from burnless.atomic import write_atomic
 from burnless.config import Config
+from burnless.locks import file_lock
 
 
 class Breaker:
@@ -22,7 +22,7 @@ class Breaker:
         self.failures = cfg.routing.breaker.failures
         self.cooldown = cfg.routing.breaker.cooldown
         self._path = cfg.state_dir / "breaker.json"
-        self._lock = FileLock(str(cfg.state_dir / "breaker.lock"), timeout=60)
+        self._lock_path = cfg.state_dir / "breaker.lock"
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
@@ -48,7 +48,7 @@ class Breaker:
         return None
 
     def record(self, tier: str, failed: bool) -> None:
-        with self._lock:
+        with file_lock(self._lock_path, 60):
             data = self._load()
             state = data.get(tier) if isinstance(data.get(tier), dict) else {}
             assert isinstance(state, dict)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from filelock import FileLock
 
 from burnless import ledger, pricing
 from burnless.atomic import write_atomic
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
+from burnless.locks import file_lock
 
 LOCK_TIMEOUT = 120.0
 
@@ -50,7 +50,7 @@ class Guard:
         self.limits = cfg.budget
         self.state_dir = cfg.state_dir
         self.active = cfg.budget.any_cost_limit or cfg.budget.max_calls_per_session is not None
-        self._lock = FileLock(str(self.state_dir / "budget.lock"), timeout=LOCK_TIMEOUT)
+        self._lock_path = self.state_dir / "budget.lock"
         self._path = self.state_dir / "reservations.json"
 
     def reserve(
@@ -70,7 +70,7 @@ class Guard:
         day = today()
         from burnless.spend import spend_for  # only when a limit is set
 
-        with self._lock:
+        with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
             spend = spend_for(self.state_dir, session=session, day=day)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
@@ -117,7 +117,7 @@ class Guard:
         if res is None:
             ledger.append(self.state_dir, record)
             return
-        with self._lock:
+        with file_lock(self._lock_path, LOCK_TIMEOUT):
             ledger.append(self.state_dir, record)
             open_ = self._load_open()
             open_.pop(res.id, None)
@@ -126,7 +126,7 @@ class Guard:
     def release(self, res: Reservation | None) -> None:
         if res is None:
             return
-        with self._lock:
+        with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
             if open_.pop(res.id, None) is not None:
                 self._save(open_)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
-from filelock import FileLock, Timeout
+
+from burnless.locks import file_lock
 
 log = logging.getLogger("burnless")
 
@@ -28,23 +29,11 @@ def dumps(record: Any) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def lock_for(path: Path, timeout: float = 60.0) -> FileLock:
-    return FileLock(str(path) + ".lock", timeout=timeout)
-
-
 @contextmanager
 def locked(path: Path, timeout: float = 60.0) -> Iterator[None]:
     """Hold the file's append lock (for read-then-append sequences)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = lock_for(path, timeout)
-    try:
-        lock.acquire()
-    except Timeout as exc:  # pragma: no cover - 60 s on a local append lock means a hung peer
-        raise TimeoutError(f"could not lock {path} within {timeout:.0f}s") from exc
-    try:
+    with file_lock(Path(str(path) + ".lock"), timeout):
         yield
-    finally:
-        lock.release()
 
 
 def append(path: Path, records: Sequence[Any], *, fsync: bool = True) -> None:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from filelock import FileLock, Timeout
 
 from burnless import jsonl
 from burnless.atomic import write_atomic
 from burnless.capsule import Capsule, Context, render
 from burnless.errors import SessionBusy, UsageError
+from burnless.locks import LockTimeout, file_lock
 from burnless.tokens import estimate_tokens
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -99,19 +99,14 @@ class Session:
     @contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
         """Hold the session for a whole turn; SessionBusy after ``timeout`` seconds."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.lock_path), timeout=timeout)
         try:
-            lock.acquire()
-        except Timeout:
+            with file_lock(self.lock_path, timeout):
+                yield
+        except LockTimeout:
             raise SessionBusy(
                 f"session {self.id!r} is busy: another run held its lock for {timeout:g}s "
                 "(session.lock_timeout)"
             ) from None
-        try:
-            yield
-        finally:
-            lock.release()
 
     # -- capsules
 

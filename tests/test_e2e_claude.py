@@ -111,9 +111,9 @@ def claude() -> Path:
     prefix = _cache_root() / "claude-code"
     binary = prefix / "node_modules" / ".bin" / "claude"
     prefix.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
+    from burnless.locks import file_lock
 
-    with FileLock(str(prefix) + ".lock", timeout=900):  # two CI jobs sharing one cache
+    with file_lock(Path(str(prefix) + ".lock"), 900):  # two CI jobs sharing one cache
         found = _installed_version(binary)
         if _usable(found, wanted):
             print(f"\nclaude code: reusing {found} from {prefix}")

@@ -301,12 +301,12 @@ def test_concurrent_runs_on_one_session_serialize(ws: Workspace) -> None:
 
 
 def test_session_lock_timeout_is_exit_6(ws: Workspace) -> None:
-    from filelock import FileLock
+    from burnless.locks import file_lock
 
     ws.tiers(silver="honest", extra="session: {lock_timeout: 0.5}\n")
     lock_path = ws.state / "sessions" / "held" / ".lock"
     lock_path.parent.mkdir(parents=True)
-    with FileLock(str(lock_path)):
+    with file_lock(lock_path, 5):
         p = ws.run("run", "write l.txt l", "--session", "held")
     assert p.returncode == 6 and "busy" in p.stderr
     assert ws.ledger() == []
