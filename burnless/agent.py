@@ -16,25 +16,20 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from burnless import audit as audit_mod
 from burnless import faults, routing
 from burnless.breaker import Breaker
-from burnless.budget import Guard, Reservation
+from burnless.calls import Calls, Outcome, Progress, Turn
 from burnless.capsule import Capsule, Context, one_line
 from burnless.config import Config, Tier, check_available, load_config
-from burnless.cost import account
-from burnless.envelope import Envelope, Extraction, extract
-from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, SessionBusy, UsageError
-from burnless.formats import WorkerOutput
-from burnless.ledger import LedgerRecord, Route, log_path, new_run_id, new_task_id, now_iso
-from burnless.ledger import append as ledger_append
+from burnless.errors import PolicyRefused, SessionBusy, UsageError
+from burnless.ledger import Route, new_task_id, now_iso
 from burnless.policy import Policy
 from burnless.prompt import Prompt, render_prompt
-from burnless.result import CallRecord, RunResult, exit_code_for, total_cost
+from burnless.result import RunResult, exit_code_for, total_cost
 from burnless.routing import Decision
 from burnless.session import (
     Pin,
@@ -49,59 +44,7 @@ from burnless.session import (
     next_seq,
     plan_fold,
 )
-from burnless.tokens import Tokens, estimate_tokens
-from burnless.workers import Call, Reply, dispatch
-
-
-class Progress(Protocol):
-    """What the CLI shows while a worker runs (nothing of it when not on a TTY)."""
-
-    def start(self, role: str, tier: str) -> None: ...
-    def line(self, text: str) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass
-class _Turn:
-    """Mutable state of one ``run`` invocation."""
-
-    session: Session
-    task: str  # as given (may hold secrets; never stored)
-    stored_task: str  # redacted: what capsules, ledger and logs may hold
-    task_id: str
-    labels: tuple[str, ...]
-    sensitive: tuple[str, ...]
-    meta: SessionMeta
-    meta_dirty: bool = False
-    calls: list[CallRecord] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    spent: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """One dispatched call, parsed and accounted."""
-
-    run_id: str
-    tier: Tier
-    reply: Reply
-    extraction: Extraction
-    tokens: Tokens
-    cost_usd: float | None
-    cost_source: str
-    redactions: int
-    log: Path
-    guard: Guard
-    reservation: Reservation | None
-    cached: bool = False  # answered from the response cache: nothing dispatched
-
-    @property
-    def envelope(self) -> Envelope | None:
-        return self.extraction.envelope
-
-    @property
-    def model(self) -> str | None:
-        return self.reply.output.model or self.tier.model
+from burnless.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -133,6 +76,7 @@ class BurnlessAgent:
     ) -> None:
         self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None)
         self.policy = Policy(self.config)
+        self.calls = Calls(self.config, self.policy)
 
     # ------------------------------------------------------------------ public
 
@@ -164,7 +108,7 @@ class BurnlessAgent:
             raise UsageError("--timeout must be positive")
         labels = tuple(labels)
         redacted = self._redact(task)
-        turn = _Turn(
+        turn = Turn(
             session=session,
             task=task,
             stored_task=redacted[0],
@@ -208,7 +152,7 @@ class BurnlessAgent:
         """
         cfg = self.config
         session = Session(cfg.state_dir, check_session_id(session_id))
-        turn = _Turn(session, task, self._redact(task)[0], new_task_id(), (),
+        turn = Turn(session, task, self._redact(task)[0], new_task_id(), (),
                      self.policy.sensitivity(task, ()), session.meta())
         prep = self._prepare(turn, tier=None, cascade=False, plan=True)
         capsules = prep.capsules
@@ -223,7 +167,7 @@ class BurnlessAgent:
         """Fold the session's older capsules now. None when there is nothing to fold."""
         cfg = self.config
         session = Session(cfg.state_dir, check_session_id(session_id))
-        turn = _Turn(session, "", "", new_task_id(), (), (), session.meta())
+        turn = Turn(session, "", "", new_task_id(), (), (), session.meta())
         with session.lock(cfg.session.lock_timeout):
             capsules = session.capsules()
             if not capsules:
@@ -236,7 +180,7 @@ class BurnlessAgent:
 
     def _locked_run(
         self,
-        turn: _Turn,
+        turn: Turn,
         *,
         tier: str | None,
         cascade: bool,
@@ -262,13 +206,13 @@ class BurnlessAgent:
         try:
             prep = self._prepare(turn, tier=tier, cascade=cascade, plan=plan)
         except PolicyRefused as exc:
-            self._refusal(turn, tier or cfg.executor or next(iter(cfg.tiers)), "execution",
-                          str(exc), refused_by="policy")
+            self.calls.refusal(turn, tier or cfg.executor or next(iter(cfg.tiers)), "execution",
+                               str(exc), refused_by="policy")
             raise
         decision, rungs, skipped, planner = prep.decision, prep.rungs, prep.skipped, prep.planner
         if not rungs:
             reason = "; ".join(skipped) + "; no higher rung on routing.ladder"
-            self._refusal(turn, decision.tier, "execution", reason, refused_by="breaker")
+            self.calls.refusal(turn, decision.tier, "execution", reason, refused_by="breaker")
             return self._failure(turn, decision.tier, reason, started)
         compactor = [cfg.compaction.tier] if prep.compact and cfg.compaction.tier else []
         check_available(cfg, ([planner] if planner else []) + rungs + compactor)
@@ -292,7 +236,7 @@ class BurnlessAgent:
             if turn.meta_dirty:
                 session.save_meta(turn.meta)
 
-    def _prepare(self, turn: _Turn, *, tier: str | None, cascade: bool, plan: bool) -> _Prepared:
+    def _prepare(self, turn: Turn, *, tier: str | None, cascade: bool, plan: bool) -> _Prepared:
         """Everything the turn will do, decided before anything is dispatched."""
         cfg = self.config
         capsules = turn.session.capsules()
@@ -309,7 +253,7 @@ class BurnlessAgent:
         return _Prepared(capsules, compact, decision, rungs, skipped, planner)
 
     def _planner_for(
-        self, turn: _Turn, epoch_start: bool, plan: bool, rungs: list[str]
+        self, turn: Turn, epoch_start: bool, plan: bool, rungs: list[str]
     ) -> str | None:
         cfg = self.config
         if not (plan and cfg.planner and epoch_start):
@@ -325,7 +269,7 @@ class BurnlessAgent:
 
     def _plan(
         self,
-        turn: _Turn,
+        turn: Turn,
         planner: str,
         capsules: list[Capsule],
         timeout: float | None,
@@ -335,8 +279,9 @@ class BurnlessAgent:
         prompt, redactions = self._render(
             "planner", context_of(capsules), turn.task, tier.local
         )
-        out = self._call(turn, "planning", tier, prompt, redactions, Route(planner, ("planner",)),
-                         timeout, progress)
+        route_rec = Route(planner, ("planner",))
+        out = self.calls.call(turn, "planning", tier, prompt, redactions, route_rec, timeout,
+                              progress)
         env = out.envelope
         seq = next_seq(capsules)
         ok = not out.reply.failed and env is not None and env.status == "ok"
@@ -352,9 +297,9 @@ class BurnlessAgent:
         else:
             why = out.reply.error or "no plan in the planner's envelope"
             turn.warnings.append(f"planner {planner} gave no plan ({why}); executing without one")
-        self._record(turn, out, "planning", status, audit_mod.SKIPPED, capsule,
-                     Route(planner, ("planner",)), reason=out.reply.error)
-        self._remember("planning", out, prompt, read_only=status == "ok")
+        self.calls.record(turn, out, "planning", status, audit_mod.SKIPPED, capsule, route_rec,
+                          reason=out.reply.error)
+        self.calls.remember("planning", out, prompt, read_only=status == "ok")
         if capsule is not None:
             turn.session.append(capsule)
             capsules = [*capsules, capsule]
@@ -387,7 +332,7 @@ class BurnlessAgent:
 
     def _execute(
         self,
-        turn: _Turn,
+        turn: Turn,
         decision: Decision,
         rungs: Sequence[str],
         skipped: list[str],
@@ -401,7 +346,7 @@ class BurnlessAgent:
     ) -> RunResult:
         cfg = self.config
         breaker = Breaker(cfg)
-        last: tuple[_Outcome, str, audit_mod.AuditReport, Capsule] | None = None
+        last: tuple[Outcome, str, audit_mod.AuditReport, Capsule] | None = None
         reasons = list(decision.reasons)
         for i, rung in enumerate(rungs):
             route_rec = Route(rung, tuple(reasons + skipped + ([f"cascade rung {i + 1}"]
@@ -411,18 +356,18 @@ class BurnlessAgent:
                 "executor", context_of(capsules), turn.task, tier.local
             )
             before = audit_mod.snapshot(cfg.workspace, cfg.audit.ignore)
-            out = self._call(turn, "execution", tier, prompt, redactions, route_rec,
+            out = self.calls.call(turn, "execution", tier, prompt, redactions, route_rec,
                              timeout, progress)
             status = self._status(out)
             report = self._audit(out, before, status, verify, tier)
             env = out.envelope
-            self._remember("execution", out, prompt, read_only=status == "ok" and (
+            self.calls.remember("execution", out, prompt, read_only=status == "ok" and (
                 env is None or (env.kind == "thought" and not env.files)) and not report.changed)
             capsule = self._exec_capsule(turn, out, status, report, capsules)
             # Ledger first: a crash between the two loses a capsule (the session goes on
             # without it), never the record of money spent.
-            self._record(turn, out, "execution", status, report, capsule, route_rec,
-                         reason=out.reply.error)
+            self.calls.record(turn, out, "execution", status, report, capsule, route_rec,
+                              reason=out.reply.error)
             faults.point("after-ledger")
             turn.session.append(capsule)
             faults.point("after-capsule")
@@ -474,7 +419,7 @@ class BurnlessAgent:
             return ladder[ladder.index(tier) + 1]
         return None
 
-    def _failure(self, turn: _Turn, tier: str, why: str, started: float) -> RunResult:
+    def _failure(self, turn: Turn, tier: str, why: str, started: float) -> RunResult:
         return RunResult(
             status="failed", exit_code=1, session=turn.session.id, tier=tier,
             model=self.config.tiers[tier].model, run_id="", summary=why,
@@ -484,142 +429,14 @@ class BurnlessAgent:
 
     # ------------------------------------------------------------------ one call
 
-    def _call(
-        self,
-        turn: _Turn,
-        role: str,
-        tier: Tier,
-        prompt: Prompt,
-        redactions: int,
-        route_rec: Route,
-        timeout: float | None,
-        progress: Progress | None,
-    ) -> _Outcome:
-        cfg = self.config
-        guard = Guard(cfg)
-        cached = self._cached_reply(role, tier, prompt)
-        if cached is not None:
-            run_id = new_run_id()
-            log = log_path(cfg.state_dir, run_id)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(cached.output.text, encoding="utf-8")
-            return _Outcome(run_id, tier, cached, extract(cached.output.text), Tokens(), 0.0,
-                            "priced", redactions, log, guard, None, cached=True)
-        prompt_tokens = estimate_tokens(prompt.text)
-        try:
-            reservation = guard.reserve(
-                session=turn.session.id, tier=tier, prompt_tokens=prompt_tokens,
-                task_spent=turn.spent,
-            )
-        except BudgetExceeded as exc:
-            self._refusal(turn, tier.name, role, str(exc), refused_by="budget",
-                          route_rec=route_rec)
-            raise
-        run_id = new_run_id()
-        log = log_path(cfg.state_dir, run_id)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        call = Call(
-            tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
-            workspace=cfg.workspace, state_dir=cfg.state_dir,
-            timeout=timeout or tier.timeout, log_path=log,
-            env=self.policy.worker_env(turn.session.id),
-            redact=self._redact_text if cfg.policy.redact_secrets else None,
-            on_line=progress.line if progress else None,
-        )
-        if progress:
-            progress.start(role, tier.name)
-        try:
-            reply = dispatch(call)
-        except BaseException:
-            guard.release(reservation)
-            raise
-        finally:
-            if progress:
-                progress.stop()
-        extraction = extract(reply.output.text)
-        tokens, cost, source = account(tier, reply.output, prompt.text)
-        out = _Outcome(run_id, tier, reply, extraction, tokens, cost, source, redactions, log,
-                       guard, reservation)
-        if reply.interrupted:
-            self._record(turn, out, role, "interrupted", audit_mod.SKIPPED, None, route_rec,
-                         reason="interrupted; process group killed")
-            raise Interrupted(f"interrupted: the {tier.name} worker's process group was killed")
-        return out
-
-    def _cached_reply(self, role: str, tier: Tier, prompt: Prompt) -> Reply | None:
-        cfg = self.config
-        if not cfg.cache.responses or role == "compaction":
-            return None
-        from burnless import responses
-
-        hit = responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
-            responses.key(tier, role, prompt.text))
-        if hit is None:
-            return None
-        text, model = hit
-        output = WorkerOutput(text=text, format="cache", usage=Tokens(), cost_usd=0.0,
-                              model=model, is_error=False)
-        return Reply(output=output, exit_code=0, duration_s=0.0)
-
-    def _remember(self, role: str, out: _Outcome, prompt: Prompt, read_only: bool) -> None:
-        """Store a read-only answer for ``cache.responses``."""
-        cfg = self.config
-        if not cfg.cache.responses or out.cached or not read_only or out.reply.failed:
-            return
-        from burnless import responses
-
-        responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
-            responses.key(out.tier, role, prompt.text), self._redact_text(out.reply.output.text),
-            out.model)
-
-    def _record(
-        self,
-        turn: _Turn,
-        out: _Outcome,
-        role: str,
-        status: str,
-        report: audit_mod.AuditReport,
-        capsule: Capsule | None,
-        route_rec: Route,
-        reason: str = "",
-    ) -> None:
-        rec = LedgerRecord(
-            run_id=out.run_id, session=turn.session.id, role=role, tier=out.tier.name,
-            model=out.model, status=status, tokens=out.tokens, cost_usd=out.cost_usd,
-            cost_source=out.cost_source, audit=report.verdict, exit=out.reply.exit_code,
-            seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s,
-            route=route_rec, redactions=out.redactions, task_id=turn.task_id,
-            reason=reason[:300], cached=out.cached,
-        )
-        out.guard.settle(out.reservation, rec)
-        turn.spent += out.cost_usd or 0.0
-        turn.calls.append(CallRecord(
-            role=role, tier=out.tier.name, model=out.model, run_id=out.run_id, status=status,
-            audit=report.verdict, usage=out.tokens, cost_usd=out.cost_usd,
-            cost_source=out.cost_source, duration_s=out.reply.duration_s,
-            seq=capsule.seq if capsule else None, reason=reason[:300],
-        ))
-
-    def _refusal(
-        self, turn: _Turn, tier: str, role: str, reason: str, *, refused_by: str,
-        route_rec: Route | None = None,
-    ) -> None:
-        """A ledger record for a call that was not made (budget, policy, breaker)."""
-        ledger_append(self.config.state_dir, LedgerRecord(
-            run_id=new_run_id(), session=turn.session.id, role=role, tier=tier,
-            model=self.config.tiers[tier].model if tier in self.config.tiers else None,
-            status="refused", cost_usd=0.0, cost_source="priced", route=route_rec,
-            task_id=turn.task_id, reason=reason[:300], refused_by=refused_by,
-        ))
-
     # ------------------------------------------------------------------ steps
 
-    def _status(self, out: _Outcome) -> str:
+    def _status(self, out: Outcome) -> str:
         return out.reply.turn_status(out.envelope)
 
     def _audit(
         self,
-        out: _Outcome,
+        out: Outcome,
         before: audit_mod.Snapshot,
         status: str,
         verify: tuple[str, ...],
@@ -643,8 +460,8 @@ class BurnlessAgent:
 
     def _exec_capsule(
         self,
-        turn: _Turn,
-        out: _Outcome,
+        turn: Turn,
+        out: Outcome,
         status: str,
         report: audit_mod.AuditReport,
         capsules: list[Capsule],
@@ -666,7 +483,7 @@ class BurnlessAgent:
             notes=tuple(self._redact_text(n) for n in notes), run_id=out.run_id, ts=now_iso(),
         )
 
-    def _compact(self, turn: _Turn, capsules: list[Capsule]) -> list[Capsule]:
+    def _compact(self, turn: Turn, capsules: list[Capsule]) -> list[Capsule]:
         """Fold the older capsules into a digest capsule, appended: a new epoch begins."""
         capsule = self._folded(turn, capsules, summarize=True)
         if capsule is None:
@@ -674,7 +491,7 @@ class BurnlessAgent:
         turn.session.append(capsule)
         return [*capsules, capsule]
 
-    def _folded(self, turn: _Turn, capsules: list[Capsule], *, summarize: bool
+    def _folded(self, turn: Turn, capsules: list[Capsule], *, summarize: bool
                 ) -> Capsule | None:
         """The compact capsule that would fold ``capsules`` (None: nothing to fold)."""
         cfg = self.config
@@ -693,25 +510,25 @@ class BurnlessAgent:
             folds=fold.folds, keeps=fold.keeps, digest=text, ts=now_iso(),
         )
 
-    def _summarize(self, turn: _Turn, tier_name: str, ctx: Context, fallback: str) -> str:
+    def _summarize(self, turn: Turn, tier_name: str, ctx: Context, fallback: str) -> str:
         check_available(self.config, [tier_name])
         tier = self._pinned_tier(turn, tier_name)
         task = "Write the digest of the session log above."
         prompt, redactions = self._render("compactor", ctx, task, tier.local)
-        out = self._call(turn, "compaction", tier, prompt, redactions,
+        out = self.calls.call(turn, "compaction", tier, prompt, redactions,
                          Route(tier_name, ("compaction.tier",)), None, None)
         env = out.envelope
         text = (env.summary if env and env.summary else out.extraction.prose).strip()
         ok = not out.reply.failed and bool(text)
-        self._record(turn, out, "compaction", "ok" if ok else "failed", audit_mod.SKIPPED, None,
-                     Route(tier_name, ("compaction.tier",)), reason=out.reply.error)
+        self.calls.record(turn, out, "compaction", "ok" if ok else "failed", audit_mod.SKIPPED,
+                          None, Route(tier_name, ("compaction.tier",)), reason=out.reply.error)
         if not ok:
             turn.warnings.append(
                 f"compaction tier {tier_name} failed; used the deterministic digest")
             return fallback
         return self._redact_text(text)
 
-    def _dry_run(self, turn: _Turn, prep: _Prepared, started: float) -> RunResult:
+    def _dry_run(self, turn: Turn, prep: _Prepared, started: float) -> RunResult:
         tier = self._pinned_tier(turn, prep.rungs[0])
         prompt, _ = self._render("executor", context_of(prep.capsules), turn.task, tier.local)
         size = len(prompt.text.encode("utf-8"))
@@ -733,7 +550,7 @@ class BurnlessAgent:
             session_id = os.environ.get("BURNLESS_SESSION") or "default"
         return check_session_id(session_id)
 
-    def _pinned_tier(self, turn: _Turn, name: str) -> Tier:
+    def _pinned_tier(self, turn: Turn, name: str) -> Tier:
         """The tier as the session pinned it (command and model), recording a first use."""
         tier = self.config.tier(name)
         if not self.config.routing.pin:
@@ -777,12 +594,12 @@ class BurnlessAgent:
     def _redact_text(self, text: str) -> str:
         return self.policy.mask(text)
 
-    def _guard_nesting(self, turn: _Turn) -> None:
+    def _guard_nesting(self, turn: Turn) -> None:
         reason = self.policy.depth_refusal()
         if reason:
             cfg = self.config
-            self._refusal(turn, cfg.executor or next(iter(cfg.tiers)), "execution", reason,
-                          refused_by="policy")
+            self.calls.refusal(turn, cfg.executor or next(iter(cfg.tiers)), "execution", reason,
+                               refused_by="policy")
             raise PolicyRefused(reason)
         if self.policy.is_calling_session(turn.session.id):
             raise SessionBusy(
