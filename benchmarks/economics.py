@@ -34,6 +34,7 @@ from burnless.config import Compaction
 from burnless.pricing import Price, cost_usd, price_for
 from burnless.prompt import Prompt, header, project_block, render_prompt
 from burnless.session import (
+    compact_capsule,
     context_of,
     context_tokens,
     current_epoch,
@@ -492,22 +493,7 @@ def _compact(capsules: list[Capsule], keep_recent: int) -> list[Capsule]:
     fold = plan_fold(context_of(capsules), keep_recent)
     if fold is None:
         return capsules
-    return [
-        *capsules,
-        Capsule.make(
-            seq=next_seq(capsules),
-            epoch=current_epoch(capsules) + 1,
-            role="compact",
-            tier="",
-            task="compaction",
-            status="ok",
-            audit="skipped",
-            summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
-            folds=fold.folds,
-            keeps=fold.keeps,
-            digest=digest(capsules, fold),
-        ),
-    ]
+    return [*capsules, compact_capsule(capsules, fold, digest(capsules, fold))]
 
 
 # --------------------------------------------------------------------------- the report

@@ -36,6 +36,7 @@ from burnless.session import (
     Session,
     SessionMeta,
     check_session_id,
+    compact_capsule,
     context_of,
     context_tokens,
     current_epoch,
@@ -503,12 +504,7 @@ class BurnlessAgent:
         tier_name = cfg.compaction.tier or ""
         if tier_name and summarize:
             text = self._summarize(turn, tier_name, Context(ctx.plan, ctx.capsules), text)
-        return Capsule.make(
-            seq=next_seq(capsules), epoch=current_epoch(capsules) + 1, role="compact",
-            tier=tier_name, task="compaction", status="ok", audit="skipped",
-            summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
-            folds=fold.folds, keeps=fold.keeps, digest=text, ts=now_iso(),
-        )
+        return compact_capsule(capsules, fold, text, tier=tier_name, ts=now_iso())
 
     def _summarize(self, turn: Turn, tier_name: str, ctx: Context, fallback: str) -> str:
         check_available(self.config, [tier_name])

@@ -223,6 +223,18 @@ def plan_fold(context: Context, keep_recent: int) -> Fold | None:
     )
 
 
+def compact_capsule(
+    capsules: Sequence[Capsule], fold: Fold, digest_text: str, *, tier: str = "", ts: str = ""
+) -> Capsule:
+    """The capsule that folds ``fold`` into ``digest_text`` and opens the next epoch."""
+    return Capsule.make(
+        seq=next_seq(capsules), epoch=current_epoch(capsules) + 1, role="compact", tier=tier,
+        task="compaction", status="ok", audit="skipped",
+        summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
+        folds=fold.folds, keeps=fold.keeps, digest=digest_text, ts=ts,
+    )
+
+
 def digest(history: Sequence[Capsule], fold: Fold) -> str:
     """A deterministic digest of the folded turns, bounded, derived from the capsules only."""
     folded_execs = [c for c in fold.folded if c.role == "exec"]

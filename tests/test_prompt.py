@@ -13,6 +13,7 @@ from burnless.capsule import Capsule
 from burnless.prompt import header, render_prompt
 from burnless.session import (
     Session,
+    compact_capsule,
     context_of,
     current_epoch,
     digest,
@@ -55,8 +56,7 @@ def _apply(session: Session, turn: tuple) -> None:
         fold = plan_fold(context_of(caps), turn[1])
         if fold is None:
             return
-        c = Capsule.make(seq=seq, epoch=epoch + 1, role="compact", folds=fold.folds,
-                         keeps=fold.keeps, digest=digest(caps, fold), ts=ts, status="ok")
+        c = compact_capsule(caps, fold, digest(caps, fold), ts=ts)
     session.append(c)
 
 
