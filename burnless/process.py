@@ -6,7 +6,10 @@
 - output streamed to the run's log file as it arrives (redacted line by line when asked), stdout
   spooled to a temporary file that stays in memory only while small;
 - on timeout, on Ctrl-C and after the child exits, the whole process group gets SIGTERM and,
-  after a short grace, SIGKILL: no grandchild is left behind.
+  after a short grace, SIGKILL: no grandchild is left behind;
+- a watchdog (``/bin/sh``, in its own session) holds the read end of a pipe from us: if we die
+  without saying "done" (SIGKILL, OOM killer), it sees end-of-file and kills the group itself,
+  so a worker never outlives burnless and goes on spending.
 """
 
 from __future__ import annotations
@@ -111,6 +114,51 @@ def kill_group(
         pass
 
 
+# $1 is the worker's process group. EOF without "done" means burnless died: TERM, then KILL.
+_WATCHDOG = """trap '' INT HUP TERM
+read -r line
+[ "$line" = done ] && exit 0
+kill -TERM -"$1" 2>/dev/null || exit 0
+i=0
+while [ "$i" -lt 20 ]; do
+  sleep 0.1
+  kill -0 -"$1" 2>/dev/null || exit 0
+  i=$((i + 1))
+done
+kill -KILL -"$1" 2>/dev/null
+exit 0
+"""
+
+
+def _start_watchdog(pgid: int) -> subprocess.Popen[bytes] | None:
+    """A process that kills group ``pgid`` if we die before calling ``_stop_watchdog``."""
+    try:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", _WATCHDOG, "burnless-watchdog", str(pgid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError:  # pragma: no cover - no /bin/sh: run unguarded, as before
+        return None
+
+
+def _stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
+    if dog is None or dog.stdin is None:
+        return
+    try:
+        dog.stdin.write(b"done\n")
+        dog.stdin.close()
+    except OSError:  # pragma: no cover - it died; nothing to stop
+        pass
+    try:
+        dog.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:  # pragma: no cover
+        dog.kill()
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -140,6 +188,7 @@ def run(
         log.close()
         msg = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
         return ProcessResult(127, "", msg, time.monotonic() - started, start_error=msg)
+    dog = _start_watchdog(proc.pid)
 
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
     tail = bytearray()
@@ -177,6 +226,7 @@ def run(
                     pipe.close()
                 except OSError:
                     pass
+        _stop_watchdog(dog)
         log.close()
 
     spool.seek(0)

@@ -279,8 +279,8 @@ def _assignment_value(text: str, m: re.Match[str]) -> tuple[int, int, int, str] 
         value, start = _trim_bare(m.group("bare")), m.start("bare")
         if not value or _is_placeholder(value) or _is_expression(value):
             return None
-        if m.group("sep") == ":" and value.isalpha() and len(value) < 16:
-            return None  # "token: str", "the password: see below"
+        if m.group("sep") == ":" and value.isalpha() and _prose_follows(text, m.end("bare")):
+            return None  # "the password: see below" (but "password: hunter" is a password)
     if kind == "secret" and (len(value) < MIN_SECRET_VALUE or value.isdigit()):
         # "token = 1", "auth_token = 42", "max_secret = 300": settings, not credentials.
         # (A password is masked whatever its length: short passwords are still passwords.)
@@ -289,6 +289,16 @@ def _assignment_value(text: str, m: re.Match[str]) -> tuple[int, int, int, str] 
 
 
 MIN_SECRET_VALUE = 8
+
+
+def _prose_follows(text: str, end: int) -> bool:
+    """More words on the line after a value: a sentence ("see the vault"), not a setting.
+
+    A trailing comment (YAML, shell) does not count: ``password: hunter  # dev only``.
+    """
+    newline = text.find("\n", end)
+    rest = text[end : newline if newline >= 0 else len(text)].split("#", 1)[0]
+    return any(c.isalpha() for c in rest)
 
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
