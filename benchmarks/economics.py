@@ -609,7 +609,8 @@ def format_report(report: Report) -> str:
     ]
     head = (
         f"{'strategy (simulated)':<24} {'model':<18} {'input':>11} {'cache write':>11} "
-        f"{'cache read':>11} {'output':>8} {'cost USD':>9} {'x cached FR gold':>16}"
+        f"{'cache read':>11} {'output':>8} {'cost USD':>9} {'x cached FR gold':>16} "
+        f"{'read share*':>11}"
     )
     lines += [head, "-" * len(head)]
     for s in report.strategies:
@@ -617,12 +618,15 @@ def format_report(report: Report) -> str:
         model = s.models if len(s.models) <= 18 else "gold + silver"
         lines.append(
             f"{s.name:<24} {model:<18} {t.input:>11,} {t.cache_write:>11,} {t.cache_read:>11,} "
-            f"{t.output:>8,} {s.cost:>9.2f} {s.cost / cached_gold:>16.3f}"
+            f"{t.output:>8,} {s.cost:>9.2f} {s.cost / cached_gold:>16.3f} "
+            f"{s.read_share(2):>11.1%}"
         )
     lines += [
         "",
         f"FR = full replay; gold = {GOLD}, silver = {SILVER}; "
         "prices from burnless/data/prices.json",
+        "* share of input tokens read from cache, turns >= 2. The bound's share is the most any",
+        "  cache layout of burnless's calls can read; only resending more (full replay) reads more.",
         "",
     ]
     lines.append("targets (simulated):")
@@ -706,7 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(report))
     rows = [
         (
-            f"k = {k}" + (" (main)" if k == args.steps else ""),
+            f"k = {k}"
+            + (" (main)" if k == args.steps else "")
+            + (" (one call per turn)" if k == 1 else ""),
             report if k == args.steps else run(args.seed, args.turns, k),
         )
         for k in ks

@@ -212,7 +212,7 @@ def test_invariants_hold_for_any_seed(seed: int, steps: int) -> None:
         assert plain.cost >= cached.cost
     assert report.burnless.tokens.total_input == report.bound.tokens.total_input
     assert report.burnless.input_cost >= report.bound.input_cost
-    assert 0 < report.burnless.read_share(2) <= 1
+    assert 0 < report.burnless.read_share(2) <= report.bound.read_share(2) <= 1
 
 
 # --------------------------------------------------------------------------- the report
@@ -242,7 +242,8 @@ def test_main_prints_the_command_table_and_targets(capsys: pytest.CaptureFixture
     ]
     assert len(verdicts) == 4
     assert rc == (1 if "FAIL" in verdicts else 0)
-    assert "k = 1" in out and "k = 2 (main)" in out
+    assert "k = 1 (one call per turn)" in out and "k = 2 (main)" in out
+    assert "read share*" in out
 
 
 def test_script_runs_standalone() -> None:
