@@ -625,8 +625,9 @@ def format_report(report: Report) -> str:
         "",
         f"FR = full replay; gold = {GOLD}, silver = {SILVER}; "
         "prices from burnless/data/prices.json",
-        "* share of input tokens read from cache, turns >= 2. The bound's share is the most any",
-        "  cache layout of burnless's calls can read; only resending more (full replay) reads more.",
+        "* share of input tokens read from cache, turns >= 2. The bound's share is the most",
+        "  any cache layout of burnless's calls can read; only resending more (full replay)",
+        "  reads more.",
         "",
     ]
     lines.append("targets (simulated):")
