@@ -1,21 +1,22 @@
 """The command line: a thin layer over the library. One module per command group.
 
 Modules here import only typer at import time (``burnless --help`` must stay fast); each
-command imports what it needs when it runs.
+command imports what it needs when it runs, and ``main`` registers only the command invoked.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable, Sequence
 from typing import Annotated
 
 import typer
 
 from burnless import __version__
-from burnless.cli import demo, doctor, init, log, metrics, route, run, session, sim, usage
 from burnless.errors import EXIT_INTERRUPTED, BurnlessError
 
 app = typer.Typer(
@@ -51,17 +52,55 @@ def root(
         os.environ["BURNLESS_CONFIG"] = config
 
 
-app.command("run")(run.run)
-app.command("route")(route.route)
-app.add_typer(session.app, name="session")
-app.command("usage")(usage.usage)
-app.command("metrics")(metrics.metrics)
-app.command("serve")(metrics.serve)
-app.command("log")(log.log)
-app.command("init")(init.init)
-app.command("doctor")(doctor.doctor)
-app.add_typer(sim.app, name="sim")
-app.command("demo")(demo.demo)
+# Each command: (module in burnless.cli, attribute); a Typer attribute is a command group.
+# In this order in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "run"),
+    "route": ("route", "route"),
+    "session": ("session", "app"),
+    "usage": ("usage", "usage"),
+    "metrics": ("metrics", "metrics"),
+    "serve": ("metrics", "serve"),
+    "log": ("log", "log"),
+    "init": ("init", "init"),
+    "doctor": ("doctor", "doctor"),
+    "sim": ("sim", "app"),
+    "demo": ("demo", "demo"),
+}
+
+
+def register(names: Iterable[str] = COMMANDS) -> typer.Typer:
+    """Add ``names`` (all commands by default) to ``app``, importing only their modules."""
+    for name in names:
+        if name in _registered:
+            continue
+        module, attr = COMMANDS[name]
+        target = getattr(importlib.import_module(f"burnless.cli.{module}"), attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+        _registered.add(name)
+    return app
+
+
+_registered: set[str] = set()
+
+
+def invoked(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, after the root's options; None when that is not plain
+    (``--help``, ``--version``, a typo): then every command is registered, for help and errors.
+    """
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            i += 2
+        elif arg.startswith("--config="):
+            i += 1
+        else:
+            return arg if arg in COMMANDS else None
+    return None
 
 
 class _StderrHandler(logging.Handler):
@@ -81,6 +120,10 @@ def main() -> None:
     logger.addHandler(_StderrHandler())
     logger.setLevel(logging.WARNING)
     logger.propagate = False
+    # Building every command's parser costs ~15 ms of imports and signature inspection; a
+    # run needs only its own.
+    name = invoked(sys.argv[1:])
+    register([name] if name is not None else COMMANDS)
     try:
         app(prog_name="burnless")
     except BurnlessError as exc:
