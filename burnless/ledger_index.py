@@ -10,8 +10,9 @@ known).
 CLI processes persist both tables with the ledger offset they cover in a checkpoint
 (``.burnless/cache/ledger-index.json``) and read only what was appended since. The checkpoint
 carries a fingerprint of the ledger (inode, and hashes of its head and of the bytes just before
-the offset): a replaced, truncated or rewritten ledger is rebuilt from scratch. It is a cache:
-concurrent writers replace it atomically and the last one wins, each consistent on its own.
+the offset) and a digest of its own content: a replaced, truncated or rewritten ledger, or a
+damaged checkpoint, is rebuilt from scratch. It is a cache: concurrent writers replace it
+atomically and the last one wins, each consistent on its own.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class LedgerIndex:
         self.records = 0
         self._dev_ino: tuple[int, int] | None = None
         self._head = ""
+        self._tail = ""
         self._torn_warned = -1
 
     @property
@@ -155,6 +157,7 @@ class LedgerIndex:
             (st.st_dev, st.st_ino) != self._dev_ino
             or st.st_size < self.offset
             or self._hash(0, min(self.offset, _FINGERPRINT_SPAN)) != self._head
+            or self._hash(max(0, self.offset - _FINGERPRINT_SPAN), self.offset) != self._tail
         ):
             log.debug("%s: replaced or truncated; rebuilding its index", self.path)
             self._reset()
@@ -172,6 +175,7 @@ class LedgerIndex:
             log.warning("%s: not counting an incomplete last line (%d bytes)", self.path, torn)
         if not self._head or start < _FINGERPRINT_SPAN:
             self._head = self._hash(0, min(self.offset, _FINGERPRINT_SPAN))
+        self._tail = self._hash(max(0, self.offset - _FINGERPRINT_SPAN), self.offset)
         if self.tables:
             self.tables.merge(delta)
         else:
@@ -186,8 +190,7 @@ class LedgerIndex:
 
     def fingerprint(self) -> Fingerprint:
         dev, ino = self._dev_ino or (0, 0)
-        lo = max(0, self.offset - _FINGERPRINT_SPAN)
-        return Fingerprint(dev, ino, self._head, self._hash(lo, self.offset))
+        return Fingerprint(dev, ino, self._head, self._tail)
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically; a cache that cannot be written is not an error."""
@@ -200,6 +203,7 @@ class LedgerIndex:
             "sessions": [[k[DAY], k[SESSION], k[STATUS], k[AUDIT_FAILED], k[CACHED],
                           k[COST_KNOWN], *v] for k, v in self.sessions.items()],
         }
+        data["digest"] = _digest(data)
         try:
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.checkpoint_path, orjson.dumps(data))
@@ -211,12 +215,14 @@ class LedgerIndex:
             data = orjson.loads(self.checkpoint_path.read_bytes())
             if data.get("format") != FORMAT:
                 return False
-            offset = int(data["offset"])
+            offset, records = int(data["offset"]), int(data["records"])
             dev, ino, head, tail = data["fingerprint"]
+            if data["digest"] != _digest(data):  # damaged or edited: not ours to trust
+                return False
             st = os.stat(self.path)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return False
-        if (st.st_dev, st.st_ino) != (dev, ino) or st.st_size < offset:
+        if (st.st_dev, st.st_ino) != (dev, ino) or not 0 <= offset <= st.st_size:
             return False
         if (self._hash(0, min(offset, _FINGERPRINT_SPAN)) != head
                 or self._hash(max(0, offset - _FINGERPRINT_SPAN), offset) != tail):
@@ -238,8 +244,8 @@ class LedgerIndex:
         except (TypeError, KeyError, ValueError):
             return False
         self.tables = Tables(cells, sessions)
-        self.offset, self.records = offset, int(data.get("records", 0))
-        self._dev_ino, self._head = (dev, ino), head
+        self.offset, self.records = offset, records
+        self._dev_ino, self._head, self._tail = (dev, ino), head, tail
         return True
 
     # ------------------------------------------------------------------ helpers
@@ -247,7 +253,7 @@ class LedgerIndex:
     def _reset(self) -> None:
         self.tables = Tables()
         self.offset = self.records = 0
-        self._dev_ino, self._head = None, ""
+        self._dev_ino, self._head, self._tail = None, "", ""
 
     def _hash(self, lo: int, hi: int) -> str:
         try:
@@ -257,6 +263,12 @@ class LedgerIndex:
         except OSError:
             return ""
         return hashlib.sha256(data).hexdigest()
+
+
+def _digest(data: dict[str, Any]) -> str:
+    """What a checkpoint's figures hash to (a damaged file must not pass for a valid one)."""
+    body = [data[k] for k in ("offset", "records", "fingerprint", "cells", "sessions")]
+    return hashlib.sha256(orjson.dumps(body)).hexdigest()
 
 
 def merge(into: Cells, delta: Cells) -> None:
@@ -277,6 +289,7 @@ def scan(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
 def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, int]:
     raw: dict[Any, Sums] = {}
     recs = jsonl.Records(path, start, end)
+    days: set[str] = set()  # the ts[:10] seen so far that are real days
     n = 0
     with _gc_paused():
         for r in recs:
@@ -290,9 +303,14 @@ def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, in
                 i, o, cr, cw = _TOKENS(r["tokens"])
                 total = i + o + cr + cw + (cost or 0.0)
                 # ts with an offset needs converting to UTC; x - x is non-zero for NaN and inf.
-                if ts[-1] != "Z" or total - total:
+                if ts[-1] != "Z" or ts[10] != "T" or total - total:
                     raise ValueError
-                key: Any = (ts[:10], _FIELDS(r), r.get("refused_by", ""), cost is not None)
+                day = ts[:10]
+                if day not in days:  # "2026-13-45" or "not a tim" is no day
+                    if day_of(day) != day:
+                        raise ValueError
+                    days.add(day)
+                key: Any = (day, _FIELDS(r), r.get("refused_by", ""), cost is not None)
                 acc = raw.get(key)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError):
                 key, (i, o, cr, cw, cost) = _careful(r)
@@ -366,11 +384,11 @@ def day_of(ts: object) -> str:
         ts = ts[:-1] + "+00:00"
     try:
         t = datetime.fromisoformat(ts)
-    except ValueError:
+        if t.tzinfo is not None:
+            t = t.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +14:00 is before year 1 UTC
         return ""
-    if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc)
-    return t.strftime("%Y-%m-%d")
+    return t.date().isoformat()  # strftime("%Y") does not pad years before 1000
 
 
 @contextmanager

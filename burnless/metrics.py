@@ -98,7 +98,8 @@ class MetricsView:
             if role_metric is not None:
                 for i, typ in enumerate(TOKEN_TYPES, 1):
                     _add(role_metric, (*tm, ("type", typ)), s[i])
-            _add(cost, tm, s[COST])
+            if k[_K]:  # a tier and model whose every call is of unknown cost has no cost
+                _add(cost, tm, s[COST])
             _add(unknown, tm, 0 if k[_K] else n)
             _add(calls, (("tier", tier), ("status", k[_S])), n)
             _add(audit, tier, n if k[_A] else 0)
@@ -111,7 +112,8 @@ class MetricsView:
         out += [
             Family("burnless_cost_usd_total",
                    "Known cost of calls in USD, by tier and model (unknown costs are not "
-                   "counted as 0: see burnless_unknown_cost_calls_total).", _samples(cost)),
+                   "counted as 0: see burnless_unknown_cost_calls_total; no sample while "
+                   "every call's cost is unknown).", _samples(cost)),
             Family("burnless_unknown_cost_calls_total",
                    "Calls whose cost is unknown (no reported cost, no price for the model).",
                    _samples(unknown)),

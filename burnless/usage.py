@@ -2,6 +2,8 @@
 
 Periods are whole UTC days counted back from today: ``today``, ``last7d`` (today and the six
 days before), ``last30d`` (default), ``all``, or ``--since YYYY-MM-DD`` (that day onwards).
+Every period but ``all`` ends with today: a record dated after today (a clock that was ahead)
+or with no readable ``ts`` is counted under ``all`` only.
 
 What counts where, for every group:
 
@@ -10,7 +12,8 @@ What counts where, for every group:
   counted in ``cached_hits`` only, never as calls, tokens or cost.
 - ``refusals``: records with status ``refused`` (budget, policy, breaker): no call, no cost.
 - ``cost_usd`` sums the known costs; calls whose cost is unknown (no reported cost and no
-  price for the model) are counted in ``unknown_cost_calls``, never added as 0 silently.
+  price for the model) are counted in ``unknown_cost_calls``, never added as 0 silently. When
+  every call of a group is of unknown cost, its ``cost_usd`` is None (null), not 0.
 - ``cache_hit_ratio`` = cache_read / (input + cache_read + cache_write), None without input.
 - ``audit_failures``: calls whose audit verdict is ``failed``.
 """
@@ -53,6 +56,7 @@ DEFAULT_PERIOD = "last30d"
 GROUPS: dict[str, int] = {"tier": TIER, "model": MODEL, "session": SESSION, "role": ROLE,
                           "day": DAY}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Stats:
     cached_hits: int = 0
 
     @property
+    def cost_unknown(self) -> bool:
+        """No call of the group has a known cost: its cost is unknown, not 0."""
+        return 0 < self.calls == self.unknown_cost_calls
+
+    @property
     def cache_hit_ratio(self) -> float | None:
         denominator = self.input + self.cache_read + self.cache_write
         return self.cache_read / denominator if denominator else None
@@ -79,7 +88,8 @@ class Stats:
             "calls": self.calls, "input": self.input, "output": self.output,
             "cache_read": self.cache_read, "cache_write": self.cache_write,
             "cache_hit_ratio": None if ratio is None else round(ratio, 4),
-            "cost_usd": round(self.cost_usd, 8), "unknown_cost_calls": self.unknown_cost_calls,
+            "cost_usd": None if self.cost_unknown else round(self.cost_usd, 8),
+            "unknown_cost_calls": self.unknown_cost_calls,
             "refusals": self.refusals, "audit_failures": self.audit_failures,
             "cached_hits": self.cached_hits,
         }
@@ -144,13 +154,18 @@ class Report:
         }
 
     def to_csv(self) -> str:
-        """One header line and one line per group (no total line: sum the columns)."""
+        """One header line and one line per group (no total line: sum the columns).
+
+        A group name a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+        first: a model name comes from the worker) is prefixed with ``'``; JSON keeps it as is.
+        """
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([self.by, *FIELDS])
         for r in self.rows:
             d = r.stats.to_dict()
-            w.writerow(["" if r.key is None else r.key,
+            key = "" if r.key is None else r.key
+            w.writerow(["'" + key if key.startswith(_FORMULA) else key,
                         *("" if d[f] is None else d[f] for f in FIELDS)])
         return buf.getvalue()
 
@@ -185,10 +200,12 @@ def aggregate(
     today = today or datetime.now(timezone.utc).date()
     period, start = first_day(period, since, today)
     col = GROUPS[by]
+    end = today.isoformat()
     groups: dict[str, _Acc] = {}
     total = _Acc()
     for key, sums in cells.items():
-        if start is not None and key[DAY] < start:  # "" (no readable ts) sorts first: all only
+        # "" (no readable ts) sorts first and a day after today last: both under all only.
+        if start is not None and not start <= key[DAY] <= end:
             continue
         group = str(key[col])
         acc = groups.get(group)
@@ -197,7 +214,7 @@ def aggregate(
         acc.add(key, sums)
         total.add(key, sums)
     rows = tuple(Row(k or None, groups[k].stats()) for k in sorted(groups))
-    return Report(by, period, start, today.isoformat(), rows, total.stats())
+    return Report(by, period, start, end, rows, total.stats())
 
 
 def report(

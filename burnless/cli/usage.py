@@ -83,6 +83,7 @@ def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     heads = [c.replace(" ", "\n", 1) if i else c for i, c in enumerate(columns)]
     widths = [max(*(len(h) for h in head.split("\n")), *(len(r[i]) for r in rows))
@@ -94,7 +95,9 @@ def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
                          min_width=widths[i])
     for i, r in enumerate(rows):
         last = i == len(rows) - 1
-        table.add_row(*r, end_section=i == len(rows) - 2, style="bold" if last else None)
+        # Text, not str: a model named "[/b]" is a name, not rich markup.
+        table.add_row(*map(Text, r), end_section=i == len(rows) - 2,
+                      style="bold" if last else None)
     console = Console()
     needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
     if needed > console.width:  # wider than the terminal: let it wrap rather than crop
@@ -104,7 +107,7 @@ def _rich_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 def _cells(name: str, s: Stats) -> list[str]:
     ratio = s.cache_hit_ratio
-    if s.unknown_cost_calls and s.unknown_cost_calls == s.calls:
+    if s.cost_unknown:
         cost = "unknown*"
     else:
         digits = 4 if s.cost_usd < 1 else 2
