@@ -24,6 +24,9 @@ from burnless.envelope import FileClaim
 CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
 RACY_WINDOW_NS = 3_000_000_000
 MAX_RACY_HASH_BYTES = 64 << 20  # per snapshot: past it (a fresh checkout), metadata only
+# Per audit, for claimed hashes: a worker can make a terabyte sparse file in an instant, or claim
+# one big file under many names; past the budget a claimed hash fails unverified.
+MAX_CLAIM_HASH_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def snapshot(root: Path, ignore: Sequence[str]) -> Snapshot:
                     and taken - st.st_mtime_ns < RACY_WINDOW_NS
                     and st.st_size <= racy_budget
                 ):
-                    digest = _hash(de.path)
+                    digest = _hash(de.path, st.st_size)
                     racy_budget -= st.st_size
                 entries[rel] = Entry(
                     st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, digest
@@ -126,15 +129,27 @@ def snapshot(root: Path, ignore: Sequence[str]) -> Snapshot:
     return Snapshot(root, entries, taken)
 
 
-def _hash(path: str) -> str | None:
+def _hash(path: str, size: int) -> str | None:
+    """sha256 of the regular file at ``path``; None if it cannot be read, is not a regular file
+    (a FIFO swapped in after the stat is never waited on) or holds more than ``size`` bytes (it
+    grew while being hashed: a writer left running must not keep the audit reading forever)."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        left = size + 1
+        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
+            h.update(chunk)
+            left -= len(chunk)
     except OSError:
         return None
-    return h.hexdigest()
+    finally:
+        os.close(fd)
+    return h.hexdigest() if left > 0 else None
 
 
 def diff(before: Snapshot, after: Snapshot) -> dict[str, str]:
@@ -157,7 +172,7 @@ def _differs(old: Entry, new: Entry, path: Path) -> bool:
     ):
         return True
     if old.digest is not None:  # racy: metadata alone cannot prove it unchanged
-        return _hash(str(path)) != old.digest
+        return _hash(str(path), new.size) != old.digest
     return False
 
 
@@ -177,8 +192,9 @@ def audit(
     findings: list[Finding] = []
     claimed: set[str] = set()
     real_root = root.resolve()
+    budget = _Budget(MAX_CLAIM_HASH_BYTES)
     for claim in claims:
-        rel = _check_claim(claim, root, real_root, before, after, changed, findings)
+        rel = _check_claim(claim, root, real_root, before, after, changed, findings, budget)
         if rel is not None:
             claimed.add(rel)
     for cmd in verify:
@@ -197,6 +213,11 @@ def audit(
     return AuditReport(verdict, tuple(findings), unclaimed, tuple(changed))
 
 
+@dataclass
+class _Budget:
+    left: int  # bytes the audit may still read to check claimed hashes
+
+
 def _check_claim(
     claim: FileClaim,
     root: Path,
@@ -205,10 +226,12 @@ def _check_claim(
     after: Snapshot,
     changed: dict[str, str],
     findings: list[Finding],
+    budget: _Budget,
 ) -> str | None:
     """Append the claim's findings; return its normalised relative path (None if outside)."""
     raw = claim.path
-    if os.path.isabs(raw) or raw.startswith("~"):
+    posix = raw.replace("\\", "/")
+    if os.path.isabs(posix) or raw.startswith("~"):
         findings.append(
             Finding("outside", raw, "absolute path: claims are relative to the workspace"))
         return None
@@ -218,19 +241,25 @@ def _check_claim(
         return None
     target = root / rel
     try:
-        resolved = target.resolve()
-    except (OSError, RuntimeError):
+        # The path as written too: 'link/../x' normalises to 'x' but, with 'link' pointing out
+        # of the workspace, names a file out there.
+        resolved = {target.resolve(), (root / posix).resolve()}
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte, a lone surrogate
         findings.append(Finding("outside", raw, "path cannot be resolved"))
         return None
-    if resolved != real_root and real_root not in resolved.parents:
+    if any(p != real_root and real_root not in p.parents for p in resolved):
         findings.append(Finding("outside", raw, "resolves outside the workspace (symlink)"))
         return None
-    if rel.split("/", 1)[0] == ".burnless":
+    if any(p.relative_to(real_root).parts[:1] == (".burnless",) for p in resolved) or (
+        rel.split("/", 1)[0] == ".burnless"
+    ):
         findings.append(Finding("outside", raw, "inside burnless's own state directory"))
         return None
     if claim.action == "deleted":
         if os.path.lexists(target):
             findings.append(Finding("present", rel, "claimed deleted, still on disk"))
+        elif not _was_there(rel, target, before):
+            findings.append(Finding("unchanged", rel, "claimed deleted, not there before the run"))
         return rel
     try:
         st = os.stat(target)
@@ -242,11 +271,15 @@ def _check_claim(
         return rel
     if claim.bytes is not None and claim.bytes != st.st_size:
         findings.append(Finding("size", rel, f"claimed {claim.bytes} bytes, disk has {st.st_size}"))
-    if claim.sha256 is not None:
-        digest = _hash(str(target))
+    if claim.sha256 is not None and st.st_size > budget.left:
+        findings.append(Finding("hash", rel, f"not verified: {st.st_size} bytes to read, past "
+                                             "the audit's hashing budget"))
+    elif claim.sha256 is not None:
+        budget.left -= st.st_size
+        digest = _hash(str(target), st.st_size)
         if digest != claim.sha256:
-            findings.append(Finding("hash", rel, f"claimed {claim.sha256[:12]}…, disk has "
-                                                 f"{(digest or '?')[:12]}…"))
+            disk = f"disk has {digest[:12]}…" if digest else "unreadable or changing on disk"
+            findings.append(Finding("hash", rel, f"claimed {claim.sha256[:12]}…, {disk}"))
     if not _changed(rel, st, before, after, changed):
         findings.append(
             Finding("unchanged", rel, f"claimed {claim.action}, not changed in the run"))
@@ -258,8 +291,24 @@ def _changed(
 ) -> bool:
     if rel in after.entries or rel in before.entries:
         return rel in changed
-    # An ignored path (node_modules/...): no before-state, so fall back to the clock.
-    return st.st_mtime_ns >= before.taken_ns or st.st_ctime_ns >= before.taken_ns
+    # An ignored path (node_modules/...): no before-state, so fall back to the clock. The ctime
+    # only: anyone can set an mtime (utime, an archive unpacked with clock skew), even ahead.
+    return st.st_ctime_ns >= before.taken_ns
+
+
+def _was_there(rel: str, target: Path, before: Snapshot) -> bool:
+    """Whether a path gone after the run was there before it: a file or a directory the snapshot
+    saw; else (an empty directory, an ignored path, one behind a symlinked directory) a removal
+    changed the nearest directory left."""
+    inside = rel + "/"
+    if rel in before.entries or any(p.startswith(inside) for p in before.entries):
+        return True
+    for parent in target.parents:
+        try:
+            return os.stat(parent).st_ctime_ns >= before.taken_ns
+        except OSError:
+            continue
+    return False
 
 
 def _normalise(raw: str) -> str | None:

@@ -155,7 +155,7 @@ def normalise(obj: dict[str, Any], findings: list[str]) -> Envelope:
     if isinstance(plan_raw, list):
         plan = tuple(_text(s) for s in plan_raw if _text(s))
     elif isinstance(plan_raw, str) and plan_raw.strip():
-        plan = tuple(line.strip() for line in plan_raw.splitlines() if line.strip())
+        plan = tuple(_text(line) for line in plan_raw.splitlines() if line.strip())
     elif plan_raw is not None:
         findings.append("envelope: plan is not a list of steps")
     return Envelope(
@@ -173,10 +173,16 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
+        return _utf8(value.strip())
     if isinstance(value, (int, float, bool)):
         return str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _utf8(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def _utf8(text: str) -> str:
+    """``text`` with any lone surrogate (JSON can spell one, "\\ud800") replaced by "?": it has
+    no UTF-8 form, so no capsule, ledger or file path could hold it."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _claims(raw: Any, findings: list[str]) -> list[FileClaim]:
@@ -207,10 +213,10 @@ def _claims(raw: Any, findings: list[str]) -> list[FileClaim]:
             size = None
         digest = item.get("sha256")
         if digest is not None:
-            digest = str(digest).strip().lower()
+            digest = _utf8(str(digest).strip().lower())
             if not _HEX64.fullmatch(digest):
                 findings.append(f"envelope: files[{i}].sha256 is not a sha256 hex digest")
-        out.append(FileClaim(path=path.strip(), action=action, bytes=size, sha256=digest))
+        out.append(FileClaim(path=_utf8(path.strip()), action=action, bytes=size, sha256=digest))
     return out
 
 
@@ -223,9 +229,9 @@ def _commands(raw: Any, findings: list[str]) -> list[CommandRun]:
     out: list[CommandRun] = []
     for item in raw:
         if isinstance(item, str):
-            out.append(CommandRun(item))
+            out.append(CommandRun(_utf8(item)))
         elif isinstance(item, dict) and isinstance(item.get("cmd"), str):
             code = item.get("exit")
             ok_code = isinstance(code, int) and not isinstance(code, bool)
-            out.append(CommandRun(item["cmd"], code if ok_code else None))
+            out.append(CommandRun(_utf8(item["cmd"]), code if ok_code else None))
     return out
