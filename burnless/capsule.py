@@ -24,19 +24,28 @@ MAX_STEP = 200
 MAX_NOTES = 6
 MAX_NOTE = 120
 MAX_DIGEST = 2400
+MAX_LABEL = 120  # tier, model, status, audit, run id, timestamp
+MAX_INT = 2**53 - 1  # seq and epoch: next_seq() + 1 must still be a JSON-safe integer
 
 _WS = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """Lone surrogates (undecodable bytes in argv or a pipe) cannot be stored as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def one_line(text: str, limit: int) -> str:
     """Collapse whitespace and cut to ``limit`` characters (with an ellipsis)."""
-    flat = _WS.sub(" ", text).strip()
+    flat = _WS.sub(" ", utf8_safe(text)).strip()
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def bounded(text: str, limit: int) -> str:
     """Keep line structure, cut to ``limit`` characters."""
-    body = "\n".join(line.rstrip() for line in text.strip().splitlines() if line.strip())
+    lines = utf8_safe(text).strip().splitlines()
+    body = "\n".join(line.rstrip() for line in lines if line.strip())
     return body if len(body) <= limit else body[: limit - 1].rstrip() + "…"
 
 
@@ -64,10 +73,16 @@ class Capsule:
 
     @classmethod
     def make(cls, **kw: Any) -> Capsule:
-        """Build a capsule with every text field bounded."""
+        """Build a capsule with every text field bounded (idempotent: bounded stays as is)."""
         c = cls(**kw)
         return replace(
             c,
+            tier=one_line(c.tier, MAX_LABEL),
+            model=one_line(c.model, MAX_LABEL),
+            status=one_line(c.status, MAX_LABEL),
+            audit=one_line(c.audit, MAX_LABEL),
+            run_id=one_line(c.run_id, MAX_LABEL),
+            ts=one_line(c.ts, MAX_LABEL),
             task=one_line(c.task, MAX_TASK),
             summary=one_line(c.summary, MAX_SUMMARY),
             next=one_line(c.next, MAX_NEXT),
@@ -94,7 +109,11 @@ class Capsule:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Capsule:
-        """Read a stored capsule; unknown keys are ignored, bad types raise ValueError."""
+        """Read a stored capsule; unknown keys are ignored, bad types raise ValueError.
+
+        Text fields are bounded as ``make`` bounds them (a no-op for what burnless wrote), so
+        a hand-edited or damaged line cannot blow up every later prompt.
+        """
 
         def s(key: str) -> str:
             v = d.get(key, "")
@@ -109,15 +128,19 @@ class Capsule:
             return tuple(int(x) for x in v) if isinstance(v, list) else ()
 
         seq, epoch, role = d.get("seq"), d.get("epoch"), d.get("role")
-        if not isinstance(seq, int) or not isinstance(epoch, int) or role not in ROLES:
+        if not (_count(seq) and _count(epoch) and role in ROLES):
             raise ValueError(f"not a capsule: {d!r:.120}")
-        return cls(
+        return cls.make(
             seq=seq, epoch=epoch, role=str(role), tier=s("tier"), model=s("model"),
             task=s("task"), status=s("status"), audit=s("audit"), summary=s("summary"),
             files=strs("files"), next=s("next"), run_id=s("run_id"), ts=s("ts"),
             notes=strs("notes"), plan=strs("plan"), folds=ints("folds"), keeps=ints("keeps"),
             digest=s("digest"), v=int(d.get("v", 1)),
         )
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_INT
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Every append is whole lines written under a lock. A crash mid-write can leave a torn last line
 (no trailing newline): readers skip it with a warning, and the next writer, under the lock, moves
-the fragment to ``<file>.torn`` and truncates it away before appending. No complete record is
-ever lost or rewritten in place.
+the fragment to ``<file>.torn`` and truncates it away before appending (a last line that is a
+whole record and lacks only its newline gets the newline instead). No complete record is ever
+lost or rewritten in place.
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def repair_torn_tail(path: Path) -> bool:
         cut = _after_last_newline(f, size)
         f.seek(cut)
         fragment = f.read()
+        if _is_record(fragment):
+            # A whole record that lost only its newline (a crash just before it, or a hand
+            # edit): it is complete, so it stays, and only the newline is added.
+            f.seek(size)
+            f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+            log.warning("%s: completed a last line that had no newline", path)
+            return True
         with open(str(path) + ".torn", "ab") as torn:
             torn.write(fragment + b"\n")
             torn.flush()
@@ -83,6 +93,13 @@ def repair_torn_tail(path: Path) -> bool:
         os.fsync(f.fileno())
     log.warning("%s: moved a torn last line (%d bytes) to %s.torn", path, len(fragment), path)
     return True
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _after_last_newline(f: BinaryIO, size: int) -> int:
@@ -100,8 +117,10 @@ def _after_last_newline(f: BinaryIO, size: int) -> int:
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    """Every whole record of the file, in order. A torn last line is skipped with a warning."""
-    records, _ = read_from(path, 0)
+    """Every whole record of the file, in order. A torn last line is skipped with a warning;
+    a last line that is a whole record and lacks only its newline is read (it is not torn).
+    """
+    records, _ = _read(path, 0, whole_tail=True)
     return records
 
 
@@ -110,6 +129,10 @@ def read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
 
     Used for incremental reading: pass the returned offset back next time.
     """
+    return _read(path, offset, whole_tail=False)
+
+
+def _read(path: Path, offset: int, *, whole_tail: bool) -> tuple[list[dict[str, Any]], int]:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -118,7 +141,10 @@ def read_from(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
         return [], offset
     end = data.rfind(b"\n") + 1
     if end < len(data):
-        log.warning("%s: skipping a torn last line (%d bytes)", path, len(data) - end)
+        if whole_tail and _is_record(data[end:]):
+            end = len(data)
+        else:
+            log.warning("%s: skipping a torn last line (%d bytes)", path, len(data) - end)
     return parse_lines(data[:end], path), offset + end
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from burnless.capsule import Context, render
+from burnless.capsule import Context, render, utf8_safe
 
 PROTOCOL_VERSION = 1
 ROLES = ("planner", "executor", "compactor")
@@ -69,7 +69,7 @@ def project_block(prefix_md: str) -> str:
 
 
 def task_block(task: str) -> str:
-    return f"<task>\n{task.rstrip()}\n</task>\n"
+    return f"<task>\n{utf8_safe(task).rstrip()}\n</task>\n"
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ epoch, so rendering the context is a pure function of the file.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,9 +26,11 @@ import orjson
 from burnless import jsonl
 from burnless.atomic import write_atomic
 from burnless.capsule import Capsule, Context, render
-from burnless.errors import SessionBusy, UsageError
+from burnless.errors import BurnlessError, SessionBusy, UsageError
 from burnless.locks import LockTimeout, file_lock
 from burnless.tokens import estimate_tokens
+
+log = logging.getLogger("burnless")
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
@@ -33,8 +38,8 @@ SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id):
         raise UsageError(
-            f"invalid session id {session_id!r}: use 1-128 characters from A-Z a-z 0-9 . _ -, "
-            "not starting with a dot"
+            f"invalid session id {session_id!r:.140}: use 1-128 characters from A-Z a-z 0-9 . _ -,"
+            " not starting with a dot"
         )
     return session_id
 
@@ -67,16 +72,25 @@ class SessionMeta:
 
     @classmethod
     def from_dict(cls, session_id: str, d: dict[str, Any]) -> SessionMeta:
+        """Read ``session.json``; a pin that is not strings is dropped with a warning."""
         pins: dict[str, Pin] = {}
         raw_pins = d.get("pins")
         if isinstance(raw_pins, dict):
             for name, p in raw_pins.items():
-                if isinstance(p, dict):
-                    pins[str(name)] = Pin(p.get("command"), p.get("model"), p.get("api"))
-        executor = d.get("executor")
+                fields = [p.get(k) for k in ("command", "model", "api")] if isinstance(
+                    p, dict) else None
+                if fields is not None and all(f is None or isinstance(f, str) for f in fields):
+                    pins[str(name)] = Pin(*fields)
+                else:
+                    log.warning("session %r: ignoring the damaged pin of tier %r in "
+                                "session.json; the current config is used", session_id, name)
+        elif raw_pins is not None:
+            log.warning("session %r: the pins in session.json are not a mapping; ignored",
+                        session_id)
+        executor, created = d.get("executor"), d.get("created")
         return cls(
             id=session_id,
-            created=str(d.get("created", "")),
+            created=created if isinstance(created, str) else "",
             pins=pins,
             executor=executor if isinstance(executor, str) else None,
         )
@@ -96,6 +110,26 @@ class Session:
     def exists(self) -> bool:
         return self.capsules_path.exists() or self.meta_path.exists()
 
+    def _plain(self) -> None:
+        """Session state lives in a plain directory of plain files, never behind a link.
+
+        A symbolic link planted in ``.burnless/sessions`` (an unpacked archive, a cloned repo)
+        would have burnless append to, truncate or send out a file anywhere on the disk; a FIFO
+        or a device would hang every read.
+        """
+        for path, is_kind, kind in ((self.dir, stat.S_ISDIR, "directory"),
+                                    (self.capsules_path, stat.S_ISREG, "file")):
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                return  # absent (a new session), or unreachable: the open says why
+            if not is_kind(mode):
+                what = "a symbolic link" if stat.S_ISLNK(mode) else f"not a plain {kind}"
+                raise UsageError(
+                    f"{path} is {what}; burnless keeps session state in plain files and does "
+                    f"not follow or read it (move it away, or `burnless session rm {self.id}`)"
+                )
+
     @contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
         """Hold the session for a whole turn; SessionBusy after ``timeout`` seconds."""
@@ -107,47 +141,103 @@ class Session:
                 f"session {self.id!r} is busy: another run held its lock for {timeout:g}s "
                 "(session.lock_timeout)"
             ) from None
+        except OSError as exc:
+            raise UsageError(
+                f"session {self.id!r}: cannot take its lock {self.lock_path}: {_why(exc)}"
+            ) from None
 
     # -- capsules
 
     def capsules(self) -> list[Capsule]:
+        """Every readable capsule, in file order; a damaged line is skipped with a warning."""
+        self._plain()
+        try:
+            records = jsonl.read(self.capsules_path)
+        except OSError as exc:
+            raise UsageError(f"session {self.id!r}: cannot read {self.capsules_path}: "
+                             f"{_why(exc)}") from None
         out: list[Capsule] = []
-        for rec in jsonl.read(self.capsules_path):
+        for i, rec in enumerate(records, 1):
             try:
                 out.append(Capsule.from_dict(rec))
-            except (ValueError, TypeError):
-                continue
+            except (ValueError, TypeError, OverflowError) as exc:
+                log.warning("%s: skipping record %d: %s", self.capsules_path, i, exc)
         return out
 
     def append(self, capsule: Capsule) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        jsonl.append(self.capsules_path, [capsule.to_dict()])
+        self._plain()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            jsonl.append(self.capsules_path, [capsule.to_dict()])
+        except OSError as exc:
+            raise BurnlessError(
+                f"session {self.id!r}: cannot write capsule {capsule.seq} to "
+                f"{self.capsules_path}: {_why(exc)}"
+            ) from None
 
     # -- session.json
 
     def meta(self) -> SessionMeta:
+        """``session.json``; a damaged one loses only pins (the capsules are the truth)."""
         try:
-            data = orjson.loads(self.meta_path.read_bytes())
+            data = self._read_meta()
         except FileNotFoundError:
             return SessionMeta(self.id)
-        except (orjson.JSONDecodeError, OSError):
-            # A damaged session.json loses only pins; the capsules are the session's truth.
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable (%s); the session's pins are reset to the current "
+                        "config", self.meta_path, exc)
             return SessionMeta(self.id)
-        return SessionMeta.from_dict(self.id, data if isinstance(data, dict) else {})
+        return SessionMeta.from_dict(self.id, data)
+
+    def _read_meta(self) -> dict[str, Any]:
+        if not stat.S_ISREG(os.lstat(self.meta_path).st_mode):
+            raise ValueError("not a plain file")  # a link is not followed, a FIFO would block
+        data = orjson.loads(self.meta_path.read_bytes())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
 
     def save_meta(self, meta: SessionMeta) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.meta_path, orjson.dumps(meta.to_dict(), option=orjson.OPT_INDENT_2))
+        """Replace ``session.json``; a failure only warns (the turn's capsule is written)."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.meta_path,
+                         orjson.dumps(meta.to_dict(), option=orjson.OPT_INDENT_2))
+        except OSError as exc:
+            log.warning("%s: cannot save the session's pins: %s", self.meta_path, _why(exc))
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir)
+        try:
+            if self.dir.is_symlink():
+                self.dir.unlink()  # the link only, never what it points to
+            else:
+                shutil.rmtree(self.dir)
+        except OSError as exc:
+            raise BurnlessError(f"cannot remove session {self.id!r}: {_why(exc)}") from None
+
+
+def _why(exc: OSError) -> str:
+    """An OSError as a short reason that names its file."""
+    name = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{name}"
 
 
 def list_sessions(state_dir: Path) -> list[str]:
+    """The sessions that can be read; one that is not plain files is skipped with a warning."""
     root = state_dir / "sessions"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and SESSION_ID_RE.fullmatch(p.name))
+    out: list[str] = []
+    for p in root.iterdir():
+        if not (SESSION_ID_RE.fullmatch(p.name) and p.is_dir()):
+            continue
+        try:
+            Session(state_dir, p.name)._plain()
+        except UsageError as exc:
+            log.warning("session list: skipping %r: %s", p.name, exc)
+            continue
+        out.append(p.name)
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- epochs
@@ -164,7 +254,9 @@ def context_of(capsules: Sequence[Capsule]) -> Context:
     that digest kept, and the epoch's own exec capsules, in file order (part 4).
     """
     epoch = current_epoch(capsules)
-    by_seq = {c.seq: c for c in capsules}
+    by_seq: dict[int, Capsule] = {}
+    for c in capsules:
+        by_seq.setdefault(c.seq, c)  # a damaged file may repeat a seq: the first one stays
     plan: Capsule | None = None
     items: list[Capsule] = []
     for c in capsules:
