@@ -2,11 +2,17 @@
 
 The mechanisms live in ``redact`` (secret detection and masks) and ``sensitive`` (what makes a
 task sensitive); this module applies the config's ``policy:`` section to a turn.
+
+Besides what ``redact`` detects by shape, the values the config hands to workers as secrets are
+masked wherever they show up (a worker that prints its environment, an error that quotes a
+header): the tiers' ``env`` and ``pass_env`` values whose name says key, token, secret,
+password or credential, or whose value looks random (``redact.looks_random``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING
 
 import orjson
@@ -18,6 +24,11 @@ if TYPE_CHECKING:
 
 DEPTH_ENV = "BURNLESS_DEPTH"
 ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
+# an env name that says its value is a credential: ANTHROPIC_API_KEY, GH_TOKEN, DB_PASS, MY_CRED
+_SECRET_NAME = re.compile(
+    r"(?i)(?:^|[^a-z])(?:key|apikey|token|secret|password|passwd|pwd|pass|creds?|credentials?|auth)"
+    r"(?:$|[^a-z])"
+)
 
 
 class Policy:
@@ -34,12 +45,27 @@ class Policy:
         if self._redactor is None:
             from burnless.redact import Redactor
 
-            self._redactor = Redactor.for_workspace(self.cfg.state_dir)
+            self._redactor = Redactor.for_workspace(self.cfg.state_dir, self.known_secrets())
         red = self._redactor.redact(text)
         return red.text, red.count
 
     def mask(self, text: str) -> str:
         return self.redact(text)[0]
+
+    def known_secrets(self) -> list[str]:
+        """Secret values the config gives workers: tier ``env`` and ``pass_env`` values."""
+        from burnless.redact import looks_random
+
+        found: list[str] = []
+        for tier in self.cfg.tiers.values():
+            pairs = [*tier.env.items(), *((n, os.environ.get(n, "")) for n in tier.pass_env)]
+            for name, value in pairs:
+                value = (value or "").strip()
+                if len(value) < 8 or value.startswith(("/", "~", ".")) or "://" in value:
+                    continue  # short, a path, a URL (credentials in URLs are masked by shape)
+                if _SECRET_NAME.search(name) or looks_random(value):
+                    found.append(value)
+        return found
 
     # -- sensitive work
 
@@ -50,7 +76,26 @@ class Policy:
         pol = self.cfg.policy
         res = classify(task, patterns=pol.sensitive_patterns, paths=pol.sensitive_paths,
                        labels=labels, redact_secrets=pol.redact_secrets)
-        return res.reasons if res.sensitive else ()
+        reasons = list(res.reasons)
+        if not pol.redact_secrets:
+            # prefix.md goes out with every prompt, unmasked when redaction is off
+            from burnless.redact import find_secrets
+
+            try:
+                prefix = (self.cfg.state_dir / "prefix.md").read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                prefix = ""
+            kinds = sorted({f.kind for f in find_secrets(prefix)})
+            if kinds:
+                reasons.append(f"secret ({', '.join(kinds)}) in .burnless/prefix.md while "
+                               "redact_secrets is off")
+        # a reason quotes the task (a path): it goes to the ledger and the terminal
+        return tuple(self.mask(r) if self._has_secret(r) else r for r in reasons)
+
+    def _has_secret(self, text: str) -> bool:
+        from burnless.redact import find_secrets
+
+        return bool(find_secrets(text, self.known_secrets()))
 
     # -- nesting
 

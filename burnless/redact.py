@@ -15,13 +15,20 @@ What is detected (``kind`` in brackets):
   AWS access key ids ``AKIA/ASIA/ABIA/ACCA...`` and secret keys assigned to an ``aws...secret...``
   name (aws), GitHub ``ghp_/gho_/ghu_/ghs_/ghr_/github_pat_`` (github), GitLab ``glpat-...``
   (gitlab), Slack ``xox[abeoprs]-...``, ``xapp-...`` and webhook URLs (slack), Stripe
-  ``sk_live_/rk_live_/sk_test_/rk_test_/whsec_`` (stripe), JWTs ``eyJ...eyJ...`` (jwt), PEM
-  private key blocks, multi-line, also truncated ones with no END line (private-key);
-* credentials in ``scheme://user:password@host`` URLs (password) and ``Bearer <token>`` (secret);
+  ``sk_live_/rk_live_/sk_test_/rk_test_/whsec_`` (stripe), npm ``npm_...`` (npm), Hugging Face
+  ``hf_...`` (huggingface), JWTs ``eyJ...eyJ...`` (jwt), PEM private key blocks, multi-line
+  (real newlines, or ``\\n`` / ``\\r\\n`` escapes as in JSON, also escaped twice as in JSON
+  quoted inside JSON), also truncated ones with no END line (private-key);
+* credentials in ``scheme://user:password@host`` URLs (password; the user may be empty, the
+  password runs to the authority's last ``@``, the slashes may be JSON-escaped ``:\\/\\/``),
+  ``Bearer <token>`` and ``Authorization: token <token>`` (secret), ``Basic <base64>`` when it
+  decodes to ``user:password`` (password), ``curl -u user:password`` / ``--user`` (password);
 * assignments ``password=...``, ``passwd: ...``, ``secret: ...``, ``api_key = ...``,
   ``token: ...``, ``--token ...``: the value is masked, the name kept. The name must *end* with
-  the keyword (``db_password``, ``GITHUB_TOKEN``, ``x-api-key``; not ``max_output_tokens`` or
-  ``token_count``). Kind ``password`` for password/passwd/passphrase names, ``secret`` otherwise.
+  the keyword (``db_password``, ``GITHUB_TOKEN``, ``x-api-key``, ``MYSQL_PWD``; not
+  ``max_output_tokens`` or ``token_count``; ``pwd`` only after a separator and not before a path,
+  alone it is the shell's working directory). Kind ``password`` for password/passwd/passphrase/
+  pwd names, ``secret`` otherwise.
   Values that are clearly not literals are left alone: placeholders (``$VAR``, ``${...}``,
   ``{{...}}``, ``<...>``, ``%VAR%``, an existing mask), calls and subscripts (``get_secret()``,
   ``os.environ["X"]``), dotted names (``self.token``), names that repeat a keyword
@@ -31,12 +38,15 @@ What is detected (``kind`` in brackets):
 * high-entropy values in ``.env``-style lines (``NAME=value`` alone on a line, optionally
   ``export``-ed and quoted) (high-entropy): value of at least 20 characters, no whitespace, not a
   path or URL, not digits only, Shannon entropy of at least 3.3 bits per character (3.0 when the
-  value is hex), and *random-looking*: less than 70 % of its characters belong to letter runs of
-  four or more (``my-wonderful-application`` and ``ClaudeCodeWorkerTier`` are words, a random
-  token is not; measured: fewer than 1 % of random 20-character base64 tokens, and fewer than
-  0.1 % of 32-character ones, look like words). Names that say the value is a digest or an id
+  value is hex), not a command-line flag (``--max-old-space-size=4096``) nor a digest reference
+  (``app@sha256:...``), and *random-looking*: less than 70 % of its characters belong to letter
+  runs of four or more (``my-wonderful-application`` and ``ClaudeCodeWorkerTier`` are words, a
+  random token is not; measured: fewer than 1 % of random 20-character base64 tokens, and fewer
+  than 0.1 % of 32-character ones, look like words). Names that say the value is a digest or an id
   (``..._SHA``, ``SHA256``, ``HASH``, ``DIGEST``, ``CHECKSUM``, ``COMMIT``, ``REV``, ``..._ID``,
-  ``VERSION``, ``PATH``, ``DIR``) are skipped: a file hash is not a secret.
+  ``VERSION``, ``PATH``, ``DIR``) are skipped: a file hash is not a secret;
+* literal values known to be secret (``Redactor(key, known=...)``: the policy passes the tiers'
+  ``env`` and ``pass_env`` secrets), wherever they occur (secret).
 
 Hex digests are never masked as such: there is no "any high-entropy string" rule, so the
 ``"sha256": "<64 hex>"`` fields of burnless envelopes and ledger records, commit ids and
@@ -54,6 +64,7 @@ standard library and import in a few milliseconds (redaction runs on every dispa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
@@ -62,7 +73,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -134,6 +145,16 @@ def _has_digit(value: str) -> bool:
     return any(c.isdigit() for c in value)
 
 
+def _decodes_to_credentials(value: str) -> bool:
+    """``Basic <value>``: base64 of printable ``user:password`` (not the word "authentication")."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return False
+    text = raw.decode("utf-8", errors="replace")
+    return ":" in text and text.isprintable()
+
+
 _TOKEN_RULES: tuple[_Rule, ...] = (
     _Rule(
         "private-key",
@@ -141,8 +162,8 @@ _TOKEN_RULES: tuple[_Rule, ...] = (
         # JSON, or spaces), then the END line if there is one: a truncated block is masked too
         _Re(
             r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
-            r"(?:(?:\r?\n|\\n|[ \t]+)(?:[A-Za-z][A-Za-z-]*:[^\n\\]*|[A-Za-z0-9+/=]+)?)*"
-            r"(?:(?:\r?\n|\\n|[ \t]+)?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----)?",
+            r"(?:(?:\r?\n|(?:\\+r)?\\+n|[ \t]+)(?:[A-Za-z][A-Za-z-]*:[^\n\\]*|[A-Za-z0-9+/=]+)?)*"
+            r"(?:(?:\r?\n|(?:\\+r)?\\+n|[ \t]+)?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----)?",
             _A,
         ),
     ),
@@ -178,9 +199,16 @@ _TOKEN_RULES: tuple[_Rule, ...] = (
     ),
     _Rule("stripe", _Re(r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}", _A)),
     _Rule("stripe", _Re(r"whsec_[A-Za-z0-9]{20,}", _A)),
+    _Rule("npm", _Re(r"npm_[A-Za-z0-9]{36}", _A), check=lambda v: _mixed(v[4:])),
+    _Rule("huggingface", _Re(r"hf_[A-Za-z]{34}", _A), check=lambda v: not v[3:].islower()),
     _Rule(
+        # the password runs to the last "@" before the path ("p@ss" is common, if invalid);
+        # the user may be empty (redis://:pw@host) and "/" may be JSON-escaped ("https:\/\/")
         "password",
-        _Re(r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:([^\s/@'\"]+)@", _A),
+        _Re(
+            r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]*:(?:\\?/){2}[^\s:/@'\"]*:([^\s/'\"]+)@",
+            _A,
+        ),
         group=1,
     ),
     _Rule(
@@ -188,6 +216,27 @@ _TOKEN_RULES: tuple[_Rule, ...] = (
         _Re(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)", _A),
         group=1,
         check=_has_digit,
+    ),
+    _Rule(  # GitHub's and Django REST framework's "Authorization: token <key>"
+        "secret",
+        _Re(
+            r"(?i)\bauthorization\\?[\"']?\s*[:=]\s*\\?[\"']?token\s+"
+            r"([A-Za-z0-9._~+/-]{16,}=*)",
+            _A,
+        ),
+        group=1,
+    ),
+    _Rule(  # HTTP basic credentials: base64 of "user:password"
+        "password",
+        _Re(r"(?i)\bbasic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])", _A),
+        group=1,
+        check=_decodes_to_credentials,
+    ),
+    _Rule(  # curl -u user:password, --user user:password
+        "password",
+        _Re(r"(?<![\w-])(?:-u|--user)(?:[ \t]+|=)?[\"']?[^\s:'\"$]+:([^\s'\"]+)", _A),
+        group=1,
+        check=lambda v: len(v) >= 4 and not v.isdigit() and not _is_placeholder(v),
     ),
 )
 
@@ -218,9 +267,11 @@ def _jwt_findings(text: str) -> list[tuple[int, int, int, str]]:
 
 # -- assignments ----------------------------------------------------------------------------------
 
-_PASSWORD_WORDS = ("password", "passwd", "passphrase")
+_PASSWORD_WORDS = ("password", "passwd", "passphrase", "pwd")
 _KEYWORDS = (
-    r"password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    # "pwd" only at the end of a longer name (MYSQL_PWD, db.pwd): alone it is the shell's cwd
+    r"password|passwd|passphrase|(?<=[A-Za-z0-9][_.-])pwd|secret|token|api[_-]?key|apikey|"
+    r"access[_-]?key|"
     r"private[_-]?key|secret[_-]?key|signing[_-]?key|encryption[_-]?key|master[_-]?key|"
     r"session[_-]?key|credentials?"
 )
@@ -281,6 +332,8 @@ def _assignment_value(text: str, m: re.Match[str]) -> tuple[int, int, int, str] 
             return None
         if m.group("sep") == ":" and value.isalpha() and _prose_follows(text, m.end("bare")):
             return None  # "the password: see below" (but "password: hunter" is a password)
+    if m.group("kw").lower() == "pwd" and value.startswith(("/", "~")):
+        return None  # SOME_PWD=/srv/app: a working directory, not a password
     if kind == "secret" and (len(value) < MIN_SECRET_VALUE or value.isdigit()):
         # "token = 1", "auth_token = 42", "max_secret = 300": settings, not credentials.
         # (A password is masked whatever its length: short passwords are still passwords.)
@@ -341,6 +394,7 @@ _DIGEST_NAME = _Re(
     r"(?i)(?:path|dirs?|(?:^|[_.])(?:sha\d*|hash|digest|checksum|commit|rev|revision|id|version))$"
 )
 _HEX = _Re(r"[0-9a-fA-F]+", _A)
+_DIGEST_REF = _Re(r"(?i)(?:^|[@:/=-])sha(?:1|224|256|384|512)[:-][0-9a-z+/]{16}", _A)
 _WORD_RUNS = _Re(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", _A)
 ENTROPY_MIN = 3.3  # bits per character, for values of 20+ characters
 ENTROPY_MIN_HEX = 3.0  # hex has 4 bits at most; random hex of 20+ chars is above 2.9
@@ -367,6 +421,8 @@ def looks_random(value: str) -> bool:
         return False
     if "://" in value or "[REDACTED:" in value:
         return False
+    if value.startswith("--") or _DIGEST_REF.rx.search(value):
+        return False  # NODE_OPTIONS=--max-old-space-size=4096, IMAGE=app@sha256:<hex>
     if any(part.startswith(("/", "./", "../", "~")) for part in re.split("[:;,]", value)):
         return False  # a path, or a list of them
     threshold = ENTROPY_MIN_HEX if _HEX.rx.fullmatch(value) else ENTROPY_MIN
@@ -396,7 +452,7 @@ class _Cand(NamedTuple):
     kind: str
 
 
-def _candidates(text: str) -> list[_Cand]:
+def _candidates(text: str, known: Sequence[str] = ()) -> list[_Cand]:
     found: list[_Cand] = []
     for prio, rule in enumerate(_TOKEN_RULES):
         for m in rule.regex.rx.finditer(text):
@@ -409,6 +465,11 @@ def _candidates(text: str) -> list[_Cand]:
     found += [_Cand(o, s, e, base, k) for o, s, e, k in _jwt_findings(text)]
     found += [_Cand(o, s, e, base + 1, k) for o, s, e, k in _assignment_findings(text)]
     found += [_Cand(o, s, e, base + 2, k) for o, s, e, k in _env_findings(text)]
+    for value in known:  # literal values known to be secret, in whatever text surrounds them
+        at = text.find(value)
+        while at >= 0:
+            found.append(_Cand(at, at, at + len(value), base + 3, "secret"))
+            at = text.find(value, at + 1)
     return found
 
 
@@ -447,9 +508,13 @@ def _strip_span(text: str, c: _Cand) -> _Cand | None:
     return c._replace(start=start, end=end) if start < end else None
 
 
-def find_secrets(text: str) -> list[Finding]:
-    """Secrets in ``text``: non-overlapping spans, sorted; overlapping candidates are merged."""
-    spans = _clip(_candidates(text), text)
+def find_secrets(text: str, known: Sequence[str] = ()) -> list[Finding]:
+    """Secrets in ``text``: non-overlapping spans, sorted; overlapping candidates are merged.
+
+    ``known`` are literal secrets (the values of a tier's ``env`` and ``pass_env``): each
+    occurrence is a secret of kind ``secret`` whatever its shape.
+    """
+    spans = _clip(_candidates(text, known), text)
     spans.sort(key=lambda c: (c.start, c.prio))
     out: list[Finding] = []
     for c in spans:
@@ -471,25 +536,27 @@ def contains_secret(text: str) -> bool:
 class Redactor:
     """Replaces secrets with stable, keyed masks."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, known: Iterable[str] = ()) -> None:
         if len(key) < 16:
             raise ValueError("redaction key must be at least 16 bytes")
         self._key = key
+        # literal secrets; short values would mask ordinary words, so they are not taken
+        self._known = tuple(sorted({k for k in known if len(k) >= MIN_SECRET_VALUE}))
 
     def __repr__(self) -> str:  # never show the key
         return "Redactor(<key>)"
 
     @classmethod
-    def for_workspace(cls, state_dir: Path) -> Redactor:
+    def for_workspace(cls, state_dir: Path, known: Iterable[str] = ()) -> Redactor:
         """The workspace's redactor; ``state_dir`` is its ``.burnless`` directory."""
-        return cls(load_or_create_key(Path(state_dir) / KEY_FILE))
+        return cls(load_or_create_key(Path(state_dir) / KEY_FILE), known)
 
     def mask(self, kind: str, secret: str) -> str:
         digest = hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
         return f"[REDACTED:{kind}:{digest[:8]}]"
 
     def redact(self, text: str) -> Redacted:
-        findings = find_secrets(text)
+        findings = find_secrets(text, self._known)
         if not findings:
             return Redacted(text, 0, ())
         parts: list[str] = []
@@ -513,14 +580,25 @@ def load_or_create_key(path: Path) -> bytes:
     hard-linked into place, which fails if another process won; the loser discards its key and
     reads the winner's. A key file found with looser permissions is tightened to 0600 rather
     than refused: a copied or checked-out ``.burnless`` should keep working, and the key only
-    guards masks against brute force. A key file of the wrong size is an error (deleting it
-    makes new masks; nothing else depends on it).
+    guards masks against brute force. A key file of the wrong size, or one that cannot be read
+    or created, is a ``ConfigError`` naming the file (deleting it makes new masks; nothing else
+    depends on it).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _read_key(path)
     except FileNotFoundError:
         pass
+    try:
+        _create_key(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot create the redaction key: {exc.strerror or exc}"
+        ) from None
+    return _read_key(path)
+
+
+def _create_key(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     key = os.urandom(KEY_BYTES)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -537,7 +615,6 @@ def load_or_create_key(path: Path) -> bytes:
             _create_in_place(path, key)  # no hard links on this filesystem
     finally:
         tmp.unlink(missing_ok=True)
-    return _read_key(path)
 
 
 def _create_in_place(path: Path, key: bytes) -> None:
@@ -553,7 +630,15 @@ def _read_key(path: Path) -> bytes:
     # a concurrent in-place creator may not have written yet: wait briefly for the 32 bytes
     deadline = time.monotonic() + 2.0
     while True:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a directory, no permission...
+            raise ConfigError(
+                f"{path}: cannot read the redaction key: {exc.strerror or exc}; "
+                "delete it to make a new key (secrets will get new masks)"
+            ) from None
         if len(data) == KEY_BYTES or time.monotonic() > deadline:
             break
         time.sleep(0.01)
@@ -563,5 +648,8 @@ def _read_key(path: Path) -> bytes:
             "delete the file to make a new key (secrets will get new masks)"
         )
     if sys.platform != "win32" and path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)
+        try:
+            os.chmod(path, 0o600)
+        except OSError:
+            pass  # not ours to change (a shared checkout): the key still works
     return data

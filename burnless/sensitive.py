@@ -5,20 +5,24 @@ A task is sensitive when any of these holds (every one that holds is a reason):
 * it matches a regex of ``policy.sensitive_patterns`` (a search; case-sensitive unless the
   pattern says ``(?i)``, as routing rules);
 * it names a path matching a glob of ``policy.sensitive_paths``;
-* it carries the label ``sensitive`` (``--label sensitive``, any case);
+* it carries the label ``sensitive`` (``--label sensitive``, any case, also inside a list such
+  as ``--label "sensitive,urgent"``);
 * it contains a secret while ``policy.redact_secrets`` is off (with redaction on, the secret is
   masked before it leaves, so it does not make the task sensitive).
 
 Paths are path-like tokens of the task (see ``paths_in``), tried as written and normalized
 (``./config/keys.json`` is also ``config/keys.json``; ``a/../secrets/x`` is ``secrets/x``;
-``~`` and the home directory stand for each other). Globs follow gitignore's habits:
+``~`` and the home directory stand for each other), and also read without markdown emphasis
+(``**secrets/x**``), as ``file://`` URLs and on both sides of a colon (``host:secrets/x`` as
+scp and ``docker cp`` write it, ``keys/server.pem:12``). Globs follow gitignore's habits:
 
 * ``*`` and ``?`` stay within one path segment, ``**`` spans directories (``secrets/**``,
   ``**/*.pem``), ``[abc]`` and ``[!abc]`` are classes; matching is case-sensitive;
 * a glob without ``/`` (``*.pem``, ``.env``, ``.ssh``) matches any segment of the path, so it
   applies at any depth;
 * a glob that matches a directory matches everything under it (``secrets`` and ``secrets/``
-  cover ``secrets/prod.env``);
+  cover ``secrets/prod.env``), and ``secrets/**`` also covers the directory itself
+  (``list secrets/``);
 * a glob with a ``/`` is anchored at the workspace for relative paths; an absolute, ``~/`` or
   ``../`` path is also tried from each of its directories (``/srv/app/secrets/prod.env`` matches
   ``secrets/**``), because burnless cannot tell where such a path meets the workspace and a
@@ -62,7 +66,7 @@ def classify(
             glob = next((g for g in paths if path_matches(path, g)), None)
             if glob is not None:
                 reasons.append(f"path '{path}' matches '{glob}'")
-    if any(label.strip().lower() == SENSITIVE_LABEL for label in labels):
+    if any(SENSITIVE_LABEL in _LABEL_SPLIT.split(label.strip().lower()) for label in labels):
         reasons.append(f"label {SENSITIVE_LABEL}")
     if not redact_secrets:
         from burnless.redact import find_secrets
@@ -80,14 +84,17 @@ _QUOTED = re.compile(r"\"([^\"\n]+)\"|'([^'\n]+)'|`([^`\n]+)`")
 _FILE_NAME = re.compile(r"[\w.-]*[A-Za-z_][\w-]*\.[A-Za-z][\w]{0,9}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _DRIVE = re.compile(r"[A-Za-z]:/")
+_DRIVE_ANY = re.compile(r"[A-Za-z]:[/\\]")
+_LABEL_SPLIT = re.compile(r"[\s,;]+")
 
 
 def paths_in(text: str) -> list[str]:
     """Path-like tokens of ``text``, as written, in order, without duplicates.
 
     A token is path-like when it has a ``/`` or ``\\``, starts with ``~`` or ``.``, or looks like
-    a file name (``prod.env``, ``keys.json``). URLs are not paths. A quoted string with a ``/``
-    counts whole, spaces included; ``--config=secrets/x`` yields ``secrets/x``.
+    a file name (``prod.env``, ``keys.json``). URLs are not paths (``file://`` URLs are). A
+    quoted string with a ``/`` counts whole, spaces included; ``--config=secrets/x`` yields
+    ``secrets/x``; see ``_variants`` for the other readings of a token.
     """
     found: dict[str, None] = {}
     candidates: list[str] = []
@@ -99,9 +106,26 @@ def paths_in(text: str) -> list[str]:
         candidates.append(token.rsplit("=", 1)[-1])  # --config=secrets/x, PATH=a/b
     for raw in candidates:
         token = raw.rstrip(".:!?").lstrip("@")
-        if _is_path_like(token):
-            found.setdefault(token, None)
+        for form in (token, *_variants(token)):
+            if _is_path_like(form):
+                found.setdefault(form, None)
     return list(found)
+
+
+def _variants(token: str) -> list[str]:
+    """Other readings of a token: ``**bold/path**``, ``file:///abs/path``, ``host:path``,
+    ``path:line``. A missed path sends sensitive work out; an extra one only keeps it local."""
+    out: list[str] = []
+    stripped = token.strip("*")
+    if stripped != token:
+        out.append(stripped)
+    if stripped.lower().startswith("file://"):
+        rest = stripped[7:]
+        out.append(rest[9:] if rest.lower().startswith("localhost/") else rest)
+    elif ":" in stripped and not _SCHEME.match(stripped) and not _DRIVE_ANY.match(stripped):
+        parts = stripped.split(":")
+        out += [parts[0], parts[-1]]  # host:secrets/x (scp, docker cp), secrets/x.pem:12
+    return [v for v in out if v]
 
 
 def _is_path_like(token: str) -> bool:
@@ -121,11 +145,15 @@ def path_matches(path: str, glob: str) -> bool:
     """Whether ``path`` (as written in a task) falls under ``glob`` (see the module docstring)."""
     rx = _glob(glob)
     anywhere = "/" not in glob.rstrip("/")
+    # "secrets/**" also covers the directory itself: "list secrets/" works inside it
+    base = glob.rstrip("/")
+    dir_rx = _glob(base[:-3]) if base.endswith("/**") and base[:-3].strip("/") else None
     for cand in _forms(path):
         if anywhere:
             if any(rx.fullmatch(seg) for seg in cand.split("/") if seg):
                 return True
-        elif any(rx.fullmatch(prefix) for prefix in _self_and_parents(cand)):
+        elif any(rx.fullmatch(prefix) or (dir_rx is not None and dir_rx.fullmatch(prefix))
+                 for prefix in _self_and_parents(cand)):
             return True
     return False
 
