@@ -25,18 +25,22 @@ class Breaker:
         self._lock_path = cfg.state_dir / "breaker.lock"
 
     def _load(self) -> dict[str, dict[str, Any]]:
+        """Each tier's ``{"streak": int, "last_failure": float}``; a damaged entry is dropped."""
         try:
             data = orjson.loads(self._path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
+        except (FileNotFoundError, IsADirectoryError, orjson.JSONDecodeError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)
+                and _number(v.get("streak", 0)) and _number(v.get("last_failure", 0.0))}
 
     def open_reason(self, tier: str, now: float | None = None) -> str | None:
         """Why the tier's breaker is open, or None when the tier may be called."""
         if self.failures <= 0:
             return None
         state = self._load().get(tier)
-        if not isinstance(state, dict):
+        if state is None:
             return None
         streak = int(state.get("streak", 0))
         last = float(state.get("last_failure", 0.0))
@@ -50,8 +54,7 @@ class Breaker:
     def record(self, tier: str, failed: bool) -> None:
         with file_lock(self._lock_path, 60):
             data = self._load()
-            state = data.get(tier) if isinstance(data.get(tier), dict) else {}
-            assert isinstance(state, dict)
+            state = data.get(tier, {})
             if failed:
                 state = {"streak": int(state.get("streak", 0)) + 1, "last_failure": time.time()}
             else:
@@ -61,3 +64,9 @@ class Breaker:
             data[tier] = state
             self._path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self._path, orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def _number(value: object) -> bool:
+    """A count or a timestamp as the breaker writes them (not a hand-edited 1e300)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and 0 <= value <= 1e11)

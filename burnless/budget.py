@@ -8,6 +8,7 @@ the reservation in the same critical section, so parallel runs can never overspe
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -138,16 +139,23 @@ class Guard:
             return {}
         if not isinstance(data, dict):
             return {}
-        # Drop reservations whose process is gone (a crashed run must not block the budget).
-        return {k: v for k, v in data.items() if isinstance(v, dict) and _alive(v.get("pid"))}
+        # Drop reservations whose process is gone (a crashed run must not block the budget),
+        # and damaged ones (a hand-edited file must not crash every run).
+        return {k: v for k, v in data.items() if _valid(v) and _alive(v.get("pid"))}
 
     def _save(self, open_: dict[str, dict[str, Any]]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self._path, orjson.dumps(open_))
 
 
+def _valid(r: object) -> bool:
+    return (isinstance(r, dict) and isinstance(r.get("session"), str)
+            and isinstance(r.get("day"), str) and isinstance(r.get("amount"), (int, float))
+            and not isinstance(r["amount"], bool) and math.isfinite(r["amount"]))
+
+
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
         return False
     try:
         os.kill(pid, 0)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import os
 import re
 import shlex
 import shutil
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -214,18 +217,34 @@ def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | No
     chosen = explicit or os.environ.get("BURNLESS_CONFIG")
     if chosen:
         p = Path(chosen).expanduser().resolve()
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
+        try:
+            mode = p.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{p}: is a directory; --config names the config file itself "
+                              f"(such as {p / STATE_DIR / CONFIG_NAME})")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{p}: not a regular file; the config must be a YAML file")
         return p
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         candidate = d / STATE_DIR / CONFIG_NAME
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     raise ConfigError(
         f"no {STATE_DIR}/{CONFIG_NAME} in {here} or any parent directory; "
         "run `burnless init` to create one, or pass --config"
     )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a directory on the way we may not search: as if there were no file
+        return False
 
 
 def workspace_for(config_path: Path) -> Path:
@@ -261,13 +280,23 @@ def _read_yaml(file: Path, src: _Source) -> dict[str, Any]:
     import yaml
 
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc}") from None
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
     try:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                # Before construction, which expands aliases and rewrites merge keys (`<<:`).
+                _check_size(node, file)
+                _record_lines(node, (), file, src, set())
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -279,17 +308,57 @@ def _read_yaml(file: Path, src: _Source) -> dict[str, Any]:
         if context and cmark is not None:
             problem += f" ({context} at line {cmark.line + 1})"
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: the config must be a mapping of keys, not {_kind(data)}")
-    _record_lines(node, (), file, src)
     return data
 
 
-def _record_lines(node: Any, path: tuple[str, ...], file: Path, src: _Source) -> None:
+# Aliases may repeat a node (that is their point) but not blow a small file up into a huge
+# document (the "billion laughs"): the document as expanded may hold this many nodes.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _check_size(root: Any, file: Path) -> None:
     import yaml
 
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            line = node.start_mark.line + 1
+            raise ConfigError(f"{file}:{line}: invalid YAML: an alias refers to a node that "
+                              "contains it (a recursive structure)")
+        active.add(id(node))
+        n = 1
+        if isinstance(node, yaml.MappingNode):
+            n += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n += sum(size(item) for item in node.value)
+        active.discard(id(node))
+        sizes[id(node)] = n
+        return n
+
+    total = size(root)
+    if total > max(len(sizes), MAX_EXPANDED_NODES):
+        raise ConfigError(f"{file}: invalid YAML: aliases expand the document to {total:,} "
+                          f"nodes (more than {MAX_EXPANDED_NODES:,}); write it out plainly")
+
+
+def _record_lines(
+    node: Any, path: tuple[str, ...], file: Path, src: _Source, seen_nodes: set[int]
+) -> None:
+    import yaml
+
+    if id(node) in seen_nodes:  # an alias: its lines are those of its anchor
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -300,19 +369,24 @@ def _record_lines(node: Any, path: tuple[str, ...], file: Path, src: _Source) ->
                 raise _fail(src, sub, "duplicate key")
             seen.add(key)
             src.lines[sub] = (file, key_node.start_mark.line + 1)
-            _record_lines(value_node, sub, file, src)
+            _record_lines(value_node, sub, file, src, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             sub = (*path, str(i))
             src.lines[sub] = (file, item.start_mark.line + 1)
-            _record_lines(item, sub, file, src)
+            _record_lines(item, sub, file, src, seen_nodes)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(
+    base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
     out = dict(base)
+    if len(path) == 2 and path[0] == "tiers" and {"command", "api"} & over.keys():
+        # Alternatives: a tier the project makes an api tier is no longer a command tier.
+        out = {k: v for k, v in out.items() if k not in ("command", "api")}
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = _merge(out[k], v, (*path, str(k)))
         else:
             out[k] = v
     return out
@@ -325,12 +399,15 @@ def load_config(
     project = find_config(cwd, path)
     src = _Source(default_file=project)
     glob = global_config_path()
-    files = [f for f in (glob, project) if f.is_file() and (f == project or f.resolve() != project)]
+    files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
     key = _fingerprint(files)
     cache = workspace_for(project) / STATE_DIR / "cache" / "config.json"
     data = _cached(cache, key)
     if data is not None:
-        return build_config(data, src, project)
+        try:
+            return build_config(data, src, project)
+        except ConfigError:
+            pass  # said again below from the YAML itself, with line numbers
     data = {}
     for f in files:
         data = _merge(data, _read_yaml(f, src))
@@ -351,7 +428,10 @@ def _fingerprint(files: list[Path]) -> list[Any] | None:
 
     key: list[Any] = [__version__]
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except OSError:
+            return None  # gone or unreadable: reading it says why
         if time.time_ns() - st.st_mtime_ns < 2_000_000_000:
             return None  # just edited: metadata alone cannot prove the next edit differs
         key.append([str(f), st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino])
@@ -364,7 +444,15 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
     import orjson
 
     try:
-        blob = orjson.loads(cache.read_bytes())
+        # Non-blocking, and only a regular file: a FIFO planted here must not hang every run.
+        fd = os.open(cache, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                blob = orjson.loads(f.read())
+        finally:
+            os.close(fd)
     except (OSError, orjson.JSONDecodeError):
         return None
     if not isinstance(blob, dict) or blob.get("key") != key:
@@ -406,17 +494,24 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
     if not isinstance(tiers_raw, dict) or not tiers_raw:
         raise _fail(src, ("tiers",), "must be a mapping of tier names to tier settings")
     tiers: dict[str, Tier] = {}
-    for name, body in tiers_raw.items():
-        name = str(name)
+    for key, body in tiers_raw.items():
+        name = str(key)
+        if isinstance(key, bool) or key is None:
+            raise _fail(src, ("tiers", name), "a tier name must be text; quote it in YAML "
+                        "(on, off, yes, no and null are not names there)")
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
             raise _fail(src, ("tiers", name), "a tier name is letters, digits, '_', '-', '.'")
         if not isinstance(body, dict):
             raise _fail(src, ("tiers", name), f"must be a mapping, not {_kind(body)}")
+        if "name" in body:
+            raise _fail(src, ("tiers", name, "name"),
+                        "unknown key (a tier's name is its key under 'tiers')")
         tier = _convert(Tier, {**body, "name": name}, ("tiers", name), src)
         tiers[name] = _check_tier(tier, ("tiers", name), src)
     cfg: Config = _convert(Config, raw, (), src)
     planner = cfg.planner if "planner" in raw else ("gold" if "gold" in tiers else None)
-    executor = cfg.executor or ("silver" if "silver" in tiers else next(iter(tiers)))
+    executor = cfg.executor if cfg.executor is not None else (
+        "silver" if "silver" in tiers else next(iter(tiers)))
     for key, value in (("planner", planner), ("executor", executor),
                        ("compaction.tier", cfg.compaction.tier)):
         if value is not None and value not in tiers:
@@ -427,6 +522,9 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
         if t not in tiers:
             raise _fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r}, which is not defined{_suggest(t, tiers)}")
+        if t in cfg.routing.ladder[:i]:
+            raise _fail(src, ("routing", "ladder", str(i)),
+                        f"names tier {t!r} twice; a ladder climbs each rung once")
     for i, rule in enumerate(cfg.routing.rules):
         where = ("routing", "rules", str(i))
         if rule.tier not in tiers:
@@ -437,6 +535,17 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
                 re.compile(rule.regex)
             except re.error as exc:
                 raise _fail(src, (*where, "regex"), f"invalid regex: {exc}") from None
+        for j, word in enumerate(rule.keywords):
+            if not word.strip():
+                raise _fail(src, (*where, "keywords", str(j)), "is empty")
+        if (rule.min_chars is not None and rule.max_chars is not None
+                and rule.min_chars > rule.max_chars):
+            raise _fail(src, (*where, "min_chars"), f"is above max_chars ({rule.min_chars} > "
+                        f"{rule.max_chars}): the rule could never match")
+    for i, cmd in enumerate(cfg.audit.verify):
+        problem = command_problem(cmd)
+        if problem:
+            raise _fail(src, ("audit", "verify", str(i)), problem)
     for i, pat in enumerate(cfg.policy.sensitive_patterns):
         try:
             re.compile(pat)
@@ -445,6 +554,7 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
                         f"invalid regex: {exc}") from None
     if cfg.compaction.keep_recent < 0 or cfg.compaction.max_context_tokens < 1:
         raise _fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
+    _check_ranges(cfg, src)
     return dataclasses.replace(
         cfg,
         tiers=tiers,
@@ -454,6 +564,41 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
         path=path,
         workspace=workspace_for(path),
     )
+
+
+def _check_ranges(cfg: Config, src: _Source) -> None:
+    """Numbers that cannot be negative, and the few settings with one valid value."""
+    if cfg.version != 1:
+        raise _fail(src, ("version",), f"unsupported config version {cfg.version}; "
+                    "this burnless reads version 1")
+    if cfg.cache.session_state != "capsules":
+        raise _fail(src, ("cache", "session_state"),
+                    f"must be 'capsules' (the only session state), not {cfg.cache.session_state!r}")
+    minimums: list[tuple[str, float | None]] = [
+        ("routing.breaker.failures", cfg.routing.breaker.failures),
+        ("routing.breaker.cooldown", cfg.routing.breaker.cooldown),
+        ("session.lock_timeout", cfg.session.lock_timeout),
+        ("cache.ttl", cfg.cache.ttl),
+        ("policy.max_depth", cfg.policy.max_depth),
+        ("metrics.port", cfg.metrics.port),
+        *((f"budget.{f.name}", getattr(cfg.budget, f.name))
+          for f in dataclasses.fields(cfg.budget)),
+    ]
+    for i, rule in enumerate(cfg.routing.rules):
+        minimums += [(f"routing.rules.{i}.min_chars", rule.min_chars),
+                     (f"routing.rules.{i}.max_chars", rule.max_chars)]
+    for key, value in minimums:
+        if value is not None and value < 0:
+            raise _fail(src, tuple(key.split(".")), f"must be >= 0, not {value:g}")
+    if cfg.metrics.port > 65535:
+        raise _fail(src, ("metrics", "port"),
+                    f"must be a TCP port (0-65535), not {cfg.metrics.port}")
+    if not cfg.metrics.host.strip():
+        raise _fail(src, ("metrics", "host"), "is empty (127.0.0.1 serves this machine only)")
+
+
+# An environment variable name: no '=' (it ends the name) and no NUL (it ends the string).
+ENV_NAME_RE = re.compile(r"[^=\x00]+")
 
 
 def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
@@ -478,14 +623,27 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
     if tier.base_url is not None and not re.match(r"https?://[^/]", tier.base_url):
         raise _fail(src, (*where, "base_url"),
                     f"must be an http:// or https:// URL, not {tier.base_url!r}")
+    names: list[tuple[tuple[str, ...], str]] = [(("env", k), k) for k in tier.env]
+    names += [(("pass_env", str(i)), k) for i, k in enumerate(tier.pass_env)]
+    names.append((("api_key_env",), tier.api_key_env))
+    for sub, name in names:
+        if not ENV_NAME_RE.fullmatch(name):
+            raise _fail(src, (*where, *sub),
+                        f"{name!r} is not an environment variable name (no '=', not empty)")
+    for k, v in tier.env.items():
+        if "\x00" in v:
+            raise _fail(src, (*where, "env", k), "contains a NUL byte")
     model = tier.model
     if tier.command is not None:
-        try:
-            argv = shlex.split(tier.command)
-        except ValueError as exc:
-            raise _fail(src, (*where, "command"), f"cannot split into arguments: {exc}") from None
-        if not argv:
-            raise _fail(src, (*where, "command"), "is empty")
+        problem = command_problem(tier.command)
+        if problem:
+            raise _fail(src, (*where, "command"), problem)
+        argv = shlex.split(tier.command)
+        for word in re.findall(r"(?<!\$)\{([A-Za-z_][\w-]*)\}", tier.command):  # not ${VAR}
+            if word not in PLACEHOLDERS:
+                raise _fail(src, (*where, "command"), f"unknown placeholder {{{word}}}"
+                            f"{_suggest(word, PLACEHOLDERS)}; known: "
+                            + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
         has_prompt = any("{prompt}" in a for a in argv)
         if tier.input == "arg" and not has_prompt:
             raise _fail(src, (*where, "command"), "input: arg needs a {prompt} placeholder")
@@ -493,6 +651,17 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
             raise _fail(src, (*where, "input"), "the command uses {prompt}: set input: arg")
         model = model or model_from_argv(argv)
     return dataclasses.replace(tier, model=model)
+
+
+def command_problem(command: str) -> str | None:
+    """Why ``command`` cannot be run as an argv (empty, unbalanced quotes, a NUL byte)."""
+    if "\x00" in command:
+        return "contains a NUL byte"
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        return f"cannot split into arguments: {exc}"
+    return None if argv else "is empty"
 
 
 def model_from_argv(argv: list[str]) -> str | None:
@@ -511,7 +680,7 @@ def _convert(cls: Any, data: Any, path: tuple[str, ...], src: _Source) -> Any:
     if not isinstance(data, dict):
         raise _fail(src, path, f"must be a mapping, not {_kind(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     public = [n for n in fields if n not in ("name", "path", "workspace", "tiers")]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -520,6 +689,11 @@ def _convert(cls: Any, data: Any, path: tuple[str, ...], src: _Source) -> Any:
             raise _fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
         kwargs[key] = _value(hints[key], value, (*path, key), src)
     return cls(**kwargs)
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # ~0.3 ms each: once per class, not per load
 
 
 def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
@@ -545,8 +719,9 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
         if not isinstance(value, dict):
             raise _fail(src, path, f"must be a mapping, not {_kind(value)}")
         for k, v in value.items():
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-                hint = " (quote it in YAML: 'true', 'yes')" if isinstance(v, bool) else ""
+            if not isinstance(v, (str, int)) or isinstance(v, bool):
+                hint = " (quote it in YAML: 'true', 'yes', '1.10')" if isinstance(
+                    v, (bool, float)) else ""
                 raise _fail(src, (*path, str(k)), f"must be a string, not {_kind(v)}{hint}")
         return {str(k): str(v) for k, v in value.items()}
     if tp is bool:
@@ -560,9 +735,15 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(src, path, f"must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise _fail(src, path, f"must be a finite number, not {value!r}")
         return float(value)
     if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if isinstance(value, (bool, float)):
+            # YAML reads `on`/`yes`/`no` as booleans and `4.10` as the number 4.1.
+            raise _fail(src, path, f"must be a string, not {_kind(value)} ({value!r}); "
+                        "quote it in YAML")
+        if not isinstance(value, (str, int)):
             raise _fail(src, path, f"must be a string, not {_kind(value)}")
         return str(value)
     raise AssertionError(f"unhandled config type {tp!r}")  # pragma: no cover
@@ -571,8 +752,8 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), f"a {type(value).__name__}")
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _suggest(word: str, candidates: Any) -> str:
@@ -596,14 +777,20 @@ def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
         program = tier.argv[0]
         if PLACEHOLDER_RE.search(program):
             continue
+        problem = "not found"
         if os.sep in program:
             candidate = (cfg.workspace / program) if not os.path.isabs(program) else Path(program)
-            if os.access(candidate, os.X_OK) and candidate.is_file():
-                continue
+            if candidate.is_dir():
+                problem = f"is a directory ({candidate})"
+            elif candidate.is_file():
+                if os.access(candidate, os.X_OK):
+                    continue
+                problem = (f"is not executable ({candidate}; chmod +x it, or run it with "
+                           "its interpreter, e.g. python3 script.py)")
         elif shutil.which(program):
             continue
         raise TierUnavailable(
-            f"tier {name!r}: command {program!r} not found (from {tier.command!r}). "
+            f"tier {name!r}: command {program!r} {problem} (from {tier.command!r}). "
             f"Install it or put it on PATH, or change tiers.{name}.command in {cfg.path}"
         )
 

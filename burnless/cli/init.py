@@ -39,28 +39,40 @@ def init(
 
     state = Path.cwd() / ".burnless"
     config = state / "config.yaml"
-    with console.json_errors(json_):
-        if config.exists() and not force:
-            raise UsageError(f"{config} already exists; use --force to overwrite it "
-                             "(the old file is kept as config.yaml.bak)")
     example = files("burnless") / "example"
-    state.mkdir(exist_ok=True)
-    written: list[str] = []
-    for name in ("config.yaml", "prefix.md"):
-        target = state / name
-        if target.exists():
-            if name == "prefix.md" and not force:
-                continue
-            shutil.copy2(target, target.with_name(name + ".bak"))
-        write_atomic(target, (example / name).read_bytes())
-        written.append(str(target.relative_to(Path.cwd())))
-    checks = state / "checks"
-    if not checks.exists():
-        _copy_tree(example / "checks", checks)
-        written.append(str(checks.relative_to(Path.cwd())) + "/")
-    gitignore = state / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text(GITIGNORE, encoding="utf-8")
+    with console.json_errors(json_):
+        if _present(state) and not state.is_dir():
+            raise UsageError(f"{state} exists and is not a directory; move it away and run "
+                             "`burnless init` again")
+        if _present(config) and not force:
+            raise UsageError(f"{config} already exists; use --force to overwrite it "
+                             "(the old file is kept as a .bak copy)")
+        for name in ("config.yaml", "prefix.md"):
+            target = state / name
+            if force and _present(target) and not target.is_file():
+                raise UsageError(f"{target} exists and is not a regular file (a directory, "
+                                 "a broken symlink...); move it away and run init again")
+        try:
+            state.mkdir(exist_ok=True)
+            written: list[str] = []
+            for name in ("config.yaml", "prefix.md"):
+                target = state / name
+                data = (example / name).read_bytes()
+                if _present(target):
+                    if name == "prefix.md" and not force:
+                        continue
+                    _backup(target, data)
+                write_atomic(target, data)
+                written.append(str(target.relative_to(Path.cwd())))
+            checks = state / "checks"
+            if not _present(checks):
+                _copy_tree(example / "checks", checks)
+                written.append(str(checks.relative_to(Path.cwd())) + "/")
+            gitignore = state / ".gitignore"
+            if not _present(gitignore):
+                gitignore.write_text(GITIGNORE, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {state}: {exc}") from None
     found = {name: shutil.which(name) for name in AGENT_CLIS}
     if json_:
         console.emit_json({"written": written, "clis": found})
@@ -72,6 +84,31 @@ def init(
     if not found["claude"]:
         console.out("The example tiers run Claude Code (`claude`); install it or edit the tiers "
                     "in .burnless/config.yaml. `burnless doctor` checks the setup.")
+
+
+def _present(path: object) -> bool:
+    """Whether anything is at ``path``, a broken symlink included."""
+    from pathlib import Path
+
+    assert isinstance(path, Path)
+    return path.is_symlink() or path.exists()
+
+
+def _backup(target: object, new: bytes) -> None:
+    """Keep ``target`` as NAME.bak, or NAME.bak.1, .bak.2...: an older backup is never
+    overwritten. Nothing to keep when it already holds ``new``."""
+    import shutil
+    from pathlib import Path
+
+    assert isinstance(target, Path)
+    if target.read_bytes() == new:
+        return
+    bak = target.with_name(target.name + ".bak")
+    n = 0
+    while _present(bak):
+        n += 1
+        bak = target.with_name(f"{target.name}.bak.{n}")
+    shutil.copy2(target, bak)
 
 
 def _copy_tree(src: object, dst: object) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import sys
 from typing import Annotated
 
@@ -23,8 +25,15 @@ def log(
     cfg = load_config(config)
     path = log_path(cfg.state_dir, run_id)
     try:
-        with open(path, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
+        # Non-blocking open: a FIFO planted under logs/ must not hang the command.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UsageError(f"no log for run {run_id} in {path.parent}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path} is not a regular file; it is not a log burnless wrote")
+    with open(fd, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer)
     sys.stdout.flush()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from burnless.cli import console
-from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt
+from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
 
 
 def route(
@@ -25,8 +24,8 @@ def route(
     """Show which tier would serve TASK, and why. Needs no tier installed; runs nothing."""
     from burnless.agent import BurnlessAgent
 
-    text = sys.stdin.read() if task == "-" else task
     with console.json_errors(json_):
+        text = task_text(task)
         decision = BurnlessAgent(config).route(
             text, session, labels=label or (), tier=tier, cascade=cascade
         )

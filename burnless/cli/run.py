@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import math
 from typing import Annotated
 
 import typer
 
 from burnless.cli import console
-from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt
+from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
 
 
 def run(
@@ -36,9 +36,17 @@ def run(
     """Run TASK as one turn of a session and audit what the worker claims."""
     from burnless.agent import BurnlessAgent
     from burnless.cli.progress import for_terminal
+    from burnless.config import command_problem
+    from burnless.errors import UsageError
 
-    text = sys.stdin.read() if task == "-" else task
     with console.json_errors(json_):
+        text = task_text(task)
+        if timeout is not None and not 0 < timeout < math.inf:  # nan fails both
+            raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+        for cmd in verify or ():
+            problem = command_problem(cmd)
+            if problem:
+                raise UsageError(f"--verify {cmd!r}: {problem}")
         agent = BurnlessAgent(config)
         result = agent.run(
             text, session, tier=tier, cascade=cascade, plan=not no_plan, labels=label or (),
