@@ -21,8 +21,11 @@ from burnless.sim.billing import BILLING_HEADER_PREFIX
 from burnless.sim.model import FileAction, Outcome, Reply, answer_text, parse_prompt, think
 
 # Claude Code 2.1.197 writes " - Primary working directory: /path"; older ones "Working directory:".
+# One line, [ \t] not \s: a \s* at each line start made a run of blank lines quadratic (28 s
+# for 40,000 of them); the path's trailing blanks are stripped in _workdir.
 _WORKDIR = re.compile(
-    r"^\s*(?:[-*]\s+)?(?:Primary working directory|Working directory):\s*(/.*?)\s*$", re.M
+    r"^[ \t]*(?:[-*][ \t]+)?(?:Primary working directory|Working directory):[ \t]*(/[^\n]*)$",
+    re.M,
 )
 _UPDATED = re.compile(r"\b(updated|modified|overwr(?:ote|itten))\b", re.IGNORECASE)
 _SIZE = re.compile(r"\b(\d+) bytes\b")
@@ -152,4 +155,4 @@ def _is_reminder(text: str) -> bool:
 
 def _workdir(text: str) -> str:
     m = _WORKDIR.search(text)
-    return m.group(1) if m else ""
+    return m.group(1).rstrip() if m else ""

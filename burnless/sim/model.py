@@ -21,9 +21,14 @@ from burnless.envelope import FileClaim
 Op = Literal["write", "append", "delete"]
 Lie = Literal["", "missing", "size", "hash"]
 
-_PROTOCOL = re.compile(r'<burnless-protocol\b[^>]*\brole="([A-Za-z_-]+)"')
-_TASK = re.compile(r"^<task>[ \t]*\n(.*?)\n?^</task>[ \t]*$", re.MULTILINE | re.DOTALL)
-_CAPSULE = re.compile(r"<capsule\b[^>]*>(.*?)</capsule>", re.DOTALL)
+# Every pattern runs in linear time, whatever the prompt: a tag's attributes are bounded, and
+# "opener, body, closer" blocks are found by ``_blocks`` rather than a lazy ``(.*?)`` (which a
+# prompt of many unclosed openers makes quadratic: 45 s of CPU for 400 KB).
+_PROTOCOL = re.compile(r'<burnless-protocol\b[^>]{0,512}\brole="([A-Za-z_-]+)"')
+_TASK_OPEN = re.compile(r"^<task>[ \t]*\n", re.MULTILINE)
+_TASK_CLOSE = re.compile(r"\n?^</task>[ \t]*$", re.MULTILINE)
+_CAPSULE_OPEN = re.compile(r"<capsule\b[^>]{0,512}>")
+_CAPSULE_CLOSE = re.compile(r"</capsule>")
 _LIE = re.compile(r"\(lie(?::(size|hash))?\)", re.IGNORECASE)
 _PRETEND = re.compile(r"\bpretend(?:\s+to)?\b\s*", re.IGNORECASE)
 _ESCALATE = re.compile(r"\bescalate\b", re.IGNORECASE)
@@ -36,7 +41,9 @@ _LAZY = r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|.+?)"
 _ACTION_SPECS: tuple[tuple[str, Op, int, int], ...] = (
     (rf"\b(?:create|write)\s+(?:file\s+)?{_ARG}\s+with\s+content\s+{_REST}", "write", 1, 2),
     (rf"\b(?:create|write)\s+(?:file\s+)?{_ARG}\s+containing\s+{_REST}", "write", 1, 2),
-    (rf"\bappend\s+{_LAZY}\s+to\s+(?:file\s+)?{_ARG}\s*$", "append", 2, 1),
+    # From the clause's first "append" only: a later start could only give the same match
+    # (the lazy TEXT absorbs it), and trying each one is quadratic.
+    (rf"^(?:(?!\bappend\s).)*\bappend\s+{_LAZY}\s+to\s+(?:file\s+)?{_ARG}\s*$", "append", 2, 1),
     (rf"\b(?:delete|remove)\s+(?:the\s+)?file\s+{_ARG}", "delete", 1, 0),
     (r"\bdelete\s+(\"[^\"]+\"|'[^']+'|\S*[./]\S*)", "delete", 1, 0),
 )
@@ -111,15 +118,29 @@ def parse_prompt(text: str, last_user_text: str = "") -> Prompt:
     """
     roles = _PROTOCOL.findall(text)
     role = roles[-1].lower() if roles else "executor"
-    tasks = _TASK.findall(text)
+    tasks = _blocks(_TASK_OPEN, _TASK_CLOSE, text)
     task = tasks[-1] if tasks else (last_user_text or text)
     summaries = tuple(
         line.split(":", 1)[1].strip()
-        for body in _CAPSULE.findall(text)
+        for body in _blocks(_CAPSULE_OPEN, _CAPSULE_CLOSE, text)
         for line in body.splitlines()
         if line.startswith("summary:")
     )
     return Prompt(role, task.strip(), summaries)
+
+
+def _blocks(opener: re.Pattern[str], closer: re.Pattern[str], text: str) -> list[str]:
+    """The bodies ``opener(.*?)closer`` (DOTALL) finds, in linear time: once an opener has no
+    closer after it, no later opener has one either."""
+    found: list[str] = []
+    pos = 0
+    while (start := opener.search(text, pos)) is not None:
+        end = closer.search(text, start.end())
+        if end is None:
+            break
+        found.append(text[start.end() : end.start()])
+        pos = end.end()
+    return found
 
 
 def think(prompt: Prompt) -> Reply:

@@ -10,6 +10,8 @@ Routes: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``; ``?beta=true
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import socket
 import sys
 import threading
@@ -41,9 +43,13 @@ _ERROR_TYPES = {
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 _CHUNK = 48  # characters per streamed text delta
+MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit (413 above it)
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class _Answer:
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
-    error_type = _ERROR_TYPES.get(status, "api_error")
+    error_type = _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
@@ -96,8 +102,8 @@ def parse_fault(spec: str) -> Fault:
             raise ValueError(
                 f"bad fault spec {spec!r}: use a status (400-599), sleep=SECONDS, times=N"
             ) from None
-    if sleep < 0 or (times is not None and times < 0):
-        raise ValueError(f"bad fault spec {spec!r}: negative value")
+    if not math.isfinite(sleep) or sleep < 0 or (times is not None and times < 0):
+        raise ValueError(f"bad fault spec {spec!r}: negative or infinite value")
     return Fault(status, sleep, times)
 
 
@@ -118,6 +124,7 @@ class SimState:
             parse_fault(self.fault)  # fail at start, not on the first request
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._log_failed = False
 
     def take_fault(self, spec: str) -> Fault:
         fault = parse_fault(spec)
@@ -130,13 +137,25 @@ class SimState:
         if self.log is None:
             return
         line = orjson.dumps(record) + b"\n"
-        with self._lock, self.log.open("ab") as f:
-            f.write(line)
+        with self._lock:
+            try:
+                with self.log.open("ab") as f:
+                    f.write(line)
+            except OSError as e:  # the request is still answered; said once on stderr
+                if not self._log_failed:
+                    self._log_failed = True
+                    print(f"burnless sim: cannot write the log {self.log}: {e}", file=sys.stderr)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: many clients may connect at once
     state: SimState
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that reset its connection: no traceback on stderr
+        super().handle_error(request, client_address)
 
 
 class _Server6(_Server):
@@ -147,9 +166,21 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     server_version = "burnless-sim"
+    timeout = 120.0  # seconds a socket read or write may stall: a stuck client frees its thread
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # the --log file is the record; stderr stays quiet
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (a malformed request line, an unsupported method, headers
+        too long) in the API's error shape instead of an HTML page."""
+        self.close_connection = True
+        if not str(self.request_version).startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # a garbled request line: still send a status line
+        try:
+            self._json(code, _error_body(code, message or "bad request"))
+        except OSError:
+            pass
 
     def do_HEAD(self) -> None:
         status = 200 if urlsplit(self.path).path == "/" else 404
@@ -184,13 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": _redacted(self.headers.items()),
         }
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        body: Any = None
         try:
-            body: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = raw.decode("utf-8", "replace")
-        record["body"] = body
-        try:
+            raw = self._read_body()
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = raw.decode("utf-8", "replace")
             answer = self._answer(body)
         except _HTTPError as e:
             answer = _Answer(e.status, _error_body(e.status, e.message))
@@ -198,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
             print(f"burnless sim: internal error: {e!r}", file=sys.stderr, flush=True)
             answer = _Answer(500, _error_body(500, f"simulator internal error: {e}"))
         # Logged before answering, so a client that has its answer finds the line written.
+        record["body"] = body
         self.server.state.write_log(dict(record, status=answer.status, usage=answer.usage))
         try:
             if answer.stream:
@@ -207,8 +239,55 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(answer.status, answer.payload, extra)
             else:
                 self._json(answer.status, answer.payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away mid-answer
+        except OSError:  # the client went away (or stalled past ``timeout``) mid-answer
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        """The request body, by Content-Length or chunked. A bad, huge or unreadable body is an
+        _HTTPError, and the connection is closed after the answer (the rest is not read)."""
+        try:
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                return self._read_chunked()
+            raw = self.headers.get("content-length")
+            if raw is None:
+                return b""
+            if not _DIGITS.fullmatch(raw.strip()):
+                raise _HTTPError(400, f"invalid Content-Length: {raw!r}")
+            size = int(raw)
+            if size > MAX_BODY_BYTES:
+                raise _HTTPError(413, f"request body of {size} bytes: over {MAX_BODY_BYTES}")
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise _HTTPError(400, f"request body cut short: {len(data)} of {size} bytes")
+            return data
+        except _HTTPError:
+            self.close_connection = True
+            raise
+        except TimeoutError:
+            self.close_connection = True
+            raise _HTTPError(408, "timed out reading the request body") from None
+        except OSError as e:
+            self.close_connection = True
+            raise _HTTPError(400, f"could not read the request body: {e}") from None
+
+    def _read_chunked(self) -> bytes:
+        data = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(size_line):
+                raise _HTTPError(400, "invalid chunked request body")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            if len(data) + size > MAX_BODY_BYTES:
+                raise _HTTPError(413, f"request body over the limit of {MAX_BODY_BYTES} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _HTTPError(400, "chunked request body cut short")
+            data += chunk
+        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields, ignored
+        return bytes(data)
 
     def _answer(self, body: Any) -> _Answer:
         state = self.server.state
@@ -308,6 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", _request_id())
         for k, v in (extra or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -345,6 +426,10 @@ def _limited(turn: Turn, max_tokens: int) -> tuple[Turn, int]:
 def _validate(body: Mapping[str, Any], *, count_only: bool) -> None:
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise _HTTPError(400, "model: Field required")
+    if not isinstance(body.get("tools") or [], list):
+        raise _HTTPError(400, "tools: Input should be a valid list")
+    if not isinstance(body.get("system") or "", (str, list)):
+        raise _HTTPError(400, "system: Input should be a string or a list of blocks")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _HTTPError(400, "messages: Field required (a non-empty list)")

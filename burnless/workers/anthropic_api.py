@@ -10,9 +10,12 @@ Turn N+1's breakpoint sits one block after turn N's, within the API's 20-block l
 turn N+1 reads what turn N wrote and only pays for its one new capsule.
 
 The SDK (``import anthropic`` costs about a second) is imported only inside ``dispatch``. Its
-own retries are off: this module retries 408/429/5xx/529 and connection errors (twice, like
-the SDK's default) with backoff, honouring ``retry-after``, all within the call's deadline, and
-logs every attempt.
+own retries are off: this module retries 408/429/5xx/529, connection errors and answer streams
+that break off (twice, like the SDK's default) with backoff, never sooner than ``retry-after``
+says, all within the call's deadline, and logs every attempt. The SDK's timeout bounds each
+network wait, not the whole call, so a watchdog closes the client at the deadline (a server
+that trickles pings cannot hold a call past it). Usage that a failed attempt reported (its
+stream had started, so it was billed) is added to the call's usage.
 
 Key and endpoint follow the scrubbed-environment rule of command tiers: the key variable
 (``api_key_env``, default ``ANTHROPIC_API_KEY``) and ``ANTHROPIC_BASE_URL`` are read from the
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,7 +52,7 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 MAX_RETRIES = 2  # the SDK's own default; 3 attempts in all
 BACKOFF_S = 0.5  # first wait; doubles per retry
-MAX_WAIT_S = 30.0  # cap on one wait, retry-after included
+MAX_WAIT_S = 30.0  # cap on one wait of our own backoff (a retry-after is bounded by the deadline)
 _CACHE = {"type": "ephemeral"}
 
 
@@ -161,7 +165,8 @@ def _status_failure(exc: anthropic.APIStatusError, tier: Tier) -> _Failure:
             f"tiers.{tier.name}.pass_env lists it): {detail}",
             retryable=False,
         )
-    message = f"API error {status}" + (f" {kind}" if kind else "") + f": {detail}"
+    where = "API error in the answer stream" if status == 200 else f"API error {status}"
+    message = where + (f" {kind}" if kind else "") + f": {detail}"
     if status == 404 and kind == "not_found_error":
         message += f" (check tiers.{tier.name}.model: {tier.model!r})"
     retryable = status in (408, 429) or status >= 500 or kind in ("overloaded_error", "api_error")
@@ -187,7 +192,9 @@ def _retry_after(exc: anthropic.APIStatusError) -> float | None:
 
 
 def _backoff(retry: int, server_wait: float | None) -> float:
-    if server_wait is not None and 0 <= server_wait <= MAX_WAIT_S:
+    """The server's retry-after when it gives one (retrying sooner only fails again; the
+    call's deadline bounds it), else exponential backoff with jitter."""
+    if server_wait is not None and server_wait >= 0:
         return server_wait
     return min(BACKOFF_S * 2.0**retry, MAX_WAIT_S) * (1 - 0.25 * random.random())
 
@@ -196,16 +203,21 @@ def _backoff(retry: int, server_wait: float | None) -> float:
 
 
 class _Log:
-    """The run log: one line per event, redacted when the call says so."""
+    """The run log: one line per event, redacted when the call says so, and never holding the
+    API key (a server may echo it in an error message, even with ``redact_secrets`` off)."""
 
     def __init__(self, f: IO[bytes], redact: Callable[[str], str] | None) -> None:
         self._f = f
         self._redact = redact
+        self.secret = ""
+
+    def scrub(self, text: str) -> str:
+        if self.secret:
+            text = text.replace(self.secret, "[REDACTED]")
+        return self._redact(text) if self._redact is not None else text
 
     def line(self, text: str) -> None:
-        if self._redact is not None:
-            text = self._redact(text)
-        self._f.write(text.encode("utf-8", errors="replace") + b"\n")
+        self._f.write(self.scrub(text).encode("utf-8", errors="replace") + b"\n")
         self._f.flush()
 
 
@@ -231,12 +243,24 @@ class _Deadline(Exception):
     """The call's deadline passed while the answer was still streaming."""
 
 
+class _Incomplete(Exception):
+    """The answer stream ended without its ``message_stop``: the answer may be cut short."""
+
+
 @dataclass
 class _Seen:
-    """What a streamed attempt reported before it stopped (for honest usage on a timeout)."""
+    """What a streamed attempt reported before it stopped (for honest usage on a timeout),
+    and what the failed attempts before it reported (their streams had started: billed)."""
 
     usage: Tokens | None = None
     text: str = ""
+    spent: Tokens = Tokens()
+
+    def billed(self) -> Tokens | None:
+        """Failed attempts' usage plus this attempt's; None when nothing was reported."""
+        if self.usage is None:
+            return self.spent if self.spent != Tokens() else None
+        return self.spent + self.usage
 
 
 def dispatch(call: Call) -> Reply:
@@ -254,7 +278,7 @@ def dispatch(call: Call) -> Reply:
             interrupted: bool = False,
         ) -> Reply:
             if error:
-                error = call.redact(error) if call.redact is not None else error
+                error = log.scrub(error)
                 log.line(f"error: {error}")
             stopped = timed_out or interrupted  # like a killed process: no exit code
             code = None if stopped else (1 if error else 0)
@@ -271,6 +295,7 @@ def dispatch(call: Call) -> Reply:
             why = f"tier {tier.name!r}: an api tier needs tiers.{tier.name}.model"
             return done(_empty(Tokens(), why), why)
         key = tier.env_value(tier.api_key_env)
+        log.secret = key or ""
         if not key:
             why = (
                 f"tier {tier.name!r}: ${tier.api_key_env} is not set or not passed to the "
@@ -290,7 +315,7 @@ def dispatch(call: Call) -> Reply:
             return _attempts(call, params, key, url, deadline, log, seen, done)
         except KeyboardInterrupt:
             log.line("interrupted (Ctrl-C); request abandoned")
-            return done(_empty(seen.usage, "interrupted"), "interrupted", interrupted=True)
+            return done(_empty(seen.billed(), "interrupted"), "interrupted", interrupted=True)
 
 
 def _attempts(
@@ -309,52 +334,78 @@ def _attempts(
     timed_out = f"timed out after {call.timeout:g}s"
     retries: list[str] = []
     with anthropic.Anthropic(api_key=key, base_url=url, max_retries=0) as client:
-        for attempt in range(MAX_RETRIES + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return done(_empty(seen.usage, timed_out), timed_out, timed_out=True)
-            t0 = time.monotonic()
-            log.line(f"attempt {attempt + 1}: sending (deadline in {remaining:.1f}s)")
-            try:
-                message = _stream(client, params, remaining, deadline, call, seen)
-            except (_Deadline, anthropic.APITimeoutError):
-                log.line(f"attempt {attempt + 1}: no complete answer within the deadline")
-                return done(_empty(seen.usage, timed_out), timed_out, timed_out=True)
-            except anthropic.APIStatusError as exc:
-                failure = _status_failure(exc, tier)
+        # The SDK's timeout bounds each network wait, not the call: closing the client at
+        # the deadline ends a read that a trickling server (pings, slow headers) keeps alive.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), client.close)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            for attempt in range(MAX_RETRIES + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return done(_empty(seen.billed(), timed_out), timed_out, timed_out=True)
+                t0 = time.monotonic()
+                log.line(f"attempt {attempt + 1}: sending (deadline in {remaining:.1f}s)")
+                try:
+                    message = _stream(client, params, remaining, deadline, call, seen)
+                except anthropic.APIStatusError as exc:
+                    failure = _status_failure(exc, tier)
+                    body = "response: " + _json(exc.body)
+                except Exception as exc:  # network, timeout, a stream that broke off
+                    if isinstance(exc, Warning):
+                        raise  # a warning turned into an error (python -W error): not ours
+                    if isinstance(exc, (_Deadline, anthropic.APITimeoutError)) or (
+                        time.monotonic() >= deadline
+                    ):
+                        log.line(f"attempt {attempt + 1}: no complete answer within the deadline")
+                        return done(_empty(seen.billed(), timed_out), timed_out, timed_out=True)
+                    if isinstance(exc, anthropic.APIConnectionError):
+                        cause = exc.__cause__ or exc
+                        failure = _Failure(f"cannot reach {_shown(url)}: {cause}", retryable=True)
+                    else:
+                        why = str(exc) if isinstance(exc, _Incomplete) else repr(exc)
+                        where = f"incomplete answer from {_shown(url)}"
+                        failure = _Failure(f"{where}: {why}", retryable=True)
+                    body = ""
+                else:
+                    log.line(
+                        f"attempt {attempt + 1}: {message.stop_reason} in "
+                        f"{time.monotonic() - t0:.2f}s"
+                    )
+                    log.line("response: " + message.to_json(indent=None))
+                    output = to_output(message, tier)
+                    if retries:
+                        n = len(retries)
+                        note = f"succeeded after {n} retr{'y' if n == 1 else 'ies'}"
+                        if seen.spent != Tokens():
+                            note += "; the usage includes what the failed attempts reported"
+                            usage = seen.spent + (output.usage or Tokens())
+                            output = replace(output, usage=usage)
+                        output = _with_finding(output, f"{note} ({'; '.join(retries)})")
+                    return done(output)
+                failure = replace(failure, message=log.scrub(failure.message))
                 log.line(f"attempt {attempt + 1}: {failure.message}")
-                log.line("response: " + _json(exc.body))
-            except anthropic.APIConnectionError as exc:
-                cause = exc.__cause__ or exc
-                failure = _Failure(f"cannot reach {_shown(url)}: {cause}", retryable=True)
-                log.line(f"attempt {attempt + 1}: {failure.message}")
-            else:
-                log.line(
-                    f"attempt {attempt + 1}: {message.stop_reason} in {time.monotonic() - t0:.2f}s"
-                )
-                log.line("response: " + message.to_json(indent=None))
-                output = to_output(message, tier)
-                if retries:
-                    n = len(retries)
-                    note = f"succeeded after {n} retr{'y' if n == 1 else 'ies'}"
-                    output = _with_finding(output, f"{note} ({'; '.join(retries)})")
-                return done(output)
-            # The API bills nothing for an error answer: zero usage, not an estimate (unless
-            # the answer had started streaming, whose usage was then reported).
-            billed = seen.usage or Tokens()
-            if not failure.retryable or attempt == MAX_RETRIES:
-                why = failure.message + (
-                    f" (gave up after {attempt + 1} attempts)" if failure.retryable else ""
-                )
-                return done(_empty(billed, why), why)
-            wait = _backoff(attempt, failure.wait)
-            if time.monotonic() + wait >= deadline:
-                why = f"{failure.message} (no time left to retry within {call.timeout:g}s)"
-                return done(_empty(billed, why), why)
-            retries.append(failure.message.split(":")[0])
-            log.line(f"retrying in {wait:.2f}s")
-            seen.usage, seen.text = None, ""
-            time.sleep(wait)
+                if body:
+                    log.line(body)
+                # The API bills nothing for an error answer: zero usage, not an estimate
+                # (unless the answer had started streaming, whose usage was then reported).
+                seen.spent, seen.usage, seen.text = seen.billed() or Tokens(), None, ""
+                if not failure.retryable or attempt == MAX_RETRIES:
+                    why = failure.message + (
+                        f" (gave up after {attempt + 1} attempts)" if failure.retryable else ""
+                    )
+                    return done(_empty(seen.spent, why), why)
+                wait = _backoff(attempt, failure.wait)
+                if time.monotonic() + wait >= deadline:
+                    asked = f"retry-after {wait:g}s, " if wait == failure.wait else ""
+                    left = f"no time left to retry within {call.timeout:g}s"
+                    why = f"{failure.message} ({asked}{left})"
+                    return done(_empty(seen.spent, why), why)
+                retries.append(failure.message.split(": ")[0])
+                log.line(f"retrying in {wait:.2f}s")
+                time.sleep(wait)
+        finally:
+            watchdog.cancel()
     raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 
 
@@ -367,6 +418,7 @@ def _stream(
     seen: _Seen,
 ) -> Message:
     """One streamed attempt. ``remaining`` bounds each network wait, ``deadline`` the whole."""
+    stopped = False
     with client.messages.stream(**params, timeout=remaining) as stream:
         for event in stream:
             if event.type == "message_start":
@@ -384,15 +436,24 @@ def _stream(
                     if last:
                         call.on_line(last)
             elif event.type == "message_delta" and seen.usage is not None:
+                d, was = event.usage, seen.usage  # cumulative figures; absent ones unchanged
                 seen.usage = Tokens(
-                    seen.usage.input,
-                    event.usage.output_tokens,
-                    seen.usage.cache_read,
-                    seen.usage.cache_write,
+                    _or(d.input_tokens, was.input),
+                    d.output_tokens,
+                    _or(d.cache_read_input_tokens, was.cache_read),
+                    _or(d.cache_creation_input_tokens, was.cache_write),
                 )
+            elif event.type == "message_stop":
+                stopped = True
             if time.monotonic() > deadline:
                 raise _Deadline
+        if not stopped:
+            raise _Incomplete("the answer stream ended before message_stop")
         return stream.get_final_message()
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _with_finding(output: WorkerOutput, finding: str) -> WorkerOutput:
