@@ -13,6 +13,7 @@ Every call, refusal and interruption leaves a ledger record. Refusals raise type
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -24,11 +25,11 @@ from burnless import faults, routing
 from burnless.breaker import Breaker
 from burnless.calls import Calls, Outcome, Progress, Turn
 from burnless.capsule import Capsule, Context, one_line
-from burnless.config import Config, Tier, check_available, load_config
+from burnless.config import Config, Tier, check_available, command_problem, load_config
 from burnless.errors import PolicyRefused, SessionBusy, UsageError
 from burnless.ledger import Route, new_task_id, now_iso
 from burnless.policy import Policy
-from burnless.prompt import Prompt, render_prompt
+from burnless.prompt import Prompt, read_prefix, render_prompt
 from burnless.result import RunResult, exit_code_for, total_cost
 from burnless.routing import Decision
 from burnless.session import (
@@ -105,8 +106,14 @@ class BurnlessAgent:
             raise UsageError("the task is empty")
         if tier is not None:
             cfg.tier(tier)
-        if timeout is not None and timeout <= 0:
-            raise UsageError("--timeout must be positive")
+        if timeout is not None and not 0 < timeout < math.inf:  # also refuses NaN
+            raise UsageError("--timeout must be a positive, finite number of seconds")
+        if "\x00" in task or not _is_utf8(task):
+            raise UsageError("the task must be UTF-8 text with no NUL byte")
+        for cmd in verify:
+            problem = command_problem(cmd)
+            if problem:
+                raise UsageError(f"verify command {cmd!r:.80} {problem}")
         labels = tuple(labels)
         redacted = self._redact(task)
         turn = Turn(
@@ -139,10 +146,11 @@ class BurnlessAgent:
         cfg = self.config
         session = Session(cfg.state_dir, self._session_id(session_id))
         meta = session.meta()
+        sensitive = self.policy.sensitivity(task, tuple(labels))
         return routing.route(
-            cfg, task, labels=tuple(labels), tier=tier,
+            cfg, self.policy.mask_if_secret(task), labels=tuple(labels), tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
-            sensitive=self.policy.sensitivity(task, tuple(labels)), cascade=cascade,
+            sensitive=sensitive + _held_sensitive(session.capsules()), cascade=cascade,
         )
 
     def next_prompt(self, session_id: str, task: str = "<task>") -> Prompt:
@@ -241,10 +249,13 @@ class BurnlessAgent:
         """Everything the turn will do, decided before anything is dispatched."""
         cfg = self.config
         capsules = turn.session.capsules()
+        for reason in _held_sensitive(capsules):
+            if reason not in turn.sensitive:
+                turn.sensitive = (*turn.sensitive, reason)
         compact = (context_tokens(context_of(capsules)) > cfg.compaction.max_context_tokens
                    and plan_fold(context_of(capsules), cfg.compaction.keep_recent) is not None)
-        decision = routing.route(
-            cfg, turn.task, labels=turn.labels, tier=tier,
+        decision = routing.route(  # on the stored task: a reason may quote what a rule matched
+            cfg, turn.stored_task, labels=turn.labels, tier=tier,
             pinned=turn.meta.executor if cfg.routing.pin else None,
             sensitive=turn.sensitive, cascade=cascade,
         )
@@ -287,13 +298,15 @@ class BurnlessAgent:
         seq = next_seq(capsules)
         ok = not out.reply.failed and env is not None and env.status == "ok"
         steps = env.plan if env and env.plan else ((env.summary,) if env and env.summary else ())
+        steps = tuple(self._redact_text(step) for step in steps)  # a plan may quote a file
         status = "ok" if ok and steps else ("failed" if not ok else "partial")
         capsule = None
         if status == "ok":
             capsule = Capsule.make(
                 seq=seq, epoch=current_epoch(capsules), role="plan", tier=planner,
                 model=out.model or "", task=turn.stored_task, status="ok", audit="skipped",
-                summary=env.summary if env else "", plan=steps, run_id=out.run_id, ts=now_iso(),
+                summary=self._redact_text(env.summary) if env else "", plan=steps,
+                run_id=out.run_id, ts=now_iso(), sensitive=bool(turn.sensitive),
             )
         else:
             why = out.reply.error or "no plan in the planner's envelope"
@@ -323,12 +336,19 @@ class BurnlessAgent:
         nxt = self._next_rung(decision.tier) if not rungs and not decision.cascade else None
         while nxt is not None:
             why = breaker.open_reason(nxt)
+            if decision.sensitive and not self.config.tiers[nxt].local:
+                why = f"{nxt} skipped: the work is sensitive and {nxt} is not local"
             if why is None:
                 rungs.append(nxt)
                 skipped.append(f"{nxt} serves instead (next rung up routing.ladder)")
                 break
             skipped.append(why)
             nxt = self._next_rung(nxt)
+        if decision.sensitive and not rungs:
+            raise PolicyRefused(
+                "sensitive work may only go to a tier with local: true, and no local tier can "
+                f"serve now ({'; '.join(skipped)}); nothing was sent"
+            )
         return rungs, skipped
 
     def _execute(
@@ -389,7 +409,8 @@ class BurnlessAgent:
         out, status, report, capsule = last
         cost, source = total_cost(turn.calls)
         env = out.envelope
-        findings = out.extraction.findings + out.reply.output.findings
+        findings = [self._redact_text(f) for f in (*out.extraction.findings,
+                                                   *out.reply.output.findings)]
         return RunResult(
             status=status,
             exit_code=exit_code_for(status, report),
@@ -454,10 +475,17 @@ class BurnlessAgent:
             redact = self._redact_text if cfg.policy.redact_secrets else None
             return run_verify_command(cmd, cfg.workspace, tier, out.log, redact)
 
-        return audit_mod.audit(
+        report = audit_mod.audit(
             before, claims, ignore=cfg.audit.ignore, strict=cfg.audit.strict,
             verify=commands, run_verify=run_verify,
         )
+        if not cfg.policy.redact_secrets or not report.findings:
+            return report
+        # A finding names a verify command or a claimed path, which may hold a secret.
+        mask = self.policy.mask_if_secret
+        return dataclasses.replace(report, findings=tuple(
+            dataclasses.replace(f, path=mask(f.path), detail=mask(f.detail))
+            for f in report.findings))
 
     def _exec_capsule(
         self,
@@ -468,8 +496,8 @@ class BurnlessAgent:
         capsules: list[Capsule],
     ) -> Capsule:
         env = out.envelope
-        summary = (env.summary if env and env.summary else _last_line(out.extraction.prose)
-                   ) or out.reply.error
+        summary = (env.summary if env and env.summary
+                   else _last_line(self._redact_text(out.extraction.prose))) or out.reply.error
         notes = report.notes()
         if out.reply.error:
             notes.insert(0, out.reply.error)
@@ -482,6 +510,7 @@ class BurnlessAgent:
             files=tuple(c.path for c in env.files) if env else (),
             next=self._redact_text(env.next) if env else "",
             notes=tuple(self._redact_text(n) for n in notes), run_id=out.run_id, ts=now_iso(),
+            sensitive=bool(turn.sensitive),
         )
 
     def _compact(self, turn: Turn, capsules: list[Capsule]) -> list[Capsule]:
@@ -502,6 +531,12 @@ class BurnlessAgent:
             return None
         text = digest(capsules, fold)
         tier_name = cfg.compaction.tier or ""
+        if (tier_name and summarize and not cfg.tiers[tier_name].local
+                and any(c.sensitive for c in fold.folded)):
+            turn.warnings.append(f"compaction tier {tier_name} skipped: the folded turns hold "
+                                 "sensitive work and it is not local; used the deterministic "
+                                 "digest")
+            tier_name = ""
         if tier_name and summarize:
             text = self._summarize(turn, tier_name, Context(ctx.plan, ctx.capsules), text)
         return compact_capsule(capsules, fold, text, tier=tier_name, ts=now_iso())
@@ -576,12 +611,10 @@ class BurnlessAgent:
         return render_prompt(role, red_prefix, ctx, red_task), n1 + n2
 
     def _prefix_md(self) -> str:
-        path = self.config.state_dir / "prefix.md"
         try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return ""
+            return read_prefix(self.config.state_dir)
         except (OSError, UnicodeDecodeError) as exc:
+            path = self.config.state_dir / "prefix.md"
             raise UsageError(f"{path}: cannot read the project prefix: {exc}") from None
 
     def _redact(self, text: str) -> tuple[str, int]:
@@ -602,6 +635,25 @@ class BurnlessAgent:
                 f"session {turn.session.id!r} is running the turn that called this one; a nested "
                 "run on the same session would wait on its own lock. Use another --session"
             )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # undecodable argv bytes arrive as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _held_sensitive(capsules: list[Capsule]) -> tuple[str, ...]:
+    """Why the session itself is sensitive: a capsule its prompts render came from sensitive
+    work (a digest that folded one inherits the flag), so every prompt would carry it."""
+    ctx = context_of(capsules)
+    held = [c.seq for c in (*([ctx.plan] if ctx.plan else []), *ctx.capsules) if c.sensitive]
+    if not held:
+        return ()
+    return (f"the session holds sensitive work (capsule {', '.join(map(str, held[:5]))}); "
+            "start another session for work that may leave this machine",)
 
 
 def _last_line(text: str) -> str:

@@ -16,7 +16,7 @@ from burnless.capsule import Capsule
 from burnless.config import Config, Tier
 from burnless.cost import account
 from burnless.envelope import Envelope, Extraction, extract
-from burnless.errors import BudgetExceeded, Interrupted
+from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused
 from burnless.formats import WorkerOutput
 from burnless.ledger import LedgerRecord, Route, log_path, new_run_id
 from burnless.ledger import append as ledger_append
@@ -96,6 +96,13 @@ class Calls:
         progress: Progress | None,
     ) -> Outcome:
         cfg = self.config
+        if turn.sensitive and not tier.local and role != "compaction":
+            # The last guard: routing and planning already keep sensitive work local. (The
+            # compactor never sees the task, only capsules, which carry their own flag.)
+            reason = (f"sensitive work ({'; '.join(turn.sensitive)}) may not go to tier "
+                      f"{tier.name!r}, which is not local; nothing was sent")
+            self.refusal(turn, tier.name, role, reason, refused_by="policy", route_rec=route_rec)
+            raise PolicyRefused(reason)
         guard = Guard(cfg)
         cached = self._cached_reply(role, tier, prompt)
         if cached is not None:
@@ -124,7 +131,7 @@ class Calls:
             timeout=timeout or tier.timeout, log_path=log,
             env=self.policy.worker_env(turn.session.id),
             redact=self.policy.mask if cfg.policy.redact_secrets else None,
-            on_line=progress.line if progress else None,
+            on_line=(lambda text: progress.line(self.policy.mask(text))) if progress else None,
         )
         if progress:
             progress.start(role, tier.name)

@@ -69,6 +69,7 @@ class Capsule:
     folds: tuple[int, ...] = ()  # role compact: seqs folded into the digest
     keeps: tuple[int, ...] = ()  # role compact: seqs kept verbatim into the new epoch
     digest: str = ""  # role compact
+    sensitive: bool = False  # written by sensitive work: the session stays on local tiers
     v: int = 1
 
     @classmethod
@@ -105,6 +106,8 @@ class Capsule:
             d["plan"] = list(self.plan)
         if self.role == "compact":
             d.update(folds=list(self.folds), keeps=list(self.keeps), digest=self.digest)
+        if self.sensitive:
+            d["sensitive"] = True
         return d
 
     @classmethod
@@ -135,7 +138,7 @@ class Capsule:
             task=s("task"), status=s("status"), audit=s("audit"), summary=s("summary"),
             files=strs("files"), next=s("next"), run_id=s("run_id"), ts=s("ts"),
             notes=strs("notes"), plan=strs("plan"), folds=ints("folds"), keeps=ints("keeps"),
-            digest=s("digest"), v=int(d.get("v", 1)),
+            digest=s("digest"), sensitive=d.get("sensitive") is True, v=int(d.get("v", 1)),
         )
 
 

@@ -52,11 +52,11 @@ def _writable(state_dir: Any) -> dict[str, str]:
 def _cacheable(cfg: Any) -> list[dict[str, str]]:
     """Warn when the stable prefix is below the model's minimum cacheable length."""
     from burnless import pricing
-    from burnless.prompt import header, project_block
+    from burnless.prompt import header, project_block, read_prefix
     from burnless.tokens import estimate_tokens
 
     try:
-        prefix_md = (cfg.state_dir / "prefix.md").read_text(encoding="utf-8")
+        prefix_md = read_prefix(cfg.state_dir)
     except (OSError, UnicodeDecodeError):
         prefix_md = ""
     out = []

@@ -79,10 +79,11 @@ class Policy:
         reasons = list(res.reasons)
         if not pol.redact_secrets:
             # prefix.md goes out with every prompt, unmasked when redaction is off
+            from burnless.prompt import read_prefix
             from burnless.redact import find_secrets
 
             try:
-                prefix = (self.cfg.state_dir / "prefix.md").read_text(encoding="utf-8")
+                prefix = read_prefix(self.cfg.state_dir)
             except (OSError, UnicodeDecodeError):
                 prefix = ""
             kinds = sorted({f.kind for f in find_secrets(prefix)})
@@ -90,7 +91,14 @@ class Policy:
                 reasons.append(f"secret ({', '.join(kinds)}) in .burnless/prefix.md while "
                                "redact_secrets is off")
         # a reason quotes the task (a path): it goes to the ledger and the terminal
-        return tuple(self.mask(r) if self._has_secret(r) else r for r in reasons)
+        return tuple(self.mask_if_secret(r) for r in reasons)
+
+    def mask_if_secret(self, text: str) -> str:
+        """``text`` masked when it holds a secret; else as is, without touching ``redact.key``
+        (so ``route``, which must write nothing, stays read-only on ordinary text)."""
+        if self.cfg.policy.redact_secrets and self._has_secret(text):
+            return self.mask(text)
+        return text
 
     def _has_secret(self, text: str) -> bool:
         from burnless.redact import find_secrets

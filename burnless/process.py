@@ -184,9 +184,9 @@ def run(
             start_new_session=True,
             close_fds=True,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or the env
         log.close()
-        msg = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+        msg = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         return ProcessResult(127, "", msg, time.monotonic() - started, start_error=msg)
     dog = _start_watchdog(proc.pid)
 

@@ -7,8 +7,12 @@ epoch. Nothing volatile (time, run id, cost, machine path) is rendered before th
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from burnless.capsule import Context, render, utf8_safe
 
@@ -130,3 +134,20 @@ def render_prompt(role: str, prefix_md: str, context: Context, task: str) -> Pro
         task=task_block(task),
         blocks=((plan,) if plan else ()) + capsules,
     )
+
+
+def read_prefix(state_dir: Path) -> str:
+    """The project's ``prefix.md`` ("" when there is none).
+
+    Raises OSError or UnicodeDecodeError; a FIFO or device in its place is refused, never
+    waited on (opened non-blocking, then checked to be a regular file).
+    """
+    path = state_dir / "prefix.md"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read().decode("utf-8")

@@ -324,6 +324,7 @@ def compact_capsule(
         task="compaction", status="ok", audit="skipped",
         summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
         folds=fold.folds, keeps=fold.keeps, digest=digest_text, ts=ts,
+        sensitive=any(c.sensitive for c in fold.folded),
     )
 
 

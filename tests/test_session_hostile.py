@@ -412,9 +412,6 @@ def test_the_prompt_is_the_same_bytes_across_processes_locales_and_time_zones(
     assert "\r" not in outs[0].split("</project>")[1]  # capsules collapse CR/CRLF
 
 
-@pytest.mark.xfail(reason="CLI: `session prompt` writes str to a non-UTF-8 stdout; it should "
-                   "write the UTF-8 bytes to sys.stdout.buffer (burnless/cli/session.py)",
-                   strict=False)
 def test_session_prompt_under_a_non_utf8_locale_prints_utf8(ws: Workspace) -> None:
     setup(ws)
     _unicode_session(ws)
@@ -443,13 +440,14 @@ def test_unicode_crlf_and_long_fields_keep_the_context_growing_only(ws: Workspac
     after.text.encode("utf-8")  # a lone surrogate never reaches the prompt
 
 
-def test_a_task_that_is_not_utf8_runs_and_is_stored(ws: Workspace, tmp_path: Path) -> None:
+def test_a_task_that_is_not_utf8_is_refused_before_anything_runs(
+    ws: Workspace, tmp_path: Path
+) -> None:
     rec = tmp_path / "rec"
     setup(ws, rec=rec)
-    result = BurnlessAgent(cwd=ws.root).run("write s.txt caf\udce9", session_id="s")
-    assert result.exit_code == 0
-    assert ws.capsules("s")[0]["task"] == "write s.txt caf\ufffd"
-    assert len(ws.ledger()) == 1
+    with pytest.raises(UsageError, match="UTF-8"):  # as the CLI refuses it (exit 2)
+        BurnlessAgent(cwd=ws.root).run("write s.txt caf\udce9", session_id="s")
+    assert not rec.exists() and ws.ledger() == []
 
 
 # --------------------------------------------------------------------------- compaction

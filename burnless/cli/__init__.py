@@ -132,3 +132,7 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("burnless: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:  # a full disk, a read-only state dir: say so, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"burnless: error: {where}{exc.strerror or exc}\n")
+        sys.exit(1)

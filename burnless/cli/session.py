@@ -123,8 +123,9 @@ def prompt(
         return
     import sys
 
-    sys.stdout.write(p.text)
     sys.stdout.flush()
+    sys.stdout.buffer.write(p.text.encode("utf-8"))  # the exact bytes, whatever the locale
+    sys.stdout.buffer.flush()
     console.err(f"role: {p.role}")
     for d in p.digests():
         console.err(f"{d['part']:<9} {d['bytes']:>8} bytes  sha256 {d['sha256']}")

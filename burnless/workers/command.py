@@ -116,6 +116,8 @@ def dispatch(call: Call) -> Reply:
         error = "interrupted; process group killed"
     elif result.exit_code != 0:
         tail = (result.stderr_tail.strip().splitlines() or [""])[-1]
+        if call.redact is not None:
+            tail = call.redact(tail)  # mask, then cut: a cut secret could no longer be found
         error = f"exit {result.exit_code}" + (f": {tail[:200]}" if tail else "")
     if error and call.redact is not None:
         error = call.redact(error)
@@ -140,7 +142,10 @@ def run_verify_command(
         argv = shlex.split(cmd)
     except ValueError as exc:
         return 2, f"cannot split command: {exc}"
+    if not argv:
+        return 2, "empty command"
     res = process.run(argv, cwd=workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
                       log_path=log_path, redact=redact)
     tail = (res.stderr_tail or res.stdout).strip().splitlines()
-    return res.exit_code, (tail[-1][:200] if tail else res.start_error)
+    last = tail[-1] if tail else res.start_error
+    return res.exit_code, (redact(last) if redact is not None else last)[:200]
