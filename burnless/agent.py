@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from burnless.errors import PolicyRefused, SessionBusy, UsageError
 from burnless.ledger import Route, new_task_id, now_iso
 from burnless.policy import Policy
 from burnless.prompt import Prompt, read_prefix, render_prompt
+from burnless.redact import MASK_PATTERN
 from burnless.result import RunResult, exit_code_for, total_cost
 from burnless.routing import Decision
 from burnless.session import (
@@ -586,9 +588,18 @@ class BurnlessAgent:
         tier = self.config.tier(name)
         if not self.config.routing.pin:
             return tier
-        current = Pin(tier.command, tier.model, tier.api)
+        # session.json is state on disk: a secret in a command is pinned masked.
+        command = self.policy.mask_if_secret(tier.command) if tier.command else tier.command
+        current = Pin(command, tier.model, tier.api)
         pin = turn.meta.pins.get(name)
         if pin is None:
+            turn.meta.pins[name] = current
+            turn.meta_dirty = True
+            return tier
+        if pin != current and pin.command and _MASKED.search(pin.command):
+            turn.warnings.append(
+                f"session {turn.session.id!r}: tier {name} was pinned to a command that held a "
+                "secret, which cannot be restored; the current config is used")
             turn.meta.pins[name] = current
             turn.meta_dirty = True
             return tier
@@ -635,6 +646,9 @@ class BurnlessAgent:
                 f"session {turn.session.id!r} is running the turn that called this one; a nested "
                 "run on the same session would wait on its own lock. Use another --session"
             )
+
+
+_MASKED = re.compile(MASK_PATTERN)
 
 
 def _is_utf8(text: str) -> bool:

@@ -31,9 +31,16 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
             out.append(_check(f"tier {name}", "ok", f"api {tier.api}, model {tier.model}, "
                                                     f"key in ${tier.api_key_env}"))
             continue
+        from burnless.policy import Policy
         from burnless.workers.command import adapt_argv
 
-        out.append(_check(f"tier {name}", "ok", " ".join(adapt_argv(tier.argv))))
+        shown = " ".join(adapt_argv(tier.argv))
+        masked = Policy(cfg).mask_if_secret(shown)
+        out.append(_check(f"tier {name}", "ok", masked))
+        if masked != shown:
+            out.append(_check(f"tier {name}", "warn", "its command holds a secret: move it to "
+                              "the tier's env or pass_env (any user can read a command line "
+                              "with ps, and burnless pins commands in session.json)"))
     out.append(_writable(cfg.state_dir))
     out.extend(_cacheable(cfg))
     return out

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -64,7 +65,7 @@ class _Log:
                 self._f.flush()
             return
         buf = self._pending.get(stream, b"") + data
-        cut = buf.rfind(b"\n") + 1
+        cut = _hold_back(buf, buf.rfind(b"\n") + 1)
         self._pending[stream] = buf[cut:]
         if cut:
             self._emit(buf[:cut])
@@ -85,6 +86,21 @@ class _Log:
                     self._emit(rest)
         self._f.close()
         self._f = None
+
+
+_PEM_BEGIN = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_PEM_END = re.compile(rb"-----END [A-Z0-9 ]*PRIVATE KEY-----")
+_HOLD_MAX = 1 << 16
+
+
+def _hold_back(buf: bytes, cut: int) -> int:
+    """Where to cut ``buf`` for the log: whole lines, but never inside a private key whose END
+    line has not arrived yet (masked line by line, its body would go out in clear). Past
+    ``_HOLD_MAX`` bytes it lets go: the truncated-block rule of redaction still masks it."""
+    begin = max(_PEM_BEGIN.finditer(buf, 0, cut), key=lambda m: m.start(), default=None)
+    if begin is None or _PEM_END.search(buf, begin.end()) or len(buf) - begin.start() > _HOLD_MAX:
+        return cut
+    return buf.rfind(b"\n", 0, begin.start()) + 1
 
 
 def kill_group(

@@ -291,13 +291,6 @@ def test_claude_json_result_and_envelope_fields_are_masked(ws: Workspace, tmp_pa
     assert leaks(ws, json.dumps(res), human.stdout, human.stderr, needles=needles) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "process._Log redacts each flushed batch of whole lines on its own: a private key streamed "
-    "line by line (a text worker such as ollama) has its base64 body written in clear. Fix in "
-    "process.py, _Log.write: when the pending text holds a '-----BEGIN ... PRIVATE KEY-----' "
-    "line with no END line after it, emit only what precedes that header and keep the rest "
-    "pending until the END line arrives (or close(), or a 64 KiB cap): the truncated-block rule "
-    "of redact masks it whole."))
 def test_private_key_streamed_line_by_line_is_masked_in_the_log(
     ws: Workspace, tmp_path: Path
 ) -> None:
@@ -374,11 +367,6 @@ def test_which_config_values_count_as_secrets(ws: Workspace) -> None:
     assert looks_random("Xk9fQ2mZ7pL4vB8nR1tY6wC3")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A secret written into a tier's command is copied into session.json (the pin) and printed "
-    "by `doctor` and by the pinned-tier warning. Fix: session.save_meta/Pin.to_dict and "
-    "doctor.run_checks pass the command through Policy(cfg).mask (doctor: mask the detail "
-    "string); better, doctor warns that a secret in `command` belongs in `env`/`pass_env`."))
 def test_secret_in_a_tier_command_is_not_copied(ws: Workspace) -> None:
     ant = SECRETS["anthropic"][0]
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('echo') + ' --x-api-key ' + ant)}}}\n"
