@@ -137,10 +137,9 @@ class Session:
             with file_lock(self.lock_path, timeout):
                 yield
         except LockTimeout:
-            raise SessionBusy(
-                f"session {self.id!r} is busy: another run held its lock for {timeout:g}s "
-                "(session.lock_timeout)"
-            ) from None
+            waited = (f"another run held its lock for {timeout:g}s (session.lock_timeout)"
+                      if timeout > 0 else "a run is using it now; try again when it ends")
+            raise SessionBusy(f"session {self.id!r} is busy: {waited}") from None
         except OSError as exc:
             raise UsageError(
                 f"session {self.id!r}: cannot take its lock {self.lock_path}: {_why(exc)}"

@@ -42,8 +42,15 @@ def list_(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
 
     with console.json_errors(json_):
         cfg = load_config(config)
+    from burnless.errors import BurnlessError
+
     rows = ledger.read(cfg.state_dir)
-    items = [_summary(cfg, sid, rows) for sid in list_sessions(cfg.state_dir)]
+    items = []
+    for sid in list_sessions(cfg.state_dir):
+        try:
+            items.append(_summary(cfg, sid, rows))
+        except (BurnlessError, OSError) as exc:  # one damaged session does not hide the rest
+            console.err(f"burnless: warning: session {sid!r} skipped: {exc}")
     if json_:
         console.emit_json({"sessions": items})
         return
@@ -159,7 +166,7 @@ def rm(session_id: IdArg, json_: JsonOpt = False, config: ConfigOpt = None) -> N
     with console.json_errors(json_):
         cfg = load_config(config)
         s = _existing(cfg, session_id)
-        with s.lock(cfg.session.lock_timeout):
+        with s.lock(0):  # never wait up to lock_timeout on a running turn: say it is busy
             s.remove()
     if json_:
         console.emit_json({"removed": session_id})
