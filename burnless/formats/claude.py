@@ -16,11 +16,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from burnless.formats.jsonio import JSON, Events, as_dict, as_float, as_int, as_str
+from burnless.formats.jsonio import JSON, Events, as_dict, as_float, as_int, as_str, has_count
 from burnless.formats.output import CLAUDE_JSON, CLAUDE_STREAM_JSON, WorkerOutput
 from burnless.tokens import Tokens
 
 RESULT = "result"
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 STREAM_TYPES = frozenset({"system", "assistant", "user", "result", "stream_event"})
 
 
@@ -43,12 +49,15 @@ def _cache_write_1h(usage: JSON, tokens: Tokens) -> int:
     return min(one_hour, tokens.cache_write)
 
 
-def _model_usage(model_usage: JSON) -> tuple[Tokens | None, str | None]:
-    """Summed ``modelUsage`` and the model that cost the most (the one doing the work)."""
+def _model_usage(model_usage: JSON) -> tuple[Tokens | None, str | None, float | None]:
+    """Summed ``modelUsage``, the model that cost the most (the one doing the work), and the
+    summed ``costUSD`` (None unless every model reports one)."""
     total: Tokens | None = None
     best: tuple[float, int, str] | None = None
+    costs: list[float | None] = []
     for name, entry in model_usage.items():
         e = as_dict(entry)
+        costs.append(as_float(e.get("costUSD")))
         t = Tokens(
             input=as_int(e.get("inputTokens")),
             output=as_int(e.get("outputTokens")),
@@ -59,7 +68,8 @@ def _model_usage(model_usage: JSON) -> tuple[Tokens | None, str | None]:
         rank = (as_float(e.get("costUSD")) or 0.0, t.total_input + t.output, name)
         if best is None or rank[:2] > best[:2]:
             best = rank
-    return total, (best[2] if best else None)
+    summed = sum(c for c in costs if c is not None) if costs and None not in costs else None
+    return total, (best[2] if best else None), summed
 
 
 def _covers(bigger: Tokens, smaller: Tokens) -> bool:
@@ -84,9 +94,10 @@ def parse_result(obj: JSON, fmt: str = CLAUDE_JSON, findings: tuple[str, ...] = 
         notes.append(f"claude result subtype {subtype!r}")
 
     raw_usage = obj.get("usage")
-    usage = _usage(raw_usage) if isinstance(raw_usage, dict) else None
+    has_usage = isinstance(raw_usage, dict) and has_count(raw_usage, *_USAGE_KEYS)
+    usage = _usage(raw_usage) if isinstance(raw_usage, dict) and has_usage else None
     one_hour = _cache_write_1h(raw_usage, usage) if isinstance(raw_usage, dict) and usage else 0
-    per_model, model = _model_usage(as_dict(obj.get("modelUsage")))
+    per_model, model, model_cost = _model_usage(as_dict(obj.get("modelUsage")))
     if per_model is not None and (usage is None or _covers(per_model, usage)):
         # modelUsage also counts the side models Claude Code calls (e.g. haiku for checks)
         if usage is not None:
@@ -97,6 +108,13 @@ def parse_result(obj: JSON, fmt: str = CLAUDE_JSON, findings: tuple[str, ...] = 
     cost = as_float(obj.get("total_cost_usd"))
     if cost is None:
         cost = as_float(obj.get("cost_usd"))  # its name in older Claude Code versions
+    if cost is None and model_cost is not None:
+        # priced per model by Claude Code: better than pricing every token as the main model
+        cost = model_cost
+    if cost == 0 and usage is not None and usage != Tokens():
+        # Claude Code reports 0 for a model its own table does not know: not a real cost
+        notes.append("claude reported a cost of 0 for non-zero usage; cost not taken")
+        cost = None
     return WorkerOutput(
         text=text,
         format=fmt,
@@ -133,7 +151,7 @@ def parse_stream(stream: Events) -> WorkerOutput:
                 mid = f"#anon{anonymous}"
             last_model = as_str(msg.get("model")) or last_model
             raw_usage = msg.get("usage")
-            if isinstance(raw_usage, dict):
+            if isinstance(raw_usage, dict) and has_count(raw_usage, *_USAGE_KEYS):
                 t = _usage(raw_usage)
                 seen = per_message.get(mid)
                 if seen is not None:
@@ -159,6 +177,16 @@ def parse_stream(stream: Events) -> WorkerOutput:
             out = replace(out, text="\n".join(texts[last_top]))
         if init_model:
             out = replace(out, model=init_model)
+        if out.usage is None and per_message:
+            out = replace(
+                out,
+                usage=sum(per_message.values(), Tokens()),
+                cache_write_1h=sum(one_hour.values()),
+                findings=(
+                    *out.findings,
+                    f"usage summed from {len(per_message)} assistant message(s)",
+                ),
+            )
         return out
 
     notes.append("claude stream has no result event (truncated stream)")

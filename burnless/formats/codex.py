@@ -17,7 +17,7 @@ Shapes from openai/codex ``codex-rs/exec/src/exec_events.rs`` (``ThreadEvent``) 
 
 from __future__ import annotations
 
-from burnless.formats.jsonio import JSON, Events, as_dict, as_int, as_str
+from burnless.formats.jsonio import JSON, Events, as_dict, as_int, as_str, has_count
 from burnless.formats.output import CODEX_JSONL, WorkerOutput
 from burnless.tokens import Tokens
 
@@ -35,6 +35,7 @@ EVENT_TYPES = frozenset(
 )
 # early `--experimental-json` builds named the item `item_type: "assistant_message"`
 _ANSWER_ITEMS = ("agent_message", "assistant_message")
+_USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
 
 
 def _usage(usage: JSON, notes: list[str]) -> Tokens:
@@ -68,13 +69,13 @@ def parse_events(stream: Events) -> WorkerOutput:
         elif kind == "turn.completed":
             completed += 1
             error_pending = False
-            if isinstance(ev.get("usage"), dict):
+            if isinstance(ev.get("usage"), dict) and has_count(ev["usage"], *_USAGE_KEYS):
                 usage = ev["usage"]
         elif kind == "turn.failed":
             failed += 1
             message = as_str(as_dict(ev.get("error")).get("message"))
             errors.append(message or "turn failed")
-            if isinstance(ev.get("usage"), dict):
+            if isinstance(ev.get("usage"), dict) and has_count(ev["usage"], *_USAGE_KEYS):
                 usage = ev["usage"]
         elif kind == "error":
             error_pending = True

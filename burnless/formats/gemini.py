@@ -19,7 +19,7 @@ their sum and ``model`` the one that processed the most tokens.
 
 from __future__ import annotations
 
-from burnless.formats.jsonio import JSON, as_dict, as_int, as_str
+from burnless.formats.jsonio import JSON, as_dict, as_int, as_str, has_count
 from burnless.formats.output import GEMINI_JSON, WorkerOutput
 from burnless.tokens import Tokens
 
@@ -70,7 +70,7 @@ def parse_object(obj: JSON, findings: tuple[str, ...] = ()) -> WorkerOutput:
     models = as_dict(as_dict(obj.get("stats")).get("models"))
     for name, metrics in models.items():
         tokens = as_dict(as_dict(metrics).get("tokens"))
-        if not tokens:
+        if not has_count(tokens, "prompt", "candidates", "cached", "thoughts", "tool", "total"):
             continue
         counted += 1
         t = _tokens(tokens, notes, name)

@@ -6,7 +6,10 @@ These readers never raise: they return what they could read and say what they sk
 
 from __future__ import annotations
 
+import bisect
+import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +48,13 @@ def _lines(text: str) -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
+# ANSI escape sequences (colours, cursor moves): a raw ESC cannot occur inside valid JSON
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
 def clean(raw: str) -> str:
+    if "\x1b" in raw:
+        raw = _ANSI.sub("", raw)
     return raw.lstrip("\ufeff").strip()
 
 
@@ -60,28 +69,40 @@ def parse_whole(text: str) -> tuple[Any, str | None]:
 def find_objects(text: str) -> list[tuple[JSON, tuple[str, ...]]]:
     """Candidate JSON objects embedded in noise, most complete first.
 
-    Each candidate spans from a line starting with ``{`` to a line ending with ``}``;
-    the findings say how many lines around it were ignored.
+    Each candidate is an object that starts a line and ends one (blanks aside); the findings
+    say how many lines around it were ignored. Each candidate is decoded in place and stops
+    at its first error or its closing brace: parsing every start-to-end span of a large
+    non-JSON output again and again made a 50 MB output take seconds.
     """
-    lines = _lines(text)
-    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith("{")]
-    ends = [i for i in range(len(lines) - 1, -1, -1) if lines[i].rstrip().endswith("}")]
+    raw_lines = text.split("\n")
+    starts = [i for i, line in enumerate(raw_lines) if line.lstrip().startswith("{")]
+    if not starts:
+        return []
+    offsets = [0]  # offset of each line in text
+    for line in raw_lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    nonblank = [0]  # nonblank[i]: how many of the first i lines are not blank
+    for line in raw_lines:
+        nonblank.append(nonblank[-1] + (1 if line.strip() else 0))
+    decoder = json.JSONDecoder()
     found: list[tuple[JSON, tuple[str, ...]]] = []
     for s in starts[:_MAX_CANDIDATES]:
-        for e in ends[:_MAX_CANDIDATES]:
-            if e < s:
-                continue
-            value, _ = parse_whole("\n".join(lines[s : e + 1]))
-            if not isinstance(value, dict):
-                continue
-            before = sum(1 for line in lines[:s] if line.strip())
-            after = sum(1 for line in lines[e + 1 :] if line.strip())
-            notes = []
-            if before:
-                notes.append(f"{before} non-JSON line(s) before the JSON output ignored")
-            if after:
-                notes.append(f"{after} non-JSON line(s) after the JSON output ignored")
-            found.append((value, tuple(notes)))
+        begin = offsets[s] + len(raw_lines[s]) - len(raw_lines[s].lstrip())
+        try:
+            value, stop = decoder.raw_decode(text, begin)
+        except (ValueError, RecursionError):
+            continue
+        e = bisect.bisect_right(offsets, stop - 1) - 1  # the line of the closing brace
+        if not isinstance(value, dict) or text[stop : offsets[e + 1] - 1].strip():
+            continue
+        before = nonblank[s]
+        after = nonblank[-1] - nonblank[e + 1]
+        notes = []
+        if before:
+            notes.append(f"{before} non-JSON line(s) before the JSON output ignored")
+        if after:
+            notes.append(f"{after} non-JSON line(s) after the JSON output ignored")
+        found.append((value, tuple(notes)))
     return found
 
 
@@ -117,6 +138,13 @@ def as_int(value: object) -> int:
     if isinstance(value, float) and math.isfinite(value):
         return max(int(value), 0)
     return 0
+
+
+def has_count(obj: JSON, *keys: str) -> bool:
+    """Whether any of ``keys`` holds a number: a usage object with none reports nothing."""
+    return any(
+        isinstance(obj.get(k), (int, float)) and not isinstance(obj.get(k), bool) for k in keys
+    )
 
 
 def as_float(value: object) -> float | None:
