@@ -53,6 +53,7 @@ class Guard:
         self.active = cfg.budget.any_cost_limit or cfg.budget.max_calls_per_session is not None
         self._lock_path = self.state_dir / "budget.lock"
         self._path = self.state_dir / "reservations.json"
+        ledger.check_writable(self.state_dir)  # before anything is dispatched
 
     def reserve(
         self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float
@@ -75,7 +76,9 @@ class Guard:
             open_ = self._load_open()
             spend = spend_for(self.state_dir, session=session, day=day)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
-            res_day = sum(r["amount"] for r in open_.values() if r["day"] == day)
+            # Every open reservation counts against today, whatever day it was made: a call
+            # reserved before midnight settles (and its cost lands) after it.
+            res_day = sum(r["amount"] for r in open_.values())
             calls_open = sum(1 for r in open_.values() if r["session"] == session)
             self._check(b.max_cost_per_task, "max_cost_per_task", task_spent, 0.0, amount)
             self._check(b.max_cost_per_session, "max_cost_per_session",
@@ -94,7 +97,7 @@ class Guard:
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount)
             open_[res.id] = {
                 "session": session, "day": day, "amount": amount,
-                "pid": os.getpid(), "created": time.time(),
+                "pid": os.getpid(), "start": _start_ticks(os.getpid()), "created": time.time(),
             }
             self._save(open_)
         return res
@@ -141,7 +144,8 @@ class Guard:
             return {}
         # Drop reservations whose process is gone (a crashed run must not block the budget),
         # and damaged ones (a hand-edited file must not crash every run).
-        return {k: v for k, v in data.items() if _valid(v) and _alive(v.get("pid"))}
+        return {k: v for k, v in data.items()
+                if _valid(v) and _alive(v.get("pid"), v.get("start"))}
 
     def _save(self, open_: dict[str, dict[str, Any]]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +158,10 @@ def _valid(r: object) -> bool:
             and not isinstance(r["amount"], bool) and math.isfinite(r["amount"]))
 
 
-def _alive(pid: object) -> bool:
+def _alive(pid: object, start: object = None) -> bool:
+    """Whether the run that made a reservation still runs: its pid exists and, where process
+    start times are known (Linux), it is the same process (not a later one that reused the pid).
+    """
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
         return False
     try:
@@ -162,5 +169,28 @@ def _alive(pid: object) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    stat = _stat(pid)
+    if stat is None:
         return True
-    return True
+    state, ticks = stat
+    if state == "Z":  # killed, not yet reaped by its parent: it will never settle
+        return False
+    return not isinstance(start, int) or isinstance(start, bool) or ticks == start
+
+
+def _start_ticks(pid: int) -> int | None:
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """State and start time (clock ticks since boot, immune to clock changes) of process
+    ``pid``, from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return fields[0].decode("ascii", "replace"), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -6,6 +6,7 @@ metrics are all computed from it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -93,7 +94,19 @@ def ledger_path(state_dir: Path) -> Path:
 
 
 def append(state_dir: Path, record: LedgerRecord) -> None:
+    check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [record.to_dict()])
+
+
+def check_writable(state_dir: Path) -> None:
+    """Refuse a ledger (or its ``.torn`` file) that is a symbolic link: appending, and the
+    torn-tail repair that truncates, would act on whatever file the link names (a checked-out
+    repository could point it at ``~/.bashrc``)."""
+    path = ledger_path(state_dir)
+    for p in (path, Path(str(path) + ".torn")):
+        if p.is_symlink():
+            raise OSError(errno.ELOOP, "the ledger is a symbolic link; burnless writes only "
+                          "a regular file there (remove the link)", str(p))
 
 
 def read(state_dir: Path) -> list[dict[str, Any]]:
