@@ -210,14 +210,21 @@ class Live:
             return self.view.families()
 
 
+MAX_CLIENTS = 128  # connections handled at once; more wait in the listen backlog
+CLIENT_TIMEOUT_S = 5.0  # a socket read or write stalled longer frees its thread
+_ALLOW = "GET, HEAD"
+
+
 def make_server(state_dir: Path, host: str, port: int) -> Any:
     """A ThreadingHTTPServer serving /metrics, /stats and /healthz (not started)."""
+    import socket
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import orjson
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "burnless"
+        timeout = CLIENT_TIMEOUT_S  # a client that connects and sends nothing is dropped
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -240,18 +247,67 @@ def make_server(state_dir: Path, host: str, port: int) -> Any:
                 return
             self._send(200, body, ctype)
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        do_HEAD = do_GET  # _send leaves the body out
+
+        def _not_allowed(self) -> None:
+            self._send(405, f"method not allowed: use {_ALLOW}\n".encode(),
+                       "text/plain; charset=utf-8", {"Allow": _ALLOW})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = (
+            _not_allowed)
+
+        def _send(self, code: int, body: bytes, ctype: str,
+                  extra: dict[str, str] | None = None) -> None:
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except OSError:  # the client went away (or stalled past ``timeout``) mid-answer
+                self.close_connection = True
+
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """The stdlib's own refusals (a malformed request line, an unknown method, headers
+            too long): with a status line even when the request line could not be read."""
+            if not str(self.request_version).startswith("HTTP/1."):
+                self.request_version = "HTTP/1.0"
+            try:
+                super().send_error(code, message, explain)
+            except OSError:
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # quiet: a scrape every few seconds is not news
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
+        request_queue_size = 128  # listen backlog: many scrapers may connect at once
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        _slots = threading.BoundedSemaphore(MAX_CLIENTS)
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            self._slots.acquire()  # threads never pile up: the next client waits its turn
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self._slots.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self._slots.release()
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if isinstance(sys.exc_info()[1], OSError):
+                return  # a client that reset or stalled: no traceback on stderr
+            super().handle_error(request, client_address)
 
     server = Server((host, port), Handler)  # bind first: a busy port fails before any work
     try:
@@ -274,7 +330,8 @@ def serve(state_dir: Path, host: str, port: int) -> None:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                          "choose another with --port or metrics.port") from None
     bound_host, bound_port = server.server_address[:2]
-    sys.stderr.write(f"burnless: serving http://{bound_host}:{bound_port}/metrics "
+    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+    sys.stderr.write(f"burnless: serving http://{shown}:{bound_port}/metrics "
                      "(also /stats, /healthz); Ctrl-C stops\n")
     sys.stderr.flush()
     try:
