@@ -72,6 +72,10 @@ Cells = dict[Key, Sums]
 
 _FIELDS = itemgetter("tier", "model", "role", "session", "status", "audit", "cached")
 _TOKENS = itemgetter("input", "output", "cache_read", "cache_write")
+# Per record, what a real call can report. Past these a value is damage: tokens count as 0 and
+# the cost as unknown, so no hand-edited line can drive a counter negative, to inf or past 64 bits.
+_MAX_TOKENS = 2**53
+_MAX_COST = 1e9
 
 
 @dataclass
@@ -203,11 +207,11 @@ class LedgerIndex:
             "sessions": [[k[DAY], k[SESSION], k[STATUS], k[AUDIT_FAILED], k[CACHED],
                           k[COST_KNOWN], *v] for k, v in self.sessions.items()],
         }
-        data["digest"] = _digest(data)
         try:
+            data["digest"] = _digest(data)
             self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.checkpoint_path, orjson.dumps(data))
-        except OSError as exc:
+        except (OSError, TypeError) as exc:  # TypeError: a sum past 64 bits (a hostile ledger)
             log.debug("cannot write %s: %s", self.checkpoint_path, exc)
 
     def _load_checkpoint(self) -> bool:
@@ -231,12 +235,12 @@ class LedgerIndex:
             with _gc_paused():
                 cells: Cells = {}
                 for row in data["cells"]:
-                    if len(row) != 16:
+                    if len(row) != 16 or not all(_is_num(x) for x in row[10:]):
                         return False
                     cells[tuple(row[:10])] = row[10:]
                 sessions: Cells = {}
                 for row in data["sessions"]:
-                    if len(row) != 12:
+                    if len(row) != 12 or not all(_is_num(x) for x in row[6:]):
                         return False
                     day, session, status, failed, cached, known = row[:6]
                     key = (day, "", "", "", session, status, failed, cached, "", known)
@@ -303,8 +307,9 @@ def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, in
                 i, o, cr, cw = _TOKENS(r["tokens"])
                 total = i + o + cr + cw + (cost or 0.0)
                 # ts with an offset needs converting to UTC; x - x is non-zero for NaN and inf.
-                if ts[-1] != "Z" or ts[10] != "T" or total - total:
-                    raise ValueError
+                if (ts[-1] != "Z" or ts[10] != "T" or total - total or (i | o | cr | cw) < 0
+                        or total > _MAX_TOKENS or not 0.0 <= (cost or 0.0) <= _MAX_COST):
+                    raise ValueError  # the careful path drops what is out of range
                 day = ts[:10]
                 if day not in days:  # "2026-13-45" or "not a tim" is no day
                     if day_of(day) != day:
@@ -355,7 +360,7 @@ def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float | 
     tokens = tokens if isinstance(tokens, dict) else {}
     nums = tuple(_num(tokens.get(k)) for k in ("input", "output", "cache_read", "cache_write"))
     cost_raw = r.get("cost_usd")
-    cost = float(cost_raw) if _is_num(cost_raw) else None
+    cost = float(cost_raw) if _is_num(cost_raw) and 0 <= cost_raw <= _MAX_COST else None
     fields = tuple(r.get(k) for k in ("tier", "model", "role", "session", "status", "audit"))
     hashable = tuple(x if isinstance(x, (str, type(None))) else str(x) for x in fields)
     key = (day_of(r.get("ts")), (*hashable, r.get("cached") is True),
@@ -369,7 +374,8 @@ def _is_num(x: object) -> TypeGuard[float]:
 
 
 def _num(x: object) -> float:
-    return x if _is_num(x) else 0
+    """A token count as recorded; anything else (negative, past 2**53, not a number) is 0."""
+    return x if _is_num(x) and 0 <= x <= _MAX_TOKENS else 0
 
 
 def _s(x: object) -> str:

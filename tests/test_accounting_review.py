@@ -610,3 +610,32 @@ def test_the_terminal_table_shows_names_not_markup(ws: Workspace) -> None:
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())
     assert proc.returncode == 0, err.decode()
     assert "[/bold]" in text and "[red]x" in text
+
+
+def test_out_of_range_values_in_a_hand_edited_ledger_are_damage_not_figures(
+    state: Path,
+) -> None:
+    """Negative, past-2**53 and overflowing values count as 0 tokens / unknown cost: no
+    counter goes negative or to inf, and the checkpoint still saves and loads."""
+    write(state, rec())
+    line = orjson.loads(orjson.dumps(rec().to_dict()))
+    hostile = []
+    for tokens, cost in (({"input": -500}, 0.01), ({"output": 10**19}, 0.01),
+                         ({}, 1.5e308), ({}, 1.5e308), ({}, -3.0)):
+        r = dict(line, tokens={**line["tokens"], **tokens}, cost_usd=cost)
+        hostile.append(orjson.dumps(r) + b"\n")
+    with open(state / "ledger.jsonl", "ab") as f:
+        f.writelines(hostile)
+    for _ in range(2):  # the second pass loads the checkpoint the first one saved
+        index = LedgerIndex(state)
+        index.refresh()
+        index.save_checkpoint()
+        view = MetricsView()
+        view.apply(index.tables.cells)
+        text = exposition(view.families())
+        values = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples]
+        assert values and all(0 <= v < 1e12 for v in values), values
+        total = report(state, period="all").total
+        assert total.calls == 6 and 0 <= total.input < 10**6 and 0 <= total.output < 10**6
+        assert total.cost_usd is not None and 0 <= total.cost_usd < 1
+        assert total.unknown_cost_calls == 3
