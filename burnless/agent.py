@@ -381,12 +381,23 @@ class BurnlessAgent:
             before = audit_mod.snapshot(cfg.workspace, cfg.audit.ignore)
             out = self.calls.call(turn, "execution", tier, prompt, redactions, route_rec,
                              timeout, progress)
-            status = self._status(out)
-            report = self._audit(out, before, status, verify, tier)
-            env = out.envelope
-            self.calls.remember("execution", out, prompt, read_only=status == "ok" and (
-                env is None or (env.kind == "thought" and not env.files)) and not report.changed)
-            capsule = self._exec_capsule(turn, out, status, report, capsules)
+            try:
+                status = self._status(out)
+                report = self._audit(out, before, status, verify, tier)
+                env = out.envelope
+                self.calls.remember("execution", out, prompt, read_only=status == "ok" and (
+                    env is None or (env.kind == "thought" and not env.files))
+                    and not report.changed)
+                capsule = self._exec_capsule(turn, out, status, report, capsules)
+            except BaseException as exc:
+                # The call is paid for: its record lands even when the audit (a verify command
+                # interrupted by Ctrl-C) or anything after the call fails.
+                stopped = isinstance(exc, KeyboardInterrupt)
+                why = "interrupted after the call" if stopped else f"failed after the call: {exc}"
+                self.calls.record(turn, out, "execution", "interrupted" if stopped else "failed",
+                                  audit_mod.SKIPPED, None, route_rec,
+                                  reason=self._redact_text(why))
+                raise
             # Ledger first: a crash between the two loses a capsule (the session goes on
             # without it), never the record of money spent.
             self.calls.record(turn, out, "execution", status, report, capsule, route_rec,

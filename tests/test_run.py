@@ -201,6 +201,26 @@ def test_the_watchdog_leaves_with_the_run_and_kills_nothing(tmp_path: Path) -> N
     assert out and out[0].ok and _watchdogs_of(pid) == []
 
 
+def test_ctrl_c_during_verify_still_records_the_paid_call(ws: Workspace, tmp_path: Path) -> None:
+    """The worker ran (and was paid for); Ctrl-C comes while a verify command runs."""
+    started = tmp_path / "verifying"
+    ws.tiers(silver="honest")
+    verify = f"sh -c 'touch {started}; sleep 30'"
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt hi",
+                             "--verify", verify], cwd=ws.root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    (record,) = ws.ledger()
+    assert record["role"] == "execution" and record["status"] == "interrupted"
+    assert record["tokens"]["input"] > 0  # the call's usage is on record
+
+
 def test_crasher_fails_with_exit_1_and_keeps_its_output(ws: Workspace) -> None:
     ws.tiers(silver="crasher")
     code, res = ws.json("run", "do something")

@@ -146,6 +146,8 @@ def run_verify_command(
         return 2, "empty command"
     res = process.run(argv, cwd=workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
                       log_path=log_path, redact=redact)
+    if res.interrupted:  # Ctrl-C stops the run, not just this command (its group is killed)
+        raise KeyboardInterrupt
     tail = (res.stderr_tail or res.stdout).strip().splitlines()
     last = tail[-1] if tail else res.start_error
     return res.exit_code, (redact(last) if redact is not None else last)[:200]
