@@ -29,7 +29,7 @@ from burnless.metrics import Live, MetricsView, exposition
 from burnless.spend import spend_for
 from burnless.tokens import Tokens
 from burnless.usage import report
-from tests.conftest import Workspace
+from tests.conftest import Samples, Workspace, parse_metrics
 
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
 HOSTILE = ["a,b", 'say "hi"', "two\nlines", "=cmd|' /C calc'!A0", "+1+1", "@SUM(A1)", "-2-3",
@@ -503,15 +503,7 @@ def test_budget_spend_equals_the_records(state: Path) -> None:
 
 # --------------------------------------------------------------------------- metrics
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
+parse = parse_metrics
 
 
 def summed(samples: Samples, name: str, **labels: str) -> float:

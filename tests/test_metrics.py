@@ -23,17 +23,9 @@ from burnless import ledger
 from burnless.ledger import LedgerRecord
 from burnless.metrics import Family, Sample, exposition
 from burnless.tokens import Tokens
-from tests.conftest import Workspace
+from tests.conftest import Samples, Workspace, parse_metrics
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
+parse = parse_metrics
 
 
 def sample(samples: Samples, name: str, **labels: str) -> float:
