@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from burnless.atomic import open_regular
 from burnless.envelope import FileClaim
 
 CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
@@ -134,21 +135,14 @@ def _hash(path: str, size: int) -> str | None:
     (a FIFO swapped in after the stat is never waited on) or holds more than ``size`` bytes (it
     grew while being hashed: a writer left running must not keep the audit reading forever)."""
     h = hashlib.sha256()
+    left = size + 1
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except (OSError, ValueError):
+        with open_regular(path) as f:
+            while left > 0 and (chunk := f.read(min(1 << 20, left))):
+                h.update(chunk)
+                left -= len(chunk)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        left = size + 1
-        while left > 0 and (chunk := os.read(fd, min(1 << 20, left))):
-            h.update(chunk)
-            left -= len(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return h.hexdigest() if left > 0 else None
 
 

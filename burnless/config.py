@@ -443,16 +443,11 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
         return None
     import orjson
 
+    from burnless.atomic import open_regular
+
     try:
-        # Non-blocking, and only a regular file: a FIFO planted here must not hang every run.
-        fd = os.open(cache, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                blob = orjson.loads(f.read())
-        finally:
-            os.close(fd)
+        with open_regular(cache) as f:  # a FIFO planted here must not hang every run
+            blob = orjson.loads(f.read())
     except (OSError, orjson.JSONDecodeError):
         return None
     if not isinstance(blob, dict) or blob.get("key") != key:

@@ -7,10 +7,7 @@ epoch. Nothing volatile (time, run id, cost, machine path) is rendered before th
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,12 +139,11 @@ def read_prefix(state_dir: Path) -> str:
     Raises OSError or UnicodeDecodeError; a FIFO or device in its place is refused, never
     waited on (opened non-blocking, then checked to be a regular file).
     """
-    path = state_dir / "prefix.md"
+    from burnless.atomic import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        f = open_regular(state_dir / "prefix.md")
     except FileNotFoundError:
         return ""
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with f:
         return f.read().decode("utf-8")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import errno
 import shutil
-import stat
 import sys
 from typing import Annotated
 
@@ -18,6 +17,7 @@ def log(
     config: ConfigOpt = None,
 ) -> None:
     """Print the raw worker output (stdout and stderr) of one call."""
+    from burnless.atomic import open_regular
     from burnless.config import load_config
     from burnless.errors import UsageError
     from burnless.ledger import log_path
@@ -25,15 +25,14 @@ def log(
     cfg = load_config(config)
     path = log_path(cfg.state_dir, run_id)
     try:
-        # Non-blocking open: a FIFO planted under logs/ must not hang the command.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        f = open_regular(path)  # a FIFO planted under logs/ must not hang the command
     except FileNotFoundError:
         raise UsageError(f"no log for run {run_id} in {path.parent}") from None
     except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise UsageError(
+                f"{path} is not a regular file; it is not a log burnless wrote") from None
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"{path} is not a regular file; it is not a log burnless wrote")
-    with open(fd, "rb") as f:
+    with f:
         shutil.copyfileobj(f, sys.stdout.buffer)
     sys.stdout.flush()
