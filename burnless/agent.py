@@ -152,7 +152,8 @@ class BurnlessAgent:
         return routing.route(
             cfg, self.policy.mask_if_secret(task), labels=tuple(labels), tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
-            sensitive=sensitive + _held_sensitive(session.capsules()), cascade=cascade,
+            sensitive=sensitive + _held_sensitive(context_of(session.capsules())),
+            cascade=cascade,
         )
 
     def next_prompt(self, session_id: str, task: str = "<task>") -> Prompt:
@@ -251,11 +252,12 @@ class BurnlessAgent:
         """Everything the turn will do, decided before anything is dispatched."""
         cfg = self.config
         capsules = turn.session.capsules()
-        for reason in _held_sensitive(capsules):
+        ctx = context_of(capsules)
+        for reason in _held_sensitive(ctx):
             if reason not in turn.sensitive:
                 turn.sensitive = (*turn.sensitive, reason)
-        compact = (context_tokens(context_of(capsules)) > cfg.compaction.max_context_tokens
-                   and plan_fold(context_of(capsules), cfg.compaction.keep_recent) is not None)
+        compact = (context_tokens(ctx) > cfg.compaction.max_context_tokens
+                   and plan_fold(ctx, cfg.compaction.keep_recent) is not None)
         decision = routing.route(  # on the stored task: a reason may quote what a rule matched
             cfg, turn.stored_task, labels=turn.labels, tier=tier,
             pinned=turn.meta.executor if cfg.routing.pin else None,
@@ -670,10 +672,9 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _held_sensitive(capsules: list[Capsule]) -> tuple[str, ...]:
+def _held_sensitive(ctx: Context) -> tuple[str, ...]:
     """Why the session itself is sensitive: a capsule its prompts render came from sensitive
     work (a digest that folded one inherits the flag), so every prompt would carry it."""
-    ctx = context_of(capsules)
     held = [c.seq for c in (*([ctx.plan] if ctx.plan else []), *ctx.capsules) if c.sensitive]
     if not held:
         return ()

@@ -14,7 +14,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -69,14 +69,7 @@ class Usage:
     ephemeral_1h_input_tokens: int = 0
 
     def with_output(self, output_tokens: int) -> Usage:
-        return Usage(
-            self.input_tokens,
-            self.cache_creation_input_tokens,
-            self.cache_read_input_tokens,
-            output_tokens,
-            self.ephemeral_5m_input_tokens,
-            self.ephemeral_1h_input_tokens,
-        )
+        return replace(self, output_tokens=output_tokens)
 
     def to_api(self) -> dict[str, Any]:
         return {
