@@ -17,7 +17,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -512,7 +512,7 @@ class BurnlessAgent:
     ) -> Capsule:
         env = out.envelope
         summary = (env.summary if env and env.summary
-                   else _last_line(self._redact_text(out.extraction.prose))) or out.reply.error
+                   else _last_line(out.extraction.prose, self._redact_text)) or out.reply.error
         notes = report.notes()
         if out.reply.error:
             notes.insert(0, out.reply.error)
@@ -682,9 +682,10 @@ def _held_sensitive(ctx: Context) -> tuple[str, ...]:
             "start another session for work that may leave this machine",)
 
 
-def _last_line(text: str) -> str:
+def _last_line(text: str, mask: Callable[[str], str]) -> str:
+    """The answer's last line, masked whole before it is cut (a cut secret is not found)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return one_line(lines[-1], 320) if lines else ""
+    return one_line(mask(lines[-1]), 320) if lines else ""
 
 
 __all__ = ["BurnlessAgent", "Progress"]
