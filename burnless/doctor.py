@@ -19,6 +19,10 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
         cfg = load_config(config_path)
     except ConfigError as exc:
         return [_check("config", "fail", str(exc))]
+    from burnless.policy import Policy
+    from burnless.workers.command import adapt_argv
+
+    policy = Policy(cfg)  # one redactor for every tier's command
     out = [_check("config", "ok", f"{cfg.path} ({len(cfg.tiers)} tiers; planner "
                                   f"{cfg.planner or 'none'}, executor {cfg.executor})")]
     for name, tier in cfg.tiers.items():
@@ -31,11 +35,8 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
             out.append(_check(f"tier {name}", "ok", f"api {tier.api}, model {tier.model}, "
                                                     f"key in ${tier.api_key_env}"))
             continue
-        from burnless.policy import Policy
-        from burnless.workers.command import adapt_argv
-
         shown = " ".join(adapt_argv(tier.argv))
-        masked = Policy(cfg).mask_if_secret(shown)
+        masked = policy.mask_if_secret(shown)
         out.append(_check(f"tier {name}", "ok", masked))
         if masked != shown:
             out.append(_check(f"tier {name}", "warn", "its command holds a secret: move it to "
