@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from burnless.errors import ConfigError, TierUnavailable, UsageError
+from burnless.yamlfile import Source, fail, kind_of, read_yaml
 
 STATE_DIR = ".burnless"
 CONFIG_NAME = "config.yaml"
@@ -256,127 +257,6 @@ def workspace_for(config_path: Path) -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass
-class _Source:
-    """Where each key path came from, for error messages."""
-
-    lines: dict[tuple[str, ...], tuple[Path, int]] = field(default_factory=dict)
-    default_file: Path = Path()
-
-    def where(self, path: tuple[str, ...]) -> str:
-        for n in range(len(path), -1, -1):
-            hit = self.lines.get(path[:n])
-            if hit:
-                return f"{hit[0]}:{hit[1]}"
-        return str(self.default_file)
-
-
-def _fail(src: _Source, path: tuple[str, ...], msg: str) -> ConfigError:
-    keypath = ".".join(path) if path else "(top level)"
-    return ConfigError(f"{src.where(path)}: {keypath}: {msg}")
-
-
-def _read_yaml(file: Path, src: _Source) -> dict[str, Any]:
-    import yaml
-
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                          "save the file as UTF-8") from None
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is not None:
-                # Before construction, which expands aliases and rewrites merge keys (`<<:`).
-                _check_size(node, file)
-                _record_lines(node, (), file, src, set())
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and cmark is not None:
-            problem += f" ({context} at line {cmark.line + 1})"
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}:1: the config must be a mapping of keys, not {_kind(data)}")
-    return data
-
-
-# Aliases may repeat a node (that is their point) but not blow a small file up into a huge
-# document (the "billion laughs"): the document as expanded may hold this many nodes.
-MAX_EXPANDED_NODES = 100_000
-
-
-def _check_size(root: Any, file: Path) -> None:
-    import yaml
-
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: Any) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        if id(node) in active:
-            line = node.start_mark.line + 1
-            raise ConfigError(f"{file}:{line}: invalid YAML: an alias refers to a node that "
-                              "contains it (a recursive structure)")
-        active.add(id(node))
-        n = 1
-        if isinstance(node, yaml.MappingNode):
-            n += sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            n += sum(size(item) for item in node.value)
-        active.discard(id(node))
-        sizes[id(node)] = n
-        return n
-
-    total = size(root)
-    if total > max(len(sizes), MAX_EXPANDED_NODES):
-        raise ConfigError(f"{file}: invalid YAML: aliases expand the document to {total:,} "
-                          f"nodes (more than {MAX_EXPANDED_NODES:,}); write it out plainly")
-
-
-def _record_lines(
-    node: Any, path: tuple[str, ...], file: Path, src: _Source, seen_nodes: set[int]
-) -> None:
-    import yaml
-
-    if id(node) in seen_nodes:  # an alias: its lines are those of its anchor
-        return
-    seen_nodes.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            sub = (*path, key)
-            if key in seen:
-                src.lines[sub] = (file, key_node.start_mark.line + 1)
-                raise _fail(src, sub, "duplicate key")
-            seen.add(key)
-            src.lines[sub] = (file, key_node.start_mark.line + 1)
-            _record_lines(value_node, sub, file, src, seen_nodes)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            sub = (*path, str(i))
-            src.lines[sub] = (file, item.start_mark.line + 1)
-            _record_lines(item, sub, file, src, seen_nodes)
-
-
 def _merge(
     base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -397,7 +277,7 @@ def load_config(
 ) -> Config:
     """Find, read, merge (global defaults › project) and validate the configuration."""
     project = find_config(cwd, path)
-    src = _Source(default_file=project)
+    src = Source(default_file=project)
     glob = global_config_path()
     files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
     key = _fingerprint(files)
@@ -410,7 +290,7 @@ def load_config(
             pass  # said again below from the YAML itself, with line numbers
     data = {}
     for f in files:
-        data = _merge(data, _read_yaml(f, src))
+        data = _merge(data, read_yaml(f, src))
     cfg = build_config(data, src, project)
     _store(cache, key, data)
     return cfg
@@ -475,31 +355,31 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
 
 def load_config_data(data: dict[str, Any], path: Path) -> Config:
     """Validate an in-memory mapping (as if read from ``path``)."""
-    return build_config(data, _Source(default_file=path), path)
+    return build_config(data, Source(default_file=path), path)
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
+def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
     if "tiers" not in data:
-        raise _fail(src, (), "the 'tiers' section is required (at least one tier)")
+        raise fail(src, (), "the 'tiers' section is required (at least one tier)")
     raw = dict(data)
     tiers_raw = raw.pop("tiers")
     if not isinstance(tiers_raw, dict) or not tiers_raw:
-        raise _fail(src, ("tiers",), "must be a mapping of tier names to tier settings")
+        raise fail(src, ("tiers",), "must be a mapping of tier names to tier settings")
     tiers: dict[str, Tier] = {}
     for key, body in tiers_raw.items():
         name = str(key)
         if isinstance(key, bool) or key is None:
-            raise _fail(src, ("tiers", name), "a tier name must be text; quote it in YAML "
+            raise fail(src, ("tiers", name), "a tier name must be text; quote it in YAML "
                         "(on, off, yes, no and null are not names there)")
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-            raise _fail(src, ("tiers", name), "a tier name is letters, digits, '_', '-', '.'")
+            raise fail(src, ("tiers", name), "a tier name is letters, digits, '_', '-', '.'")
         if not isinstance(body, dict):
-            raise _fail(src, ("tiers", name), f"must be a mapping, not {_kind(body)}")
+            raise fail(src, ("tiers", name), f"must be a mapping, not {kind_of(body)}")
         if "name" in body:
-            raise _fail(src, ("tiers", name, "name"),
+            raise fail(src, ("tiers", name, "name"),
                         "unknown key (a tier's name is its key under 'tiers')")
         tier = _convert(Tier, {**body, "name": name}, ("tiers", name), src)
         tiers[name] = _check_tier(tier, ("tiers", name), src)
@@ -510,45 +390,45 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
     for key, value in (("planner", planner), ("executor", executor),
                        ("compaction.tier", cfg.compaction.tier)):
         if value is not None and value not in tiers:
-            raise _fail(src, tuple(key.split(".")),
+            raise fail(src, tuple(key.split(".")),
                         f"names tier {value!r}, which is not defined{_suggest(value, tiers)}")
     ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in tiers)
     for i, t in enumerate(cfg.routing.ladder):
         if t not in tiers:
-            raise _fail(src, ("routing", "ladder", str(i)),
+            raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r}, which is not defined{_suggest(t, tiers)}")
         if t in cfg.routing.ladder[:i]:
-            raise _fail(src, ("routing", "ladder", str(i)),
+            raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r} twice; a ladder climbs each rung once")
     for i, rule in enumerate(cfg.routing.rules):
         where = ("routing", "rules", str(i))
         if rule.tier not in tiers:
-            raise _fail(src, (*where, "tier"), f"names tier {rule.tier!r}, which is not "
+            raise fail(src, (*where, "tier"), f"names tier {rule.tier!r}, which is not "
                         f"defined{_suggest(rule.tier, tiers)}")
         if rule.regex is not None:
             try:
                 re.compile(rule.regex)
             except re.error as exc:
-                raise _fail(src, (*where, "regex"), f"invalid regex: {exc}") from None
+                raise fail(src, (*where, "regex"), f"invalid regex: {exc}") from None
         for j, word in enumerate(rule.keywords):
             if not word.strip():
-                raise _fail(src, (*where, "keywords", str(j)), "is empty")
+                raise fail(src, (*where, "keywords", str(j)), "is empty")
         if (rule.min_chars is not None and rule.max_chars is not None
                 and rule.min_chars > rule.max_chars):
-            raise _fail(src, (*where, "min_chars"), f"is above max_chars ({rule.min_chars} > "
+            raise fail(src, (*where, "min_chars"), f"is above max_chars ({rule.min_chars} > "
                         f"{rule.max_chars}): the rule could never match")
     for i, cmd in enumerate(cfg.audit.verify):
         problem = command_problem(cmd)
         if problem:
-            raise _fail(src, ("audit", "verify", str(i)), problem)
+            raise fail(src, ("audit", "verify", str(i)), problem)
     for i, pat in enumerate(cfg.policy.sensitive_patterns):
         try:
             re.compile(pat)
         except re.error as exc:
-            raise _fail(src, ("policy", "sensitive_patterns", str(i)),
+            raise fail(src, ("policy", "sensitive_patterns", str(i)),
                         f"invalid regex: {exc}") from None
     if cfg.compaction.keep_recent < 0 or cfg.compaction.max_context_tokens < 1:
-        raise _fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
+        raise fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
     _check_ranges(cfg, src)
     return dataclasses.replace(
         cfg,
@@ -561,13 +441,13 @@ def build_config(data: dict[str, Any], src: _Source, path: Path) -> Config:
     )
 
 
-def _check_ranges(cfg: Config, src: _Source) -> None:
+def _check_ranges(cfg: Config, src: Source) -> None:
     """Numbers that cannot be negative, and the few settings with one valid value."""
     if cfg.version != 1:
-        raise _fail(src, ("version",), f"unsupported config version {cfg.version}; "
+        raise fail(src, ("version",), f"unsupported config version {cfg.version}; "
                     "this burnless reads version 1")
     if cfg.cache.session_state != "capsules":
-        raise _fail(src, ("cache", "session_state"),
+        raise fail(src, ("cache", "session_state"),
                     f"must be 'capsules' (the only session state), not {cfg.cache.session_state!r}")
     minimums: list[tuple[str, float | None]] = [
         ("routing.breaker.failures", cfg.routing.breaker.failures),
@@ -584,66 +464,66 @@ def _check_ranges(cfg: Config, src: _Source) -> None:
                      (f"routing.rules.{i}.max_chars", rule.max_chars)]
     for key, value in minimums:
         if value is not None and value < 0:
-            raise _fail(src, tuple(key.split(".")), f"must be >= 0, not {value:g}")
+            raise fail(src, tuple(key.split(".")), f"must be >= 0, not {value:g}")
     if cfg.metrics.port > 65535:
-        raise _fail(src, ("metrics", "port"),
+        raise fail(src, ("metrics", "port"),
                     f"must be a TCP port (0-65535), not {cfg.metrics.port}")
     if not cfg.metrics.host.strip():
-        raise _fail(src, ("metrics", "host"), "is empty (127.0.0.1 serves this machine only)")
+        raise fail(src, ("metrics", "host"), "is empty (127.0.0.1 serves this machine only)")
 
 
 # An environment variable name: no '=' (it ends the name) and no NUL (it ends the string).
 ENV_NAME_RE = re.compile(r"[^=\x00]+")
 
 
-def _check_tier(tier: Tier, where: tuple[str, ...], src: _Source) -> Tier:
+def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
     if (tier.command is None) == (tier.api is None):
-        raise _fail(src, where, "give exactly one of 'command' (a program to run) or 'api'")
+        raise fail(src, where, "give exactly one of 'command' (a program to run) or 'api'")
     if tier.api is not None and tier.api not in API_KINDS:
-        raise _fail(src, (*where, "api"),
+        raise fail(src, (*where, "api"),
                     f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
     if tier.format not in FORMATS:
-        raise _fail(src, (*where, "format"),
+        raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
                     f"known: {', '.join(FORMATS)}")
     if tier.input not in ("stdin", "arg"):
-        raise _fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
+        raise fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
     if tier.timeout <= 0 or tier.max_output_tokens <= 0:
-        raise _fail(src, where, "timeout and max_output_tokens must be positive")
+        raise fail(src, where, "timeout and max_output_tokens must be positive")
     if tier.price is not None and any(v < 0 for v in tier.price.as_mapping().values()):
-        raise _fail(src, (*where, "price"), "prices must be >= 0")
+        raise fail(src, (*where, "price"), "prices must be >= 0")
     if tier.api is not None and not tier.model:
-        raise _fail(src, (*where, "model"),
+        raise fail(src, (*where, "model"),
                     "required for an api tier (the model id, e.g. claude-sonnet-4-5)")
     if tier.base_url is not None and not re.match(r"https?://[^/]", tier.base_url):
-        raise _fail(src, (*where, "base_url"),
+        raise fail(src, (*where, "base_url"),
                     f"must be an http:// or https:// URL, not {tier.base_url!r}")
     names: list[tuple[tuple[str, ...], str]] = [(("env", k), k) for k in tier.env]
     names += [(("pass_env", str(i)), k) for i, k in enumerate(tier.pass_env)]
     names.append((("api_key_env",), tier.api_key_env))
     for sub, name in names:
         if not ENV_NAME_RE.fullmatch(name):
-            raise _fail(src, (*where, *sub),
+            raise fail(src, (*where, *sub),
                         f"{name!r} is not an environment variable name (no '=', not empty)")
     for k, v in tier.env.items():
         if "\x00" in v:
-            raise _fail(src, (*where, "env", k), "contains a NUL byte")
+            raise fail(src, (*where, "env", k), "contains a NUL byte")
     model = tier.model
     if tier.command is not None:
         problem = command_problem(tier.command)
         if problem:
-            raise _fail(src, (*where, "command"), problem)
+            raise fail(src, (*where, "command"), problem)
         argv = shlex.split(tier.command)
         for word in re.findall(r"(?<!\$)\{([A-Za-z_][\w-]*)\}", tier.command):  # not ${VAR}
             if word not in PLACEHOLDERS:
-                raise _fail(src, (*where, "command"), f"unknown placeholder {{{word}}}"
+                raise fail(src, (*where, "command"), f"unknown placeholder {{{word}}}"
                             f"{_suggest(word, PLACEHOLDERS)}; known: "
                             + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
         has_prompt = any("{prompt}" in a for a in argv)
         if tier.input == "arg" and not has_prompt:
-            raise _fail(src, (*where, "command"), "input: arg needs a {prompt} placeholder")
+            raise fail(src, (*where, "command"), "input: arg needs a {prompt} placeholder")
         if tier.input == "stdin" and has_prompt:
-            raise _fail(src, (*where, "input"), "the command uses {prompt}: set input: arg")
+            raise fail(src, (*where, "input"), "the command uses {prompt}: set input: arg")
         model = model or model_from_argv(argv)
     return dataclasses.replace(tier, model=model)
 
@@ -670,10 +550,10 @@ def model_from_argv(argv: list[str]) -> str | None:
     return None
 
 
-def _convert(cls: Any, data: Any, path: tuple[str, ...], src: _Source) -> Any:
+def _convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and value types."""
     if not isinstance(data, dict):
-        raise _fail(src, path, f"must be a mapping, not {_kind(data)}")
+        raise fail(src, path, f"must be a mapping, not {kind_of(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
     public = [n for n in fields if n not in ("name", "path", "workspace", "tiers")]
@@ -681,7 +561,7 @@ def _convert(cls: Any, data: Any, path: tuple[str, ...], src: _Source) -> Any:
     for key, value in data.items():
         key = str(key)
         if key not in fields or (key in ("path", "workspace") and cls is Config):
-            raise _fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
+            raise fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
         kwargs[key] = _value(hints[key], value, (*path, key), src)
     return cls(**kwargs)
 
@@ -691,7 +571,7 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)  # ~0.3 ms each: once per class, not per load
 
 
-def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
+def _value(tp: Any, value: Any, path: tuple[str, ...], src: Source) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -708,47 +588,40 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: _Source) -> Any:
         if isinstance(value, str) and item_tp is str:
             value = [value]
         if not isinstance(value, list):
-            raise _fail(src, path, f"must be a list, not {_kind(value)}")
+            raise fail(src, path, f"must be a list, not {kind_of(value)}")
         return tuple(_value(item_tp, v, (*path, str(i)), src) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise _fail(src, path, f"must be a mapping, not {_kind(value)}")
+            raise fail(src, path, f"must be a mapping, not {kind_of(value)}")
         for k, v in value.items():
             if not isinstance(v, (str, int)) or isinstance(v, bool):
                 hint = " (quote it in YAML: 'true', 'yes', '1.10')" if isinstance(
                     v, (bool, float)) else ""
-                raise _fail(src, (*path, str(k)), f"must be a string, not {_kind(v)}{hint}")
+                raise fail(src, (*path, str(k)), f"must be a string, not {kind_of(v)}{hint}")
         return {str(k): str(v) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise _fail(src, path, f"must be true or false, not {value!r}")
+            raise fail(src, path, f"must be true or false, not {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(src, path, f"must be a whole number, not {value!r}")
+            raise fail(src, path, f"must be a whole number, not {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(src, path, f"must be a number, not {value!r}")
+            raise fail(src, path, f"must be a number, not {value!r}")
         if not math.isfinite(value):
-            raise _fail(src, path, f"must be a finite number, not {value!r}")
+            raise fail(src, path, f"must be a finite number, not {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, (bool, float)):
             # YAML reads `on`/`yes`/`no` as booleans and `4.10` as the number 4.1.
-            raise _fail(src, path, f"must be a string, not {_kind(value)} ({value!r}); "
+            raise fail(src, path, f"must be a string, not {kind_of(value)} ({value!r}); "
                         "quote it in YAML")
         if not isinstance(value, (str, int)):
-            raise _fail(src, path, f"must be a string, not {_kind(value)}")
+            raise fail(src, path, f"must be a string, not {kind_of(value)}")
         return str(value)
     raise AssertionError(f"unhandled config type {tp!r}")  # pragma: no cover
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _suggest(word: str, candidates: Any) -> str:
