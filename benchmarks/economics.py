@@ -29,11 +29,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from burnless.capsule import Capsule
+from burnless.accounting.pricing import Price, cost_usd, price_for
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Compaction
-from burnless.pricing import Price, cost_usd, price_for
 from burnless.prompt import Prompt, header, project_block, render_prompt
-from burnless.session import (
+from burnless.session.capsule import Capsule
+from burnless.session.store import (
     compact_capsule,
     context_of,
     context_tokens,
@@ -44,7 +45,6 @@ from burnless.session import (
     plan_fold,
 )
 from burnless.sim.billing import PromptCache, split_blocks
-from burnless.tokens import Tokens, estimate_tokens
 
 GOLD = "claude-opus-4-8"  # frontier model; burnless's planner
 SILVER = "claude-sonnet-4-6"  # mid model; burnless's executor

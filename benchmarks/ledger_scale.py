@@ -26,9 +26,9 @@ from pathlib import Path
 
 import orjson
 
-from burnless import ledger
-from burnless.ledger import LedgerRecord, Route
-from burnless.tokens import Tokens
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord, Route
+from burnless.accounting.tokens import Tokens
 
 TIERS = (("bronze", "claude-haiku-4-5", 1.0, 5.0), ("silver", "claude-sonnet-4-6", 3.0, 15.0),
          ("gold", "claude-opus-4-8", 5.0, 25.0))

@@ -33,7 +33,7 @@ _WHERE = {
     "BurnlessAgent": "burnless.agent",
     "RunResult": "burnless.result",
     "AuditReport": "burnless.audit",
-    "Tokens": "burnless.tokens",
+    "Tokens": "burnless.accounting.tokens",
     "BurnlessError": "burnless.errors",
     "UsageError": "burnless.errors",
     "ConfigError": "burnless.errors",
@@ -45,6 +45,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from burnless.accounting.tokens import Tokens
     from burnless.agent import BurnlessAgent
     from burnless.audit import AuditReport
     from burnless.errors import (
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
         UsageError,
     )
     from burnless.result import RunResult
-    from burnless.tokens import Tokens
 
 
 def __getattr__(name: str) -> Any:

@@ -22,19 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnless import audit as audit_mod
-from burnless import faults, routing
-from burnless.breaker import Breaker
+from burnless import crashpoints as faults
+from burnless.accounting.ledger import Route, new_task_id, now_iso
+from burnless.accounting.tokens import Tokens
 from burnless.calls import Calls, Outcome, Progress, Turn
-from burnless.capsule import Capsule, Context, one_line
 from burnless.config import Config, Tier, check_available, command_problem, load_config
 from burnless.errors import PolicyRefused, SessionBusy, UsageError
-from burnless.ledger import Route, new_task_id, now_iso
-from burnless.policy import Policy
 from burnless.prompt import Prompt, read_prefix, render_prompt
-from burnless.redact import MASK_PATTERN
 from burnless.result import RunResult, exit_code_for, total_cost
-from burnless.routing import Decision
-from burnless.session import (
+from burnless.routing import router as routing
+from burnless.routing.breaker import Breaker
+from burnless.routing.router import Decision
+from burnless.safety.policy import Policy
+from burnless.safety.secrets import MASK_PATTERN
+from burnless.session.capsule import Capsule, Context, one_line
+from burnless.session.store import (
     Pin,
     Session,
     SessionMeta,
@@ -48,7 +50,6 @@ from burnless.session import (
     next_seq,
     plan_fold,
 )
-from burnless.tokens import Tokens
 
 
 @dataclass(frozen=True)

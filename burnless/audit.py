@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from burnless.atomic import open_regular
 from burnless.envelope import FileClaim
+from burnless.storage.atomic import open_regular
 
 CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
 RACY_WINDOW_NS = 3_000_000_000

@@ -11,20 +11,20 @@ from pathlib import Path
 from typing import Protocol
 
 from burnless import audit as audit_mod
-from burnless.budget import Guard, Reservation
-from burnless.capsule import Capsule
+from burnless.accounting.budget import Guard, Reservation
+from burnless.accounting.cost import account
+from burnless.accounting.ledger import LedgerRecord, Route, log_path, new_run_id
+from burnless.accounting.ledger import append as ledger_append
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Config, Tier
-from burnless.cost import account
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused
 from burnless.formats import WorkerOutput
-from burnless.ledger import LedgerRecord, Route, log_path, new_run_id
-from burnless.ledger import append as ledger_append
-from burnless.policy import Policy
 from burnless.prompt import Prompt
 from burnless.result import CallRecord
-from burnless.session import Session, SessionMeta
-from burnless.tokens import Tokens, estimate_tokens
+from burnless.safety.policy import Policy
+from burnless.session.capsule import Capsule
+from burnless.session.store import Session, SessionMeta
 from burnless.workers import Call, Reply, dispatch
 
 
@@ -157,7 +157,7 @@ class Calls:
         cfg = self.config
         if not cfg.cache.responses or role == "compaction":
             return None
-        from burnless import responses
+        from burnless import response_cache as responses
 
         hit = responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
             responses.key(tier, role, prompt.text))
@@ -173,7 +173,7 @@ class Calls:
         cfg = self.config
         if not cfg.cache.responses or out.cached or not read_only or out.reply.failed:
             return
-        from burnless import responses
+        from burnless import response_cache as responses
 
         responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
             responses.key(out.tier, role, prompt.text), self.policy.mask(out.reply.output.text),

@@ -323,7 +323,7 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
         return None
     import orjson
 
-    from burnless.atomic import open_regular
+    from burnless.storage.atomic import open_regular
 
     try:
         with open_regular(cache) as f:  # a FIFO planted here must not hang every run
@@ -343,7 +343,7 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
         return
     import orjson
 
-    from burnless.atomic import write_atomic
+    from burnless.storage.atomic import write_atomic
 
     try:
         blob = orjson.dumps({"key": key, "data": data})

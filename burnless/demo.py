@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burnless.tokens import Tokens
+from burnless.accounting.tokens import Tokens
 
 GOLD = "claude-opus-4-8"
 SILVER = "claude-sonnet-4-6"
@@ -154,7 +154,7 @@ Request = dict[str, Any]
 
 def _executor_calls(sim_log: Path) -> list[list[Request]]:
     """The executor's requests, grouped by call (a call's first request has one message)."""
-    from burnless import jsonl
+    from burnless.storage import jsonl
 
     calls: list[list[Request]] = []
     for rec in jsonl.read(sim_log):
@@ -175,7 +175,7 @@ def _replay(calls: list[list[Request]], answers: list[str], *, cached: bool
     1..N-1 (tasks, tool calls, tool results, answers). Same system prompt, same outputs, the
     breakpoints Claude Code uses (system block, last block) or none at all.
     """
-    from burnless import pricing
+    from burnless.accounting import pricing
     from burnless.sim.billing import PromptCache
 
     cache = PromptCache()

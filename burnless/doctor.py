@@ -19,7 +19,7 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
         cfg = load_config(config_path)
     except ConfigError as exc:
         return [_check("config", "fail", str(exc))]
-    from burnless.policy import Policy
+    from burnless.safety.policy import Policy
     from burnless.workers.command import adapt_argv
 
     policy = Policy(cfg)  # one redactor for every tier's command
@@ -59,9 +59,9 @@ def _writable(state_dir: Any) -> dict[str, str]:
 
 def _cacheable(cfg: Any) -> list[dict[str, str]]:
     """Warn when the stable prefix is below the model's minimum cacheable length."""
-    from burnless import pricing
+    from burnless.accounting import pricing
+    from burnless.accounting.tokens import estimate_tokens
     from burnless.prompt import header, project_block, read_prefix
-    from burnless.tokens import estimate_tokens
 
     try:
         prefix_md = read_prefix(cfg.state_dir)

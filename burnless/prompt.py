@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from burnless.capsule import Context, render, utf8_safe
+from burnless.session.capsule import Context, render, utf8_safe
 
 PROTOCOL_VERSION = 1
 ROLES = ("planner", "executor", "compactor")
@@ -139,7 +139,7 @@ def read_prefix(state_dir: Path) -> str:
     Raises OSError or UnicodeDecodeError; a FIFO or device in its place is refused, never
     waited on (opened non-blocking, then checked to be a regular file).
     """
-    from burnless.atomic import open_regular
+    from burnless.storage.atomic import open_regular
 
     try:
         f = open_regular(state_dir / "prefix.md")

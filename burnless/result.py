@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from burnless.accounting.tokens import Tokens
 from burnless.audit import SKIPPED, AuditReport
 from burnless.errors import EXIT_AUDIT, EXIT_FAILED, EXIT_OK
-from burnless.tokens import Tokens
 
 
 @dataclass(frozen=True)

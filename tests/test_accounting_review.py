@@ -22,13 +22,14 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from burnless import jsonl, ledger
-from burnless.ledger import LedgerRecord
-from burnless.ledger_index import LedgerIndex, day_of, scan
-from burnless.metrics import Live, MetricsView, exposition
-from burnless.spend import spend_for
-from burnless.tokens import Tokens
-from burnless.usage import report
+from burnless.accounting import ledger
+from burnless.accounting.index import LedgerIndex, day_of, scan
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.metrics import Live, MetricsView, exposition
+from burnless.accounting.spend import spend_for
+from burnless.accounting.tokens import Tokens
+from burnless.accounting.usage import report
+from burnless.storage import jsonl
 from tests.conftest import Samples, Workspace, parse_metrics
 
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
@@ -323,7 +324,7 @@ def test_the_ledger_stamps_records_in_utc_whatever_the_local_zone(
 
 def fresh_report(state: Path, **kw: Any) -> dict[str, Any]:
     """The report computed from scratch, no checkpoint read or written."""
-    from burnless.usage import aggregate
+    from burnless.accounting.usage import aggregate
 
     idx = LedgerIndex.open(state, checkpoint=False)
     by = kw.get("by", "tier")

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.agent import BurnlessAgent
 from burnless.config import Tier
 from burnless.prompt import Prompt
 from burnless.sim import server as sim_server_module
 from burnless.sim.billing import CacheControlError, PromptCache, split_blocks
 from burnless.sim.server import MAX_BODY_BYTES, SimServer, parse_fault
-from burnless.tokens import Tokens, estimate_tokens
 from burnless.workers import Call, Reply
 from burnless.workers import anthropic_api as api
 from tests.conftest import Workspace

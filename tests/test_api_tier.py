@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
+from burnless.accounting.tokens import estimate_tokens
 from burnless.agent import BurnlessAgent
 from burnless.config import Tier
 from burnless.prompt import Prompt
 from burnless.sim.server import SimServer
-from burnless.tokens import estimate_tokens
 from burnless.workers.anthropic_api import base_url, build_request, describe
 from tests.conftest import Workspace, fake
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from burnless import ledger
-from burnless.ledger import LedgerRecord
-from burnless.spend import spend_for
-from burnless.tokens import Tokens
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.spend import spend_for
+from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace, fake
 
 

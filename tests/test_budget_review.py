@@ -19,13 +19,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from burnless import budget, ledger
-from burnless.budget import Guard
+from burnless.accounting import budget, ledger
+from burnless.accounting.budget import Guard
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.spend import spend_for
+from burnless.accounting.tokens import Tokens
 from burnless.config import load_config
 from burnless.errors import BudgetExceeded
-from burnless.ledger import LedgerRecord
-from burnless.spend import spend_for
-from burnless.tokens import Tokens
 from tests.conftest import Workspace, fake
 
 # A huge price makes the worst case of one call ~$1.00 (the output cap) with no prompt tokens.
@@ -238,7 +238,7 @@ def test_ledger_record_has_every_spec_field(ws: Workspace) -> None:
 _HOLD_AND_TEAR = """
 import os, sys, time
 from pathlib import Path
-from burnless import jsonl
+from burnless.storage import jsonl
 path = Path(sys.argv[1])
 with jsonl.locked(path):
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
@@ -292,8 +292,8 @@ def test_symlinked_ledger_is_refused_and_its_target_untouched(ws: Workspace,
 _FULL_DISK = """
 import resource, signal, sys
 from pathlib import Path
-from burnless import ledger
-from burnless.ledger import LedgerRecord
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 state = Path(sys.argv[1])
 size = ledger.ledger_path(state).stat().st_size
@@ -329,8 +329,8 @@ def test_full_disk_append_fails_loudly_and_loses_no_complete_record(tmp_path: Pa
 _BIG_WRITER = """
 import sys
 from pathlib import Path
-from burnless import ledger
-from burnless.ledger import LedgerRecord
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord
 state, w = Path(sys.argv[1]), int(sys.argv[2])
 for i in range(15):
     ledger.append(state, LedgerRecord(run_id="r-20261128T120000-abcdef", session=f"w{w}",

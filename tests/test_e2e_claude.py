@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 
+from burnless.accounting.tokens import estimate_tokens
 from burnless.sim.billing import BILLING_HEADER_PREFIX, split_blocks
-from burnless.tokens import estimate_tokens
 
 if TYPE_CHECKING:  # the `ws` fixture itself comes from conftest.py
     from tests.conftest import Workspace
@@ -111,7 +111,7 @@ def claude() -> Path:
     prefix = _cache_root() / "claude-code"
     binary = prefix / "node_modules" / ".bin" / "claude"
     prefix.mkdir(parents=True, exist_ok=True)
-    from burnless.locks import file_lock
+    from burnless.storage.locks import file_lock
 
     with file_lock(Path(str(prefix) + ".lock"), 900):  # two CI jobs sharing one cache
         found = _installed_version(binary)

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from burnless.accounting.pricing import price_for
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Compaction
-from burnless.pricing import price_for
-from burnless.tokens import Tokens, estimate_tokens
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "economics.py"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from burnless.accounting.tokens import Tokens
 from burnless.formats import FORMATS, WorkerOutput, detect_format, parse_output
-from burnless.tokens import Tokens
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 ANSWER_START = "I added a `refresh()` method to `auth/session.py`."

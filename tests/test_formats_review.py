@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
+from burnless.accounting.pricing import canonical_model, cost_usd, price_for
+from burnless.accounting.tokens import Tokens
 from burnless.envelope import extract
 from burnless.formats import parse_output
-from burnless.pricing import canonical_model, cost_usd, price_for
-from burnless.tokens import Tokens
 
 USAGE = {
     "input_tokens": 10,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from burnless import jsonl
+from burnless.storage import jsonl
 
 records = st.dictionaries(
     st.text(min_size=1, max_size=5),

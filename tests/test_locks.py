@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from burnless.locks import LockTimeout, file_lock
+from burnless.storage.locks import LockTimeout, file_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from burnless.locks import file_lock
+from burnless.storage.locks import file_lock
 with file_lock(Path(sys.argv[1]), 5):
     print("held", flush=True)
     time.sleep(60)

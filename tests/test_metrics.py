@@ -19,10 +19,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from burnless import ledger
-from burnless.ledger import LedgerRecord
-from burnless.metrics import Family, Sample, exposition
-from burnless.tokens import Tokens
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.metrics import Family, Sample, exposition
+from burnless.accounting.tokens import Tokens
 from tests.conftest import Samples, Workspace, parse_metrics
 
 parse = parse_metrics

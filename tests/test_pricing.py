@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from burnless import pricing
+from burnless.accounting import pricing
+from burnless.accounting.pricing import Price, canonical_model, cost_usd, price_for
+from burnless.accounting.tokens import Tokens
 from burnless.formats import parse_output
-from burnless.pricing import Price, canonical_model, cost_usd, price_for
-from burnless.tokens import Tokens
 
-TABLE = orjson.loads((Path(pricing.__file__).parent / "data" / "prices.json").read_bytes())
+TABLE = orjson.loads((Path(pricing.__file__).parents[1] / "data" / "prices.json").read_bytes())
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 
 
@@ -171,7 +171,7 @@ def test_a_broken_table_is_refused() -> None:
 
 def test_the_table_is_read_only_when_pricing_is_needed() -> None:
     code = (
-        "import burnless.pricing as p\n"
+        "import burnless.accounting.pricing as p\n"
         "print(p._table.cache_info().currsize)\n"
         "p.canonical_model('gpt-5')\n"
         "print(p._table.cache_info().currsize)\n"

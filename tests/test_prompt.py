@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from burnless.capsule import Capsule
 from burnless.prompt import header, render_prompt
-from burnless.session import (
+from burnless.session.capsule import Capsule
+from burnless.session.store import (
     Session,
     compact_capsule,
     context_of,

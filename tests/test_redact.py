@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from burnless.errors import ConfigError
-from burnless.redact import (
+from burnless.safety.secrets import (
     MASK_PATTERN,
     Finding,
     Redactor,
@@ -213,7 +213,7 @@ def test_concurrent_key_creation_yields_one_key(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from burnless.redact import load_or_create_key\n"
+        "from burnless.safety.secrets import load_or_create_key\n"
         f"time.sleep(max(0.0, {start_at} - time.time()))\n"
         "print(load_or_create_key(Path(sys.argv[1]) / 'redact.key').hex())\n"
     )

@@ -10,7 +10,7 @@ import yaml
 
 from burnless.config import load_config_data
 from burnless.errors import PolicyRefused
-from burnless.routing import route
+from burnless.routing.router import route
 from tests.conftest import Workspace
 
 BASE = {

@@ -373,7 +373,7 @@ def test_concurrent_runs_on_one_session_serialize(ws: Workspace) -> None:
 
 
 def test_session_lock_timeout_is_exit_6(ws: Workspace) -> None:
-    from burnless.locks import file_lock
+    from burnless.storage.locks import file_lock
 
     ws.tiers(silver="honest", extra="session: {lock_timeout: 0.5}\n")
     lock_path = ws.state / "sessions" / "held" / ".lock"

@@ -20,9 +20,9 @@ import pytest
 
 from burnless.config import load_config
 from burnless.errors import ConfigError
-from burnless.policy import Policy
-from burnless.redact import Redactor, find_secrets, looks_random
-from burnless.sensitive import classify, path_matches, paths_in
+from burnless.safety.policy import Policy
+from burnless.safety.secrets import Redactor, find_secrets, looks_random
+from burnless.safety.sensitivity import classify, path_matches, paths_in
 from tests.conftest import Workspace, fake, quoted
 
 KEY = b"r" * 32

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from burnless.errors import ConfigError
-from burnless.sensitive import Sensitivity, classify, path_matches, paths_in
+from burnless.safety.sensitivity import Sensitivity, classify, path_matches, paths_in
 
 GITHUB = "gh" + "p_" + "R8aZkQ2mW5xT9vB3nL7pC1dF6gH0jK4sY2eU"
 AWS_ID = "AK" + "IA" + "Z5Q7XN2RT4YBW6UP"

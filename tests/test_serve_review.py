@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from burnless import ledger
-from burnless.ledger_index import LedgerIndex
-from burnless.metrics import CLIENT_TIMEOUT_S, MAX_CLIENTS
-from burnless.tokens import Tokens
+from burnless.accounting import ledger
+from burnless.accounting.index import LedgerIndex
+from burnless.accounting.metrics import CLIENT_TIMEOUT_S, MAX_CLIENTS
+from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace
 from tests.test_metrics import get, parse, rec, sample, seed
 

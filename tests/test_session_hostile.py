@@ -21,12 +21,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from burnless import BurnlessAgent, jsonl
-from burnless.atomic import write_atomic
-from burnless.capsule import MAX_SUMMARY, Capsule, render
+from burnless import BurnlessAgent
 from burnless.errors import BurnlessError, UsageError
-from burnless.locks import file_lock
-from burnless.session import (
+from burnless.session.capsule import MAX_SUMMARY, Capsule, render
+from burnless.session.store import (
     Pin,
     Session,
     SessionMeta,
@@ -35,6 +33,9 @@ from burnless.session import (
     current_epoch,
     next_seq,
 )
+from burnless.storage import jsonl
+from burnless.storage.atomic import write_atomic
+from burnless.storage.locks import file_lock
 from tests.conftest import WORKER, Workspace, fake, quoted
 
 PLAIN = "planner: null\n"  # one executor call per run: fast, and enough for session state
@@ -679,7 +680,7 @@ def test_meta_with_wrong_types_reads_as_strings_or_nothing(tmp_path: Path) -> No
 ATOMIC_WRITER = """
 import sys
 from pathlib import Path
-from burnless.atomic import write_atomic
+from burnless.storage.atomic import write_atomic
 path, size = Path(sys.argv[1]), int(sys.argv[2])
 print("ready", flush=True)
 i = 0
@@ -711,7 +712,7 @@ def test_sigkill_mid_write_atomic_leaves_the_old_or_the_new_file(tmp_path: Path)
 JSONL_WRITER = """
 import sys
 from pathlib import Path
-from burnless import jsonl
+from burnless.storage import jsonl
 path = Path(sys.argv[1])
 print("ready", flush=True)
 i = 0
@@ -756,9 +757,9 @@ def _limited(script: str, limit: int, *args: str) -> subprocess.CompletedProcess
 FULL_DISK = """
 import sys
 from pathlib import Path
-from burnless.capsule import Capsule
+from burnless.session.capsule import Capsule
 from burnless.errors import BurnlessError
-from burnless.session import Session
+from burnless.session.store import Session
 s = Session(Path(sys.argv[1]), "s")
 c = Capsule.make(seq=4, epoch=1, role="exec", task="t", summary="x" * 300)
 try:
@@ -803,7 +804,7 @@ def test_write_atomic_failures_name_the_file_and_leave_the_target(tmp_path: Path
     assert "missing" in str(info.value)
     f = tmp_path / "f"
     f.write_bytes(b"old")
-    p = _limited("import sys\nfrom pathlib import Path\nfrom burnless.atomic import "
+    p = _limited("import sys\nfrom pathlib import Path\nfrom burnless.storage.atomic import "
                  "write_atomic\ntry:\n    write_atomic(Path(sys.argv[1]), b'n' * 100000)\n"
                  "except OSError as e:\n    print(type(e).__name__, e)\n", 1000, str(f))
     assert p.returncode == 0 and str(f) in p.stdout and "File too large" in p.stdout, p.stderr

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from burnless.accounting.tokens import estimate_tokens
 from burnless.sim.billing import (
     CacheControlError,
     PromptCache,
@@ -14,7 +15,6 @@ from burnless.sim.billing import (
     minimum_cacheable_tokens,
     split_blocks,
 )
-from burnless.tokens import estimate_tokens
 
 MODEL = "claude-sonnet-4-6"  # minimum cacheable length 1024 tokens
 

@@ -180,8 +180,8 @@ def test_non_ascii_page_under_a_c_locale(tmp_path: Path) -> None:
 
 
 def test_with_the_real_prompt_renderer(site: Path) -> None:
-    from burnless.capsule import Capsule, Context
     from burnless.prompt import render_prompt
+    from burnless.session.capsule import Capsule, Context
 
     earlier = Capsule.make(
         seq=1, epoch=1, role="exec", tier="checks", task="Page audit site/problems.html"

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from burnless import jsonl, ledger
-from burnless.ledger import LedgerRecord
-from burnless.ledger_index import LedgerIndex, scan
-from burnless.tokens import Tokens
-from burnless.usage import aggregate, report
+from burnless.accounting import ledger
+from burnless.accounting.index import LedgerIndex, scan
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.tokens import Tokens
+from burnless.accounting.usage import aggregate, report
+from burnless.storage import jsonl
 from tests.conftest import Workspace
 
 TODAY = date(2026, 11, 28)
@@ -259,7 +260,7 @@ def test_checkpoint_is_used_and_follows_appends(state: Path) -> None:
 def test_checkpoint_is_rewritten_after_a_large_catch_up(
     state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from burnless import ledger_index
+    from burnless.accounting import index as ledger_index
 
     write(state, rec(session="one"))
     LedgerIndex.open(state)
@@ -301,7 +302,7 @@ def test_a_checkpoint_that_lies_about_the_ledger_is_not_resumed(state: Path) -> 
 
 
 def test_parallel_scan_equals_serial_scan(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from burnless import ledger_index
+    from burnless.accounting import index as ledger_index
 
     write(state, *(rec(TODAY - timedelta(days=i % 5), session=f"s{i % 7}",
                        tier=("bronze", "silver", "gold")[i % 3]) for i in range(300)))

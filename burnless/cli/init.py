@@ -34,8 +34,8 @@ def init(
     from importlib.resources import files
     from pathlib import Path
 
-    from burnless.atomic import write_atomic
     from burnless.errors import UsageError
+    from burnless.storage.atomic import write_atomic
 
     state = Path.cwd() / ".burnless"
     config = state / "config.yaml"

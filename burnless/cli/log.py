@@ -17,10 +17,10 @@ def log(
     config: ConfigOpt = None,
 ) -> None:
     """Print the raw worker output (stdout and stderr) of one call."""
-    from burnless.atomic import open_regular
+    from burnless.accounting.ledger import log_path
     from burnless.config import load_config
     from burnless.errors import UsageError
-    from burnless.ledger import log_path
+    from burnless.storage.atomic import open_regular
 
     cfg = load_config(config)
     path = log_path(cfg.state_dir, run_id)

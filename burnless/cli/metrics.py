@@ -13,8 +13,8 @@ def metrics(config: ConfigOpt = None) -> None:
     """Print the Prometheus metrics once (what `serve` exposes at /metrics)."""
     import sys
 
+    from burnless.accounting.metrics import exposition, families_for
     from burnless.config import load_config
-    from burnless.metrics import exposition, families_for
 
     sys.stdout.write(exposition(families_for(load_config(config).state_dir)))
 
@@ -29,8 +29,8 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve /metrics (Prometheus), /stats (JSON) and /healthz until interrupted."""
+    from burnless.accounting.metrics import serve as run_server
     from burnless.config import load_config
-    from burnless.metrics import serve as run_server
 
     cfg = load_config(config)
     run_server(cfg.state_dir, host or cfg.metrics.host,

@@ -16,7 +16,7 @@ IdArg = Annotated[str, typer.Argument(help="Session id.")]
 
 
 def _summary(cfg: Any, sid: str, ledger_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from burnless.session import Session, current_epoch
+    from burnless.session.store import Session, current_epoch
 
     s = Session(cfg.state_dir, sid)
     caps = s.capsules()
@@ -36,9 +36,9 @@ def _summary(cfg: Any, sid: str, ledger_rows: list[dict[str, Any]]) -> dict[str,
 @app.command("list")
 def list_(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List the sessions of this workspace."""
-    from burnless import ledger
+    from burnless.accounting import ledger
     from burnless.config import load_config
-    from burnless.session import list_sessions
+    from burnless.session.store import list_sessions
 
     with console.json_errors(json_):
         cfg = load_config(config)
@@ -68,7 +68,7 @@ def list_(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 def _existing(cfg: Any, sid: str) -> Any:
     from burnless.errors import UsageError
-    from burnless.session import Session
+    from burnless.session.store import Session
 
     s = Session(cfg.state_dir, sid)
     if not s.exists():
@@ -79,7 +79,7 @@ def _existing(cfg: Any, sid: str) -> Any:
 @app.command("show")
 def show(session_id: IdArg, json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Capsules, epochs, pins, calls and cost of a session."""
-    from burnless import ledger
+    from burnless.accounting import ledger
     from burnless.config import load_config
 
     with console.json_errors(json_):

@@ -9,7 +9,7 @@ import typer
 from burnless.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
-    from burnless.usage import Report, Stats
+    from burnless.accounting.usage import Report, Stats
 
 FORMATS = ("table", "json", "csv")
 
@@ -34,9 +34,9 @@ def usage(
     config: ConfigOpt = None,
 ) -> None:
     """Calls, tokens, cache hits, cost and refusals from the ledger, per group."""
+    from burnless.accounting.usage import report
     from burnless.config import load_config
     from burnless.errors import UsageError
-    from burnless.usage import report
 
     if format_ not in FORMATS:
         raise UsageError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from burnless.accounting.tokens import Tokens
 from burnless.formats.jsonio import JSON, Events, as_dict, as_float, as_int, as_str, has_count
 from burnless.formats.output import CLAUDE_JSON, CLAUDE_STREAM_JSON, WorkerOutput
-from burnless.tokens import Tokens
 
 RESULT = "result"
 _USAGE_KEYS = (

@@ -17,9 +17,9 @@ Shapes from openai/codex ``codex-rs/exec/src/exec_events.rs`` (``ThreadEvent``) 
 
 from __future__ import annotations
 
+from burnless.accounting.tokens import Tokens
 from burnless.formats.jsonio import JSON, Events, as_dict, as_int, as_str, has_count
 from burnless.formats.output import CODEX_JSONL, WorkerOutput
-from burnless.tokens import Tokens
 
 EVENT_TYPES = frozenset(
     {

@@ -19,9 +19,9 @@ their sum and ``model`` the one that processed the most tokens.
 
 from __future__ import annotations
 
+from burnless.accounting.tokens import Tokens
 from burnless.formats.jsonio import JSON, as_dict, as_int, as_str, has_count
 from burnless.formats.output import GEMINI_JSON, WorkerOutput
-from burnless.tokens import Tokens
 
 
 def is_gemini(obj: JSON) -> bool:

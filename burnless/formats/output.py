@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from burnless.tokens import Tokens
+from burnless.accounting.tokens import Tokens
 
 CLAUDE_JSON = "claude-json"
 CLAUDE_STREAM_JSON = "claude-stream-json"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
-from burnless.tokens import Tokens, estimate_tokens
+from burnless.accounting.tokens import Tokens, estimate_tokens
 
 MAX_BREAKPOINTS = 4
 LOOKBACK_BLOCKS = 20  # positions checked per breakpoint, the breakpoint itself counted first
@@ -42,7 +42,7 @@ def minimum_cacheable_tokens(model: str) -> int:
     The figures live in burnless's price table (``min_cache_tokens``), the one place that
     describes models, so ``doctor`` and the simulator agree.
     """
-    from burnless.pricing import min_cacheable_tokens
+    from burnless.accounting.pricing import min_cacheable_tokens
 
     return min_cacheable_tokens(model) or DEFAULT_MIN_CACHEABLE
 

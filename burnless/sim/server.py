@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from burnless.accounting.tokens import estimate_tokens
 from burnless.sim.billing import CacheControlError, PromptCache, block_text, split_blocks
 from burnless.sim.dialogue import Turn, next_turn
-from burnless.tokens import estimate_tokens
 
 DEFAULT_PORT = 4357
 FAULT_HEADER = "x-sim-fault"

@@ -37,10 +37,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from burnless.accounting.tokens import Tokens
 from burnless.config import Tier
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
-from burnless.tokens import Tokens
 from burnless.workers import Call, Reply
 
 if TYPE_CHECKING:

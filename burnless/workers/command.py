@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from burnless import process
-from burnless.atomic import write_atomic
 from burnless.config import PLACEHOLDER_RE, Tier
 from burnless.errors import UsageError
 from burnless.formats import parse_output
+from burnless.storage.atomic import write_atomic
 from burnless.workers import Call, Reply
 
 # Linux refuses a single argument longer than MAX_ARG_STRLEN (32 pages).

@@ -7,10 +7,10 @@ bytes x the table), ``unknown`` (no price for the model: the cost is None, never
 
 from __future__ import annotations
 
-from burnless import pricing
+from burnless.accounting import pricing
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Tier
 from burnless.formats import WorkerOutput
-from burnless.tokens import Tokens, estimate_tokens
 
 
 def account(tier: Tier, output: WorkerOutput, sent: str) -> tuple[Tokens, float | None, str]:

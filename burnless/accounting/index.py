@@ -35,8 +35,8 @@ from typing import Any, Final, TypeGuard
 
 import orjson
 
-from burnless import jsonl
-from burnless.ledger import ledger_path
+from burnless.accounting.ledger import ledger_path
+from burnless.storage import jsonl
 
 log = logging.getLogger("burnless")
 
@@ -198,7 +198,7 @@ class LedgerIndex:
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically; a cache that cannot be written is not an error."""
-        from burnless.atomic import write_atomic
+        from burnless.storage.atomic import write_atomic
 
         data = {
             "format": FORMAT, "offset": self.offset, "records": self.records,

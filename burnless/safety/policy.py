@@ -20,7 +20,7 @@ import orjson
 from burnless.config import Config
 
 if TYPE_CHECKING:
-    from burnless.redact import Redactor
+    from burnless.safety.secrets import Redactor
 
 DEPTH_ENV = "BURNLESS_DEPTH"
 ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
@@ -43,7 +43,7 @@ class Policy:
         if not self.cfg.policy.redact_secrets or not text:
             return text, 0
         if self._redactor is None:
-            from burnless.redact import Redactor
+            from burnless.safety.secrets import Redactor
 
             self._redactor = Redactor.for_workspace(self.cfg.state_dir, self.known_secrets())
         red = self._redactor.redact(text)
@@ -54,7 +54,7 @@ class Policy:
 
     def known_secrets(self) -> list[str]:
         """Secret values the config gives workers: tier ``env`` and ``pass_env`` values."""
-        from burnless.redact import looks_random
+        from burnless.safety.secrets import looks_random
 
         found: list[str] = []
         for tier in self.cfg.tiers.values():
@@ -71,7 +71,7 @@ class Policy:
 
     def sensitivity(self, task: str, labels: tuple[str, ...]) -> tuple[str, ...]:
         """Why the task is sensitive (empty: it is not)."""
-        from burnless.sensitive import classify
+        from burnless.safety.sensitivity import classify
 
         pol = self.cfg.policy
         res = classify(task, patterns=pol.sensitive_patterns, paths=pol.sensitive_paths,
@@ -80,7 +80,7 @@ class Policy:
         if not pol.redact_secrets:
             # prefix.md goes out with every prompt, unmasked when redaction is off
             from burnless.prompt import read_prefix
-            from burnless.redact import find_secrets
+            from burnless.safety.secrets import find_secrets
 
             try:
                 prefix = read_prefix(self.cfg.state_dir)
@@ -101,7 +101,7 @@ class Policy:
         return text
 
     def _has_secret(self, text: str) -> bool:
-        from burnless.redact import find_secrets
+        from burnless.safety.secrets import find_secrets
 
         return bool(find_secrets(text, self.known_secrets()))
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from burnless.ledger_index import CACHED, COST, DAY, RECORDS, SESSION, STATUS, Cells, LedgerIndex
+from burnless.accounting.index import (
+    CACHED,
+    COST,
+    DAY,
+    RECORDS,
+    SESSION,
+    STATUS,
+    Cells,
+    LedgerIndex,
+)
 
 
 @dataclass(frozen=True)

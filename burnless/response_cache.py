@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from burnless.atomic import write_atomic
 from burnless.config import Tier
+from burnless.storage.atomic import write_atomic
 
 
 def key(tier: Tier, role: str, prompt_text: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from burnless.ledger_index import (
+from burnless.accounting.index import (
     AUDIT_FAILED,
     CACHED,
     COST,

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from burnless.atomic import write_atomic
 from burnless.config import Config
-from burnless.locks import file_lock
+from burnless.storage.atomic import write_atomic
+from burnless.storage.locks import file_lock
 
 
 class Breaker:

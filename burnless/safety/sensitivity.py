@@ -69,7 +69,7 @@ def classify(
     if any(SENSITIVE_LABEL in _LABEL_SPLIT.split(label.strip().lower()) for label in labels):
         reasons.append(f"label {SENSITIVE_LABEL}")
     if not redact_secrets:
-        from burnless.redact import find_secrets
+        from burnless.safety.secrets import find_secrets
 
         kinds = sorted({f.kind for f in find_secrets(task)})
         if kinds:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from burnless.tokens import Tokens
+from burnless.accounting.tokens import Tokens
 
 RATES = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
 _PREFIXES = ("anthropic/", "openai/", "google/", "models/")

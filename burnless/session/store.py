@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from burnless import jsonl
-from burnless.atomic import write_atomic
-from burnless.capsule import Capsule, Context, render
+from burnless.accounting.tokens import estimate_tokens
 from burnless.errors import BurnlessError, SessionBusy, UsageError
-from burnless.locks import LockTimeout, file_lock
-from burnless.tokens import estimate_tokens
+from burnless.session.capsule import Capsule, Context, render
+from burnless.storage import jsonl
+from burnless.storage.atomic import write_atomic
+from burnless.storage.locks import LockTimeout, file_lock
 
 log = logging.getLogger("burnless")
 

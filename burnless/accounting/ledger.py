@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burnless import jsonl
-from burnless.tokens import Tokens
+from burnless.accounting.tokens import Tokens
+from burnless.storage import jsonl
 
 LEDGER_NAME = "ledger.jsonl"
 ROLES = ("planning", "execution", "compaction")

@@ -28,8 +28,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from burnless.errors import UsageError
-from burnless.ledger_index import (
+from burnless.accounting.index import (
     AUDIT_FAILED,
     CACHE_READ,
     CACHE_WRITE,
@@ -50,6 +49,7 @@ from burnless.ledger_index import (
     LedgerIndex,
     Sums,
 )
+from burnless.errors import UsageError
 
 PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
 DEFAULT_PERIOD = "last30d"

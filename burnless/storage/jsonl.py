@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from burnless.locks import file_lock
+from burnless.storage.locks import file_lock
 
 log = logging.getLogger("burnless")
 

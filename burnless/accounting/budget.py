@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from burnless import ledger, pricing
-from burnless.atomic import write_atomic
+from burnless.accounting import ledger, pricing
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
-from burnless.locks import file_lock
+from burnless.storage.atomic import write_atomic
+from burnless.storage.locks import file_lock
 
 LOCK_TIMEOUT = 120.0
 
@@ -70,7 +70,7 @@ class Guard:
             )
         amount = amount or 0.0
         day = today()
-        from burnless.spend import spend_for  # only when a limit is set
+        from burnless.accounting.spend import spend_for  # only when a limit is set
 
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
