@@ -34,16 +34,8 @@ from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Compaction
 from burnless.prompt import Prompt, header, project_block, render_prompt
 from burnless.session.capsule import Capsule
-from burnless.session.store import (
-    compact_capsule,
-    context_of,
-    context_tokens,
-    current_epoch,
-    digest,
-    needs_plan,
-    next_seq,
-    plan_fold,
-)
+from burnless.session.compaction import compact_capsule, digest, plan_fold
+from burnless.session.context import context_of, context_tokens, current_epoch, needs_plan, next_seq
 from burnless.sim.billing import PromptCache, split_blocks
 
 GOLD = "claude-opus-4-8"  # frontier model; burnless's planner

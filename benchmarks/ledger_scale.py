@@ -99,7 +99,7 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
 
 
 def one_record(state: Path) -> None:
-    ledger.append(state, LedgerRecord(
+    ledger.record_call(state, LedgerRecord(
         run_id=ledger.new_run_id(), session="bench", role="execution", tier="silver",
         model="claude-sonnet-4-6", status="ok", tokens=Tokens(812, 240, 10240, 96),
         cost_usd=0.0076, cost_source="reported", audit="passed", route=Route("silver"),

@@ -13,14 +13,17 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import shlex
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from burnless import process
 from burnless.envelope import FileClaim
 from burnless.storage.atomic import open_regular
+from burnless.vocab import Verdict
 
 CHECKS = ("outside", "missing", "size", "hash", "unchanged", "present", "verify", "unclaimed")
 RACY_WINDOW_NS = 3_000_000_000
@@ -62,7 +65,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class AuditReport:
-    verdict: str  # passed | failed | skipped
+    verdict: Verdict
     findings: tuple[Finding, ...] = ()
     unclaimed: tuple[str, ...] = ()
     changed: tuple[str, ...] = field(default=())
@@ -186,9 +189,9 @@ def audit(
     findings: list[Finding] = []
     claimed: set[str] = set()
     real_root = root.resolve()
-    budget = _Budget(MAX_CLAIM_HASH_BYTES)
+    allowance = _HashAllowance(MAX_CLAIM_HASH_BYTES)
     for claim in claims:
-        rel = _check_claim(claim, root, real_root, before, after, changed, findings, budget)
+        rel = _check_claim(claim, root, real_root, before, after, changed, findings, allowance)
         if rel is not None:
             claimed.add(rel)
     for cmd in verify:
@@ -203,12 +206,12 @@ def audit(
         findings.extend(Finding("unclaimed", p, changed[p]) for p in unclaimed)
     if not claims and not verify and not changed:
         return SKIPPED
-    verdict = "failed" if findings else "passed"
-    return AuditReport(verdict, tuple(findings), unclaimed, tuple(changed))
+    return AuditReport("failed" if findings else "passed", tuple(findings), unclaimed,
+                       tuple(changed))
 
 
 @dataclass
-class _Budget:
+class _HashAllowance:
     left: int  # bytes the audit may still read to check claimed hashes
 
 
@@ -220,7 +223,7 @@ def _check_claim(
     after: Snapshot,
     changed: dict[str, str],
     findings: list[Finding],
-    budget: _Budget,
+    allowance: _HashAllowance,
 ) -> str | None:
     """Append the claim's findings; return its normalised relative path (None if outside)."""
     raw = claim.path
@@ -265,11 +268,11 @@ def _check_claim(
         return rel
     if claim.bytes is not None and claim.bytes != st.st_size:
         findings.append(Finding("size", rel, f"claimed {claim.bytes} bytes, disk has {st.st_size}"))
-    if claim.sha256 is not None and st.st_size > budget.left:
+    if claim.sha256 is not None and st.st_size > allowance.left:
         findings.append(Finding("hash", rel, f"not verified: {st.st_size} bytes to read, past "
                                              "the audit's hashing budget"))
     elif claim.sha256 is not None:
-        budget.left -= st.st_size
+        allowance.left -= st.st_size
         digest = _hash(str(target), st.st_size)
         if digest != claim.sha256:
             disk = f"disk has {digest[:12]}…" if digest else "unreadable or changing on disk"
@@ -318,3 +321,30 @@ def _normalise(raw: str) -> str | None:
         else:
             parts.append(part)
     return "/".join(parts) if parts else None
+
+
+def run_verify(
+    cmd: str,
+    *,
+    workspace: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    log_path: Path,
+    mask: Callable[[str], str] | None,
+) -> tuple[int | None, str]:
+    """Run one verify command as a worker is run (argv, the scrubbed environment, its own
+    process group, output to the call's log). Returns its exit code (None on timeout) and the
+    last line it printed, masked. Ctrl-C stops the run, not only this command."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as exc:
+        return 2, f"cannot split command: {exc}"
+    if not argv:
+        return 2, "empty command"
+    res = process.run(argv, cwd=workspace, env=env, timeout=timeout, log_path=log_path,
+                      redact=mask)
+    if res.interrupted:  # its group is already killed
+        raise KeyboardInterrupt
+    tail = (res.stderr_tail or res.stdout).strip().splitlines()
+    last = tail[-1] if tail else res.start_error
+    return res.exit_code, (mask(last) if mask is not None else last)[:200]

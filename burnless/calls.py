@@ -1,30 +1,32 @@
-"""One call of a worker: guard the budget, dispatch, parse, account, record in the ledger.
+"""One call of a worker: guard it, reserve its budget, dispatch, parse, account, record.
 
-``Calls`` is what the turn pipeline (``agent.py``) uses for every planner, executor, cascade
-and compaction call, and for refusals: each leaves exactly one ledger record.
+``Calls`` is what the turn pipeline (``agent``) uses for every planner, executor, cascade and
+compaction call, and for refusals: each leaves exactly one ledger record (``record`` or
+``refuse``), written by ``accounting.ledger``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from burnless import audit as audit_mod
+from burnless.accounting import ledger
 from burnless.accounting.budget import Guard, Reservation
-from burnless.accounting.cost import account
-from burnless.accounting.ledger import LedgerRecord, Route, log_path, new_run_id
-from burnless.accounting.ledger import append as ledger_append
+from burnless.accounting.ledger import LedgerRecord, Route
+from burnless.accounting.pricing import cost_of_call
 from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Config, Tier
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
-from burnless.result import CallRecord
-from burnless.safety.policy import Policy
-from burnless.session.capsule import Capsule
-from burnless.session.store import Session, SessionMeta
+from burnless.runs import log_path, new_run_id
+from burnless.safety import nesting
+from burnless.safety.policy import Policy, allows, refusal
+from burnless.turn import Turn
+from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 from burnless.workers import Call, Reply, dispatch
 
 
@@ -36,26 +38,9 @@ class Progress(Protocol):
     def stop(self) -> None: ...
 
 
-@dataclass
-class Turn:
-    """Mutable state of one ``run`` invocation."""
-
-    session: Session
-    task: str  # as given (may hold secrets; never stored)
-    stored_task: str  # redacted: what capsules, ledger and logs may hold
-    task_id: str
-    labels: tuple[str, ...]
-    sensitive: tuple[str, ...]
-    meta: SessionMeta
-    meta_dirty: bool = False
-    calls: list[CallRecord] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    spent: float = 0.0
-
-
 @dataclass(frozen=True)
 class Outcome:
-    """One dispatched call, parsed and accounted."""
+    """One dispatched call, parsed and accounted, not yet recorded."""
 
     run_id: str
     tier: Tier
@@ -63,7 +48,7 @@ class Outcome:
     extraction: Extraction
     tokens: Tokens
     cost_usd: float | None
-    cost_source: str
+    cost_source: CostSource
     redactions: int
     log: Path
     guard: Guard
@@ -87,21 +72,23 @@ class Calls:
     def call(
         self,
         turn: Turn,
-        role: str,
+        role: Role,
         tier: Tier,
         prompt: Prompt,
         redactions: int,
-        route_rec: Route,
+        route: Route,
         timeout: float | None,
         progress: Progress | None,
+        sensitive: Sequence[str],
     ) -> Outcome:
+        """Make one call. ``sensitive`` is the sensitivity of what the prompt carries (the
+        task's, or for a compaction the folded capsules')."""
         cfg = self.config
-        if turn.sensitive and not tier.local and role != "compaction":
-            # The last guard: routing and planning already keep sensitive work local. (The
-            # compactor never sees the task, only capsules, which carry their own flag.)
-            reason = (f"sensitive work ({'; '.join(turn.sensitive)}) may not go to tier "
-                      f"{tier.name!r}, which is not local; nothing was sent")
-            self.refusal(turn, tier.name, role, reason, refused_by="policy", route_rec=route_rec)
+        if not allows(tier, sensitive):
+            # The last guard: routing, the ladder, the planner and the compactor already keep
+            # sensitive work local.
+            reason = refusal(tier, sensitive)
+            self.refuse(turn, tier.name, role, reason, refused_by="policy", route=route)
             raise PolicyRefused(reason)
         guard = Guard(cfg)
         cached = self._cached_reply(role, tier, prompt)
@@ -111,27 +98,26 @@ class Calls:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(cached.output.text, encoding="utf-8")
             return Outcome(run_id, tier, cached, extract(cached.output.text), Tokens(), 0.0,
-                            "priced", redactions, log, guard, None, cached=True)
-        prompt_tokens = estimate_tokens(prompt.text)
+                           "priced", redactions, log, guard, None, cached=True)
         try:
             reservation = guard.reserve(
-                session=turn.session.id, tier=tier, prompt_tokens=prompt_tokens,
+                session=turn.session.id, tier=tier, prompt_tokens=estimate_tokens(prompt.text),
                 task_spent=turn.spent,
             )
         except BudgetExceeded as exc:
-            self.refusal(turn, tier.name, role, str(exc), refused_by="budget",
-                          route_rec=route_rec)
+            self.refuse(turn, tier.name, role, str(exc), refused_by="budget", route=route)
             raise
         run_id = new_run_id()
         log = log_path(cfg.state_dir, run_id)
         log.parent.mkdir(parents=True, exist_ok=True)
+        mask = self.policy.mask
         call = Call(
             tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
             workspace=cfg.workspace, state_dir=cfg.state_dir,
             timeout=timeout or tier.timeout, log_path=log,
-            env=self.policy.worker_env(turn.session.id),
-            redact=self.policy.mask if cfg.policy.redact_secrets else None,
-            on_line=(lambda text: progress.line(self.policy.mask(text))) if progress else None,
+            env=nesting.worker_env(cfg.workspace, turn.session.id),
+            redact=mask if cfg.policy.redact_secrets else None,
+            on_line=(lambda text: progress.line(mask(text))) if progress else None,
         )
         if progress:
             progress.start(role, tier.name)
@@ -143,24 +129,61 @@ class Calls:
         finally:
             if progress:
                 progress.stop()
-        extraction = extract(reply.output.text)
-        tokens, cost, source = account(tier, reply.output, prompt.text)
-        out = Outcome(run_id, tier, reply, extraction, tokens, cost, source, redactions, log,
-                       guard, reservation)
+        tokens, cost, source = cost_of_call(tier, reply.output, prompt.text)
+        out = Outcome(run_id, tier, reply, extract(reply.output.text), tokens, cost, source,
+                      redactions, log, guard, reservation)
         if reply.interrupted:
-            self.record(turn, out, role, "interrupted", audit_mod.SKIPPED, None, route_rec,
-                         reason="interrupted; process group killed")
+            self.record(turn, out, role, "interrupted", route=route,
+                        reason="interrupted; process group killed")
             raise Interrupted(f"interrupted: the {tier.name} worker's process group was killed")
         return out
 
-    def _cached_reply(self, role: str, tier: Tier, prompt: Prompt) -> Reply | None:
+    def record(
+        self,
+        turn: Turn,
+        out: Outcome,
+        role: Role,
+        status: RecordStatus,
+        *,
+        route: Route,
+        verdict: Verdict = "skipped",
+        seq: int | None = None,
+        reason: str = "",
+    ) -> LedgerRecord:
+        """The ledger record of a call that was made, settling its budget reservation."""
+        rec = LedgerRecord(
+            run_id=out.run_id, session=turn.session.id, role=role, tier=out.tier.name,
+            model=out.model, status=status, tokens=out.tokens, cost_usd=out.cost_usd,
+            cost_source=out.cost_source, audit=verdict, exit=out.reply.exit_code,
+            seq=seq, duration_s=out.reply.duration_s, route=route, redactions=out.redactions,
+            task_id=turn.task.id, reason=reason[:300], cached=out.cached,
+        )
+        ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation))
+        turn.calls.append(rec)
+        return rec
+
+    def refuse(
+        self, turn: Turn, tier: str, role: Role, reason: str, *, refused_by: RefusedBy,
+        route: Route | None = None,
+    ) -> None:
+        """The ledger record of a call that was not made (budget, policy, breaker)."""
+        cfg = self.config
+        ledger.record_refusal(
+            cfg.state_dir, session=turn.session.id, role=role, tier=tier,
+            model=cfg.tiers[tier].model if tier in cfg.tiers else None, reason=reason,
+            refused_by=refused_by, task_id=turn.task.id, route=route,
+        )
+
+    # -- the response cache (cache.responses)
+
+    def _cached_reply(self, role: Role, tier: Tier, prompt: Prompt) -> Reply | None:
         cfg = self.config
         if not cfg.cache.responses or role == "compaction":
             return None
-        from burnless import response_cache as responses
+        from burnless import response_cache
 
-        hit = responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
-            responses.key(tier, role, prompt.text))
+        hit = response_cache.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
+            response_cache.key(tier, role, prompt.text))
         if hit is None:
             return None
         text, model = hit
@@ -168,53 +191,13 @@ class Calls:
                               model=model, is_error=False)
         return Reply(output=output, exit_code=0, duration_s=0.0)
 
-    def remember(self, role: str, out: Outcome, prompt: Prompt, read_only: bool) -> None:
+    def remember(self, role: Role, out: Outcome, prompt: Prompt, read_only: bool) -> None:
         """Store a read-only answer for ``cache.responses``."""
         cfg = self.config
         if not cfg.cache.responses or out.cached or not read_only or out.reply.failed:
             return
-        from burnless import response_cache as responses
+        from burnless import response_cache
 
-        responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
-            responses.key(out.tier, role, prompt.text), self.policy.mask(out.reply.output.text),
-            out.model)
-
-    def record(
-        self,
-        turn: Turn,
-        out: Outcome,
-        role: str,
-        status: str,
-        report: audit_mod.AuditReport,
-        capsule: Capsule | None,
-        route_rec: Route,
-        reason: str = "",
-    ) -> None:
-        rec = LedgerRecord(
-            run_id=out.run_id, session=turn.session.id, role=role, tier=out.tier.name,
-            model=out.model, status=status, tokens=out.tokens, cost_usd=out.cost_usd,
-            cost_source=out.cost_source, audit=report.verdict, exit=out.reply.exit_code,
-            seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s,
-            route=route_rec, redactions=out.redactions, task_id=turn.task_id,
-            reason=reason[:300], cached=out.cached,
-        )
-        out.guard.settle(out.reservation, rec)
-        turn.spent += out.cost_usd or 0.0
-        turn.calls.append(CallRecord(
-            role=role, tier=out.tier.name, model=out.model, run_id=out.run_id, status=status,
-            audit=report.verdict, usage=out.tokens, cost_usd=out.cost_usd,
-            cost_source=out.cost_source, duration_s=out.reply.duration_s,
-            seq=capsule.seq if capsule else None, reason=reason[:300],
-        ))
-
-    def refusal(
-        self, turn: Turn, tier: str, role: str, reason: str, *, refused_by: str,
-        route_rec: Route | None = None,
-    ) -> None:
-        """A ledger record for a call that was not made (budget, policy, breaker)."""
-        ledger_append(self.config.state_dir, LedgerRecord(
-            run_id=new_run_id(), session=turn.session.id, role=role, tier=tier,
-            model=self.config.tiers[tier].model if tier in self.config.tiers else None,
-            status="refused", cost_usd=0.0, cost_source="priced", route=route_rec,
-            task_id=turn.task_id, reason=reason[:300], refused_by=refused_by,
-        ))
+        response_cache.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
+            response_cache.key(out.tier, role, prompt.text),
+            self.policy.mask(out.reply.output.text), out.model)

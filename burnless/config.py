@@ -18,7 +18,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import stat
 import types
 import typing
@@ -26,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burnless.errors import ConfigError, TierUnavailable, UsageError
+from burnless.errors import ConfigError, UsageError
+from burnless.workers.kinds import API_KINDS
 from burnless.yamlfile import Source, fail, kind_of, read_yaml
 
 STATE_DIR = ".burnless"
@@ -34,7 +34,6 @@ CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-API_KINDS = ("anthropic",)
 
 
 @dataclass(frozen=True)
@@ -627,56 +626,3 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: Source) -> Any:
 def _suggest(word: str, candidates: Any) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
-
-
-# --------------------------------------------------------------------------- tiers on PATH
-
-
-def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
-    """Fail before dispatching anything if a command tier's program is not on PATH, or an api
-    tier has no key (or no SDK)."""
-    for name in names:
-        tier = cfg.tier(name)
-        if tier.api is not None:
-            _check_api(cfg, name, tier)
-            continue
-        if tier.command is None:
-            continue
-        program = tier.argv[0]
-        if PLACEHOLDER_RE.search(program):
-            continue
-        problem = "not found"
-        if os.sep in program:
-            candidate = (cfg.workspace / program) if not os.path.isabs(program) else Path(program)
-            if candidate.is_dir():
-                problem = f"is a directory ({candidate})"
-            elif candidate.is_file():
-                if os.access(candidate, os.X_OK):
-                    continue
-                problem = (f"is not executable ({candidate}; chmod +x it, or run it with "
-                           "its interpreter, e.g. python3 script.py)")
-        elif shutil.which(program):
-            continue
-        raise TierUnavailable(
-            f"tier {name!r}: command {program!r} {problem} (from {tier.command!r}). "
-            f"Install it or put it on PATH, or change tiers.{name}.command in {cfg.path}"
-        )
-
-
-def _check_api(cfg: Config, name: str, tier: Tier) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("anthropic") is None:
-        raise TierUnavailable(
-            f"tier {name!r}: api {tier.api} needs the anthropic package: pip install anthropic"
-        )
-    var = tier.api_key_env
-    if tier.env_value(var):
-        return
-    if os.environ.get(var):
-        how = (f"${var} is set here, but workers get a scrubbed environment: add {var} to "
-               f"tiers.{name}.pass_env in {cfg.path}")
-    else:
-        how = (f"${var} is not set: export {var}=<your key> and list it in "
-               f"tiers.{name}.pass_env (or set tiers.{name}.env.{var}) in {cfg.path}")
-    raise TierUnavailable(f"tier {name!r}: api {tier.api} needs an API key; {how}")

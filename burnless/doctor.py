@@ -13,13 +13,14 @@ def _check(name: str, status: str, detail: str) -> dict[str, str]:
 
 
 def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
-    from burnless.config import check_available, load_config
+    from burnless.config import load_config
 
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         return [_check("config", "fail", str(exc))]
     from burnless.safety.policy import Policy
+    from burnless.workers import check_available
     from burnless.workers.command import adapt_argv
 
     policy = Policy(cfg)  # one redactor for every tier's command
@@ -36,7 +37,7 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
                                                     f"key in ${tier.api_key_env}"))
             continue
         shown = " ".join(adapt_argv(tier.argv))
-        masked = policy.mask_if_secret(shown)
+        masked = policy.mask(shown)
         out.append(_check(f"tier {name}", "ok", masked))
         if masked != shown:
             out.append(_check(f"tier {name}", "warn", "its command holds a secret: move it to "

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-STATUSES = ("ok", "partial", "failed", "escalate")
-KINDS = ("execution", "thought")
+from burnless.vocab import Status
+
+Kind = Literal["execution", "thought"]
+KINDS: tuple[Kind, ...] = ("execution", "thought")
 ACTIONS = ("created", "modified", "deleted")
 
-_STATUS_SYNONYMS = {
+_STATUS_SYNONYMS: dict[str, Status] = {
     "ok": "ok", "done": "ok", "success": "ok", "succeeded": "ok", "successful": "ok",
     "complete": "ok", "completed": "ok", "pass": "ok", "passed": "ok", "finished": "ok",
     "partial": "partial", "part": "partial", "incomplete": "partial", "partially": "partial",
@@ -32,7 +34,7 @@ _ACTION_SYNONYMS = {
     "updated": "modified", "update": "modified", "changed": "modified", "change": "modified",
     "deleted": "deleted", "delete": "deleted", "removed": "deleted", "remove": "deleted",
 }
-_KIND_SYNONYMS = {
+_KIND_SYNONYMS: dict[str, Kind] = {
     "execution": "execution", "exec": "execution", "execute": "execution", "action": "execution",
     "thought": "thought", "thinking": "thought", "answer": "thought", "plan": "thought",
     "review": "thought",
@@ -68,8 +70,8 @@ class CommandRun:
 
 @dataclass(frozen=True)
 class Envelope:
-    status: str
-    kind: str
+    status: Status
+    kind: Kind
     summary: str = ""
     files: tuple[FileClaim, ...] = ()
     commands: tuple[CommandRun, ...] = ()

@@ -5,38 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
 from burnless.audit import SKIPPED, AuditReport
 from burnless.errors import EXIT_AUDIT, EXIT_FAILED, EXIT_OK
+from burnless.vocab import CostSource, Status, weakest_source
 
 
-@dataclass(frozen=True)
-class CallRecord:
-    """One call of a run (planner, executor, cascade rung, compactor), as the ledger has it."""
-
-    role: str
-    tier: str
-    model: str | None
-    run_id: str
-    status: str
-    audit: str
-    usage: Tokens
-    cost_usd: float | None
-    cost_source: str
-    duration_s: float
-    seq: int | None = None
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "role": self.role, "tier": self.tier, "model": self.model, "run_id": self.run_id,
-            "status": self.status, "audit": self.audit, "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd, "cost_source": self.cost_source,
-            "duration_s": round(self.duration_s, 3), "seq": self.seq, "reason": self.reason,
-        }
-
-
-def exit_code_for(status: str, audit: AuditReport) -> int:
+def exit_code_for(status: Status, audit: AuditReport) -> int:
     """The CLI's exit code for a finished turn (refusals are exceptions, not results)."""
     if status in ("failed", "partial", "escalate"):
         return EXIT_FAILED
@@ -45,20 +21,16 @@ def exit_code_for(status: str, audit: AuditReport) -> int:
     return EXIT_OK
 
 
-def total_cost(calls: list[CallRecord]) -> tuple[float | None, str]:
+def total_cost(calls: list[LedgerRecord]) -> tuple[float | None, CostSource]:
     """Sum of the calls' costs; unknown if any call's cost is unknown (never counted as 0)."""
-    if not calls:
-        return 0.0, "priced"
     if any(c.cost_usd is None for c in calls):
         return None, "unknown"
-    order = ("unknown", "estimated", "priced", "reported")
-    weakest = min((c.cost_source for c in calls), key=lambda s: order.index(s) if s in order else 0)
-    return sum(c.cost_usd or 0.0 for c in calls), weakest
+    return sum(c.cost_usd or 0.0 for c in calls), weakest_source([c.cost_source for c in calls])
 
 
 @dataclass(frozen=True)
 class RunResult:
-    status: str  # ok | partial | failed | escalate
+    status: Status
     exit_code: int
     session: str
     tier: str
@@ -69,12 +41,12 @@ class RunResult:
     audit: AuditReport = SKIPPED
     usage: Tokens = field(default_factory=Tokens)  # all calls of the run
     cost_usd: float | None = 0.0  # all calls of the run; None when any cost is unknown
-    cost_source: str = "priced"
+    cost_source: CostSource = "priced"
     seq: int | None = None
     next: str = ""
     plan: tuple[str, ...] = ()
     route: dict[str, Any] = field(default_factory=dict)
-    calls: tuple[CallRecord, ...] = ()
+    calls: tuple[LedgerRecord, ...] = ()  # every call of the run, as the ledger has it
     findings: tuple[str, ...] = ()  # problems reading the worker's answer
     warnings: tuple[str, ...] = ()
     duration_s: float = 0.0
@@ -104,7 +76,7 @@ class RunResult:
             "cost_source": self.cost_source,
             "plan": list(self.plan),
             "route": self.route,
-            "calls": [c.to_dict() for c in self.calls],
+            "calls": [c.call_dict() for c in self.calls],
             "findings": list(self.findings),
             "warnings": list(self.warnings),
             "duration_s": round(self.duration_s, 3),

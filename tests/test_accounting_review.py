@@ -23,12 +23,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from burnless.accounting import ledger
-from burnless.accounting.index import LedgerIndex, day_of, scan
+from burnless.accounting.index import LedgerIndex, day_of, scan, spend_for
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.metrics import Live, MetricsView, exposition
-from burnless.accounting.spend import spend_for
 from burnless.accounting.tokens import Tokens
 from burnless.accounting.usage import report
+from burnless.runs import new_run_id
 from burnless.storage import jsonl
 from tests.conftest import Samples, Workspace, parse_metrics
 
@@ -57,7 +57,7 @@ def rec(**kw: Any) -> LedgerRecord:
 
 def write(state: Path, *records: LedgerRecord) -> None:
     for r in records:
-        ledger.append(state, r)
+        ledger.record_call(state, r)
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_the_ledger_stamps_records_in_utc_whatever_the_local_zone(
             assert r.ts.endswith("Z")
             stamped = datetime.fromisoformat(r.ts[:-1]).replace(tzinfo=timezone.utc)
             assert abs(stamped - datetime.now(timezone.utc)) < timedelta(seconds=5)
-            assert ledger.new_run_id()[2:10] == utc_today().strftime("%Y%m%d")
+            assert new_run_id()[2:10] == utc_today().strftime("%Y%m%d")
         finally:
             monkeypatch.delenv("TZ")
             time.tzset()

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from burnless.accounting import ledger
+from burnless.accounting.index import spend_for
 from burnless.accounting.ledger import LedgerRecord
-from burnless.accounting.spend import spend_for
 from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace, fake
 
@@ -142,7 +142,7 @@ def test_spend_for_sums_settled_calls_only(tmp_path: Path) -> None:
                           tier="silver", model="m", status="ok", tokens=Tokens(1, 1),
                           cost_usd=0.5, cost_source="priced")
         base.update(kw)
-        ledger.append(state, LedgerRecord(**base))
+        ledger.record_call(state, LedgerRecord(**base))
 
     add()
     add(status="failed", cost_usd=0.25)
@@ -167,7 +167,7 @@ def test_spend_for_stays_exact_under_concurrent_appends(tmp_path: Path) -> None:
 
     def write(w: int) -> None:
         for _ in range(per_writer):
-            ledger.append(state, LedgerRecord(
+            ledger.record_call(state, LedgerRecord(
                 run_id="r-20261128T120000-abcdef", session="s", role="execution",
                 tier="silver", model="m", status="ok", cost_usd=0.25, cost_source="priced"))
 

@@ -21,8 +21,8 @@ import pytest
 
 from burnless.accounting import budget, ledger
 from burnless.accounting.budget import Guard
+from burnless.accounting.index import spend_for
 from burnless.accounting.ledger import LedgerRecord
-from burnless.accounting.spend import spend_for
 from burnless.accounting.tokens import Tokens
 from burnless.config import load_config
 from burnless.errors import BudgetExceeded
@@ -158,10 +158,11 @@ def test_release_and_settle_are_idempotent_and_touch_only_their_own(ws: Workspac
     assert mine and theirs
     g.release(mine)
     g.release(mine)
-    g.settle(mine, record(0.5))  # after a release: recorded once, nothing else released
+    # after a release: recorded once, nothing else released
+    ledger.record_call(g.state_dir, record(0.5), g.settling(mine))
     assert list(open_reservations(ws)) == [theirs.id]
     assert len(ws.ledger()) == 1
-    g.settle(theirs, record(0.5, session="t"))
+    ledger.record_call(g.state_dir, record(0.5, session="t"), g.settling(theirs))
     assert open_reservations(ws) == {} and len(ws.ledger()) == 2
 
 
@@ -172,7 +173,7 @@ def test_cost_above_the_reservation_is_recorded_and_the_next_call_sees_it(
     res = g.reserve(session="s", tier=tier, prompt_tokens=0, task_spent=0.0)
     assert res is not None and res.amount == pytest.approx(1.0)
     # e.g. an API tier that wrote the whole prompt to the 1-hour cache (2x input)
-    g.settle(res, record(2.6))
+    ledger.record_call(g.state_dir, record(2.6), g.settling(res))
     with pytest.raises(BudgetExceeded, match=r"has spent \$2\.6000"):
         g.reserve(session="other", tier=tier, prompt_tokens=0, task_spent=0.0)
     # per task: the run's own settled spend
@@ -252,7 +253,7 @@ def test_sigkill_mid_append_leaves_a_torn_line_that_the_next_writer_moves(
         tmp_path: Path) -> None:
     state = tmp_path / ".burnless"
     state.mkdir()
-    ledger.append(state, record(0.5))
+    ledger.record_call(state, record(0.5))
     p = subprocess.Popen([sys.executable, "-c", _HOLD_AND_TEAR, str(ledger.ledger_path(state))],
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -262,7 +263,7 @@ def test_sigkill_mid_append_leaves_a_torn_line_that_the_next_writer_moves(
         p.kill()
         p.communicate(timeout=10)
     assert len(ledger.read(state)) == 1  # readers skip the torn tail
-    ledger.append(state, record(0.25))  # the kernel released the lock; the tail is repaired
+    ledger.record_call(state, record(0.25))  # the kernel released the lock; the tail is repaired
     recs = ledger.read(state)
     assert [r["cost_usd"] for r in recs] == [0.5, 0.25]
     assert (state / "ledger.jsonl.torn").read_bytes().startswith(b'{"v": 1, "session": "torn"')
@@ -276,7 +277,7 @@ def test_symlinked_ledger_is_refused_and_its_target_untouched(ws: Workspace,
     ledger_file = ws.state / "ledger.jsonl"
     ledger_file.symlink_to(outside)
     with pytest.raises(OSError) as exc:
-        ledger.append(ws.state, record(0.5))
+        ledger.record_call(ws.state, record(0.5))
     assert exc.value.errno == errno.ELOOP
     assert outside.read_bytes() == b"export A=1\nalias x=y"
     assert not (ws.state / "ledger.jsonl.torn").exists()
@@ -299,7 +300,7 @@ state = Path(sys.argv[1])
 size = ledger.ledger_path(state).stat().st_size
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, size + 100))
 try:
-    ledger.append(state, LedgerRecord(run_id="r-20261128T120000-abcdef", session="s",
+    ledger.record_call(state, LedgerRecord(run_id="r-20261128T120000-abcdef", session="s",
                   role="execution", tier="silver", model="m", status="ok", cost_usd=1.0,
                   cost_source="priced", reason="x" * 250))
 except OSError as exc:
@@ -313,7 +314,7 @@ def test_full_disk_append_fails_loudly_and_loses_no_complete_record(tmp_path: Pa
     state = tmp_path / ".burnless"
     state.mkdir()
     for _ in range(3):
-        ledger.append(state, record(0.5))
+        ledger.record_call(state, record(0.5))
     before = ledger.ledger_path(state).read_bytes()
     p = subprocess.run([sys.executable, "-c", _FULL_DISK, str(state)], capture_output=True,
                        text=True, timeout=30)
@@ -321,7 +322,7 @@ def test_full_disk_append_fails_loudly_and_loses_no_complete_record(tmp_path: Pa
     after = ledger.ledger_path(state).read_bytes()
     assert after.startswith(before)  # nothing complete lost or rewritten
     assert len(ledger.read(state)) == 3
-    ledger.append(state, record(0.25))  # space again: a torn fragment, if any, moves away
+    ledger.record_call(state, record(0.25))  # space again: a torn fragment, if any, moves away
     assert [r["cost_usd"] for r in ledger.read(state)] == [0.5, 0.5, 0.5, 0.25]
     assert spend_for(state, session="s", day=today()).session_cost == pytest.approx(1.75)
 
@@ -333,7 +334,7 @@ from burnless.accounting import ledger
 from burnless.accounting.ledger import LedgerRecord
 state, w = Path(sys.argv[1]), int(sys.argv[2])
 for i in range(15):
-    ledger.append(state, LedgerRecord(run_id="r-20261128T120000-abcdef", session=f"w{w}",
+    ledger.record_call(state, LedgerRecord(run_id="r-20261128T120000-abcdef", session=f"w{w}",
                   role="execution", tier="silver", model="m" * 9000, status="ok",
                   cost_usd=0.01, cost_source="priced", reason=f"{w}:{i}"))
 """

@@ -54,7 +54,7 @@ def seed(ws: Workspace) -> None:
         rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
         rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
     ):
-        ledger.append(ws.state, r)
+        ledger.record_call(ws.state, r)
 
 
 def test_metrics_prints_valid_exposition_with_the_ledger_figures(ws: Workspace) -> None:
@@ -198,7 +198,7 @@ def test_serve_endpoints_live_updates_and_restart(ws: Workspace) -> None:
         assert sample(after, "burnless_tier_execution_tokens_total", tier="silver",
                       model="claude-haiku-4-5", type="cache_read") == 8000
         # A record appended straight to the ledger shows up too.
-        ledger.append(ws.state, rec(tier="bronze", model="m"))
+        ledger.record_call(ws.state, rec(tier="bronze", model="m"))
         third = parse(get(base + "/metrics")[2])
         assert sample(third, "burnless_calls_total", tier="bronze", status="ok") == 2
         assert sample(third, "burnless_ledger_records_total") == sample(

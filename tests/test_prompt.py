@@ -11,16 +11,9 @@ from hypothesis import strategies as st
 
 from burnless.prompt import header, render_prompt
 from burnless.session.capsule import Capsule
-from burnless.session.store import (
-    Session,
-    compact_capsule,
-    context_of,
-    current_epoch,
-    digest,
-    needs_plan,
-    next_seq,
-    plan_fold,
-)
+from burnless.session.compaction import compact_capsule, digest, plan_fold
+from burnless.session.context import context_of, current_epoch, needs_plan, next_seq
+from burnless.session.store import Session
 
 texts = st.text(max_size=400)
 turns = st.lists(

@@ -140,7 +140,7 @@ def test_hostile_http_clients(ws: Workspace) -> None:
     ws.tiers(silver="honest")
     seed(ws)
     for i in range(300):  # a /stats body of some size, so a reset lands mid-answer
-        ledger.append(ws.state, rec(tier=f"tier-{i:03d}", model=f"model-{i:03d}"))
+        ledger.record_call(ws.state, rec(tier=f"tier-{i:03d}", model=f"model-{i:03d}"))
     with serving(ws) as srv:
         idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
         opened = time.monotonic()
@@ -225,9 +225,9 @@ WEIRD = 'we"ird\\ tier\nnew line'
 def test_exposition_escaping_help_type_and_stats_match_usage(ws: Workspace) -> None:
     ws.tiers(silver="honest")
     seed(ws)
-    ledger.append(ws.state, rec(tier=WEIRD, model='m"\\\n', session='s"\\\n',
+    ledger.record_call(ws.state, rec(tier=WEIRD, model='m"\\\n', session='s"\\\n',
                                 tokens=Tokens(7, 8, 9, 10), cost_usd=0.125))
-    ledger.append(ws.state, rec(tier=WEIRD, model='m"\\\n', status="refused",
+    ledger.record_call(ws.state, rec(tier=WEIRD, model='m"\\\n', status="refused",
                                 refused_by='pol"icy\n', tokens=Tokens(), cost_usd=0.0))
     with serving(ws) as srv:
         status, _, text = get(srv.base + "/metrics")
@@ -296,7 +296,7 @@ def test_ledger_appears_grows_is_replaced_and_sigterm_stops(ws: Workspace) -> No
         seed(ws)  # the ledger appears
         s1 = parse(get(srv.base + "/metrics")[2])
         assert sample(s1, "burnless_ledger_records_total") == 7
-        ledger.append(ws.state, rec())
+        ledger.record_call(ws.state, rec())
         with path.open("a") as f:  # a line being written: not counted until it is whole
             f.write('{"v": 1, "ts": "2026-11-28T12:00:00Z", "tier": "sil')
         s2 = parse(get(srv.base + "/metrics")[2])
@@ -309,7 +309,7 @@ def test_ledger_appears_grows_is_replaced_and_sigterm_stops(ws: Workspace) -> No
         assert sample(s3, "burnless_ledger_records_total") == 9
         # Rotated: the old ledger moved away, a new one started.
         path.rename(path.with_name("ledger.jsonl.1"))
-        ledger.append(ws.state, rec(tier="bronze", model="m"))
+        ledger.record_call(ws.state, rec(tier="bronze", model="m"))
         s4 = parse(get(srv.base + "/metrics")[2])
         assert sample(s4, "burnless_ledger_records_total") == 1
         assert sample(s4, "burnless_calls_total", tier="bronze", status="ok") == 1
@@ -317,15 +317,15 @@ def test_ledger_appears_grows_is_replaced_and_sigterm_stops(ws: Workspace) -> No
         path.write_text("")
         s5 = parse(get(srv.base + "/metrics")[2])
         assert sample(s5, "burnless_ledger_records_total") == 0
-        ledger.append(ws.state, rec(tier="gold", model="g"))
-        ledger.append(ws.state, rec(tier="gold", model="g"))
+        ledger.record_call(ws.state, rec(tier="gold", model="g"))
+        ledger.record_call(ws.state, rec(tier="gold", model="g"))
         s6 = parse(get(srv.base + "/metrics")[2])
         assert sample(s6, "burnless_calls_total", tier="gold", status="ok") == 2
         assert sample(s6, "burnless_ledger_records_total") == 2
         # Removed altogether: zeros again, still serving.
         path.unlink()
         assert sample(parse(get(srv.base + "/metrics")[2]), "burnless_ledger_records_total") == 0
-        ledger.append(ws.state, rec(tier="gold", model="g"))
+        ledger.record_call(ws.state, rec(tier="gold", model="g"))
         last = parse(get(srv.base + "/metrics")[2])
     # After SIGTERM (exit 0, no traceback): the checkpoint, if any, still matches the ledger,
     # and a restarted server and `burnless metrics` show the same figures as the last scrape.
@@ -343,7 +343,7 @@ def test_restart_keeps_counters_and_a_stale_checkpoint_is_not_trusted(ws: Worksp
     assert ws.run("metrics").returncode == 0  # writes the checkpoint
     with serving(ws) as srv:
         first = parse(get(srv.base + "/metrics")[2])
-        ledger.append(ws.state, rec())
+        ledger.record_call(ws.state, rec())
         grown = parse(get(srv.base + "/metrics")[2])
     for k, v in first.items():
         assert grown[k] >= v, k

@@ -24,15 +24,8 @@ import pytest
 from burnless import BurnlessAgent
 from burnless.errors import BurnlessError, UsageError
 from burnless.session.capsule import MAX_SUMMARY, Capsule, render
-from burnless.session.store import (
-    Pin,
-    Session,
-    SessionMeta,
-    check_session_id,
-    context_of,
-    current_epoch,
-    next_seq,
-)
+from burnless.session.context import context_of, current_epoch, next_seq
+from burnless.session.store import Pin, Session, SessionMeta, check_session_id
 from burnless.storage import jsonl
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import file_lock

@@ -43,7 +43,7 @@ def rec(day: date = TODAY, **kw: Any) -> LedgerRecord:
 
 def write(state: Path, *records: LedgerRecord) -> None:
     for r in records:
-        ledger.append(state, r)
+        ledger.record_call(state, r)
 
 
 def usage_json(ws: Workspace, *args: str) -> dict[str, Any]:
@@ -344,7 +344,7 @@ def test_incremental_reads_equal_a_full_recount(tmp_path: Path, batches: list[li
             lr = rec(TODAY - timedelta(days=r["day"]), tier=r["tier"], session=r["session"],
                      status=r["status"], cost_usd=r["cost"], tokens=Tokens(*r["tokens"]),
                      cached=r["cached"])
-            ledger.append(state, lr)
+            ledger.record_call(state, lr)
             written.append(lr.to_dict())
         got = report(state, by="session", period="last30d", today=TODAY)
         want = _naive(written, since=(TODAY - timedelta(days=29)).isoformat())

@@ -1,9 +1,10 @@
 """Budget guards: reserve the worst case before a call, settle with the real cost after.
 
 Under one workspace lock (``.burnless/budget.lock``), a reservation checks every configured
-limit against settled spend (from the ledger) plus the open reservations of other runs, and is
-recorded in ``.burnless/reservations.json``; settling appends the call's ledger record and drops
-the reservation in the same critical section, so parallel runs can never overspend.
+limit against settled spend (from the ledger index) plus the open reservations of other runs,
+and is recorded in ``.burnless/reservations.json``. ``settling`` holds the same lock while the
+ledger appends the call's record and drops the reservation as it lets go, so parallel runs can
+never overspend and no run sees a call's cost twice or not at all.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,7 @@ class Reservation:
 
 def worst_case(tier: Tier, prompt_tokens: int) -> float | None:
     """Prompt tokens at the full input rate + the tier's output cap, in USD (None: no price)."""
-    price = pricing.price_for(tier.model, tier.price.as_mapping() if tier.price else None)
+    price = pricing.tier_price(tier)
     if price is None:
         return None
     return (prompt_tokens * price.input + tier.max_output_tokens * price.output) / 1e6
@@ -70,7 +73,7 @@ class Guard:
             )
         amount = amount or 0.0
         day = today()
-        from burnless.accounting.spend import spend_for  # only when a limit is set
+        from burnless.accounting.index import spend_for  # the index only when a limit is set
 
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
@@ -116,13 +119,15 @@ class Guard:
                 + f"; this call reserves up to ${amount:.4f}; nothing was dispatched"
             )
 
-    def settle(self, res: Reservation | None, record: ledger.LedgerRecord) -> None:
-        """Append the call's ledger record and release its reservation, atomically."""
+    @contextmanager
+    def settling(self, res: Reservation | None) -> Iterator[None]:
+        """Hold the budget lock around the ledger write of a reserved call, then drop its
+        reservation (the call's cost is in the ledger from then on)."""
         if res is None:
-            ledger.append(self.state_dir, record)
+            yield
             return
         with file_lock(self._lock_path, LOCK_TIMEOUT):
-            ledger.append(self.state_dir, record)
+            yield
             open_ = self._load_open()
             open_.pop(res.id, None)
             self._save(open_)

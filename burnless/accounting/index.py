@@ -70,6 +70,19 @@ CACHE_WRITE: Final = 4
 COST: Final = 5
 Cells = dict[Key, Sums]
 
+
+
+def billed(status: object, cached: object) -> bool:
+    """The one definition of a billed call: a record of a call that was made. Refusals made no
+    call; response-cache hits (``cached``) were answered from disk and billed nothing."""
+    return status != "refused" and not cached
+
+
+def is_billed(key: Key) -> bool:
+    """Whether a cell holds billed calls (``billed`` of its status and cached flag)."""
+    return billed(key[STATUS], key[CACHED])
+
+
 _FIELDS = itemgetter("tier", "model", "role", "session", "status", "audit", "cached")
 _TOKENS = itemgetter("input", "output", "cache_read", "cache_write")
 # Per record, what a real call can report. Past these a value is damage: tokens count as 0 and
@@ -455,3 +468,37 @@ def _split(path: Path, start: int, end: int, parts: int) -> list[tuple[int, int 
     out: list[tuple[int, int | None]] = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
     out.append((cuts[-1], end))
     return out
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Settled spend, what budgets check a new call against."""
+
+    session_cost: float = 0.0
+    session_calls: int = 0
+    day_cost: float = 0.0
+
+
+def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
+    """Cost and billed calls of ``session`` (all time) and cost of ``day`` (UTC, YYYY-MM-DD).
+
+    Read through the index (only the bytes appended since the last checkpoint), so a budget
+    check stays cheap however long the ledger grows; the guard calls this under its lock,
+    after every settled call was appended, so it is complete. A call of unknown cost adds no
+    cost (with a cost limit set, such calls are refused before they are made).
+    """
+    idx = LedgerIndex.open(state_dir)
+    return spend_in(idx.cells, idx.sessions, session=session, day=day)
+
+
+def spend_in(cells: Cells, sessions: Cells, *, session: str, day: str) -> Spend:
+    session_cost = day_cost = 0.0
+    calls = 0.0
+    for key, sums in sessions.items():
+        if key[SESSION] == session and is_billed(key):
+            session_cost += sums[COST]
+            calls += sums[RECORDS]
+    for key, sums in cells.items():
+        if key[DAY] == day and is_billed(key):
+            day_cost += sums[COST]
+    return Spend(session_cost, int(calls), day_cost)

@@ -1,41 +1,25 @@
-"""The ledger: one JSON line per call, cache hit or refusal (SPEC section 9).
+"""The ledger: one JSON line per call, cache hit or refusal, and the only code that writes it.
 
 ``.burnless/ledger.jsonl`` is the single source of truth for spend: usage reports, budgets and
-metrics are all computed from it.
+metrics are all computed from it. Two functions append to it — ``record_call`` for a call that
+was made (or answered from the response cache) and ``record_refusal`` for one that was not —
+both through ``jsonl.append`` (one whole line under the file's lock).
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import re
-import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from burnless.accounting.tokens import Tokens
+from burnless.runs import new_run_id, now_iso
 from burnless.storage import jsonl
+from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 
 LEDGER_NAME = "ledger.jsonl"
-ROLES = ("planning", "execution", "compaction")
-COST_SOURCES = ("reported", "priced", "estimated", "unknown")
-RUN_ID_RE = re.compile(r"r-\d{8}T\d{6}-[0-9a-f]{6}")
-
-
-def new_run_id() -> str:
-    # os.urandom, not secrets: ids need uniqueness, and `secrets` costs ~5 ms to import.
-    return time.strftime("r-%Y%m%dT%H%M%S-", time.gmtime()) + os.urandom(3).hex()
-
-
-def new_task_id() -> str:
-    """Groups the calls of one `run` invocation in the ledger."""
-    return "t-" + os.urandom(6).hex()
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
 @dataclass(frozen=True)
@@ -49,16 +33,18 @@ class Route:
 
 @dataclass(frozen=True)
 class LedgerRecord:
+    """One call (or refusal) as the ledger stores it; ``RunResult.calls`` holds these too."""
+
     run_id: str
     session: str
-    role: str
+    role: Role
     tier: str
     model: str | None
-    status: str  # ok | partial | failed | escalate | refused | interrupted
+    status: RecordStatus
     tokens: Tokens = field(default_factory=Tokens)
     cost_usd: float | None = None
-    cost_source: str = "unknown"
-    audit: str = "skipped"
+    cost_source: CostSource = "unknown"
+    audit: Verdict = "skipped"
     exit: int | None = None
     seq: int | None = None
     duration_s: float = 0.0
@@ -67,7 +53,7 @@ class LedgerRecord:
     cached: bool = False
     task_id: str = ""  # groups the calls of one `run` invocation
     reason: str = ""  # refusals, timeouts, breaker decisions
-    refused_by: str = ""  # budget | policy | breaker, for status "refused"
+    refused_by: RefusedBy | None = None  # for status "refused"
     ts: str = field(default_factory=now_iso)
     v: int = 1
 
@@ -88,12 +74,55 @@ class LedgerRecord:
             d["refused_by"] = self.refused_by
         return d
 
+    def call_dict(self) -> dict[str, Any]:
+        """The call as ``RunResult.to_dict()`` (``burnless run --json``) lists it."""
+        return {
+            "role": self.role, "tier": self.tier, "model": self.model, "run_id": self.run_id,
+            "status": self.status, "audit": self.audit, "usage": self.tokens.to_dict(),
+            "cost_usd": self.cost_usd, "cost_source": self.cost_source,
+            "duration_s": round(self.duration_s, 3), "seq": self.seq, "reason": self.reason,
+        }
+
 
 def ledger_path(state_dir: Path) -> Path:
     return state_dir / LEDGER_NAME
 
 
-def append(state_dir: Path, record: LedgerRecord) -> None:
+def record_call(
+    state_dir: Path,
+    record: LedgerRecord,
+    settling: AbstractContextManager[object] | None = None,
+) -> None:
+    """Append the record of a call that was made. ``settling`` (``budget.Guard.settling``)
+    holds the budget lock and releases the call's reservation around the write, so no other
+    run ever sees the call's cost twice or not at all."""
+    with settling or nullcontext():
+        _append(state_dir, record)
+
+
+def record_refusal(
+    state_dir: Path,
+    *,
+    session: str,
+    role: Role,
+    tier: str,
+    model: str | None,
+    reason: str,
+    refused_by: RefusedBy,
+    task_id: str = "",
+    route: Route | None = None,
+) -> LedgerRecord:
+    """Append the record of a call that was not made (a budget, policy or an open breaker)."""
+    record = LedgerRecord(
+        run_id=new_run_id(), session=session, role=role, tier=tier, model=model,
+        status="refused", cost_usd=0.0, cost_source="priced", route=route, task_id=task_id,
+        reason=reason[:300], refused_by=refused_by,
+    )
+    _append(state_dir, record)
+    return record
+
+
+def _append(state_dir: Path, record: LedgerRecord) -> None:
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [record.to_dict()])
 
@@ -111,17 +140,3 @@ def check_writable(state_dir: Path) -> None:
 
 def read(state_dir: Path) -> list[dict[str, Any]]:
     return jsonl.read(ledger_path(state_dir))
-
-
-def log_path(state_dir: Path, run_id: str) -> Path:
-    if not RUN_ID_RE.fullmatch(run_id):
-        from burnless.errors import UsageError
-
-        raise UsageError(f"invalid run id {run_id!r} (expected r-YYYYMMDDTHHMMSS-xxxxxx)")
-    return state_dir / "logs" / f"{run_id}.log"
-
-
-def logs_dir(state_dir: Path) -> Path:
-    d = state_dir / "logs"
-    os.makedirs(d, exist_ok=True)
-    return d

@@ -30,6 +30,7 @@ from burnless.accounting.index import (
     LedgerIndex,
     Sums,
     add,
+    billed,
 )
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -86,12 +87,12 @@ class MetricsView:
         for k, s in self.series.items():
             n, tier = s[RECORDS], k[_T]
             records += n
-            if k[_S] == "refused":
-                _add(refusals, (("tier", tier), ("refused_by", k[_RB])), n)
-                budget += n if k[_RB] == "budget" else 0
-                continue
-            if k[_C]:
-                _add(cached, tier, n)
+            if not billed(k[_S], k[_C]):
+                if k[_S] == "refused":
+                    _add(refusals, (("tier", tier), ("refused_by", k[_RB])), n)
+                    budget += n if k[_RB] == "budget" else 0
+                else:
+                    _add(cached, tier, n)
                 continue
             tm = (("tier", tier), ("model", k[_M]))
             role_metric = tokens.get(_ROLE_METRIC.get(k[_R], ""))

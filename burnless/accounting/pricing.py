@@ -1,4 +1,4 @@
-"""The price table: what a model's tokens cost, in USD per million.
+"""The price table (what a model's tokens cost, in USD per million) and the cost of a call.
 
 One dated table ships in ``burnless/data/prices.json``; it is read on first use. A tier's
 ``price:`` in config overrides it.
@@ -21,11 +21,16 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from burnless.accounting.tokens import Tokens
+from burnless.accounting.tokens import Tokens, estimate_tokens
+from burnless.vocab import CostSource
+
+if TYPE_CHECKING:
+    from burnless.config import Tier
+    from burnless.formats import WorkerOutput
 
 RATES = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
 _PREFIXES = ("anthropic/", "openai/", "google/", "models/")
@@ -203,3 +208,30 @@ def cost_usd(tokens: Tokens, price: Price, cache_write_1h: int = 0) -> float:
         + tokens.cache_read * price.cache_read
     )
     return micro / 1_000_000
+
+
+def tier_price(tier: Tier, model: str | None = None) -> Price | None:
+    """The price of a tier's tokens (of ``model`` when the worker named another): the table
+    with the tier's ``price:`` override applied; None when unknown."""
+    return price_for(model or tier.model, tier.price.as_mapping() if tier.price else None)
+
+
+def cost_of_call(
+    tier: Tier, output: WorkerOutput, sent: str
+) -> tuple[Tokens, float | None, CostSource]:
+    """Tokens, USD and cost source of one call that sent ``sent`` and answered ``output``.
+
+    ``cost_source`` is the first that applies: ``reported`` (the worker said what it cost),
+    ``priced`` (reported tokens x the price table), ``estimated`` (no usage reported: tokens
+    from bytes x the table), ``unknown`` (no price for the model: the cost is None, never 0).
+    """
+    price = tier_price(tier, output.model)
+    tokens = output.usage or Tokens(
+        input=estimate_tokens(sent), output=estimate_tokens(output.text)
+    )
+    if output.cost_usd is not None:
+        return tokens, output.cost_usd, "reported"
+    if price is None:
+        return tokens, None, "unknown"
+    usd = cost_usd(tokens, price, output.cache_write_1h)
+    return tokens, usd, "priced" if output.usage is not None else "estimated"

@@ -32,7 +32,6 @@ from burnless.accounting.index import (
     AUDIT_FAILED,
     CACHE_READ,
     CACHE_WRITE,
-    CACHED,
     COST,
     COST_KNOWN,
     DAY,
@@ -48,6 +47,7 @@ from burnless.accounting.index import (
     Key,
     LedgerIndex,
     Sums,
+    is_billed,
 )
 from burnless.errors import UsageError
 
@@ -108,11 +108,8 @@ class _Acc:
 
     def add(self, key: Key, s: Sums) -> None:
         v, n = self.v, s[RECORDS]
-        if key[STATUS] == "refused":
-            v[7] += n
-            return
-        if key[CACHED]:
-            v[9] += n
+        if not is_billed(key):
+            v[7 if key[STATUS] == "refused" else 9] += n  # a refusal, or a response-cache hit
             return
         v[0] += n
         v[1] += s[INPUT]

@@ -17,9 +17,9 @@ def log(
     config: ConfigOpt = None,
 ) -> None:
     """Print the raw worker output (stdout and stderr) of one call."""
-    from burnless.accounting.ledger import log_path
     from burnless.config import load_config
     from burnless.errors import UsageError
+    from burnless.runs import log_path
     from burnless.storage.atomic import open_regular
 
     cfg = load_config(config)

@@ -16,11 +16,14 @@ IdArg = Annotated[str, typer.Argument(help="Session id.")]
 
 
 def _summary(cfg: Any, sid: str, ledger_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from burnless.session.store import Session, current_epoch
+    from burnless.accounting.index import billed
+    from burnless.session.context import current_epoch
+    from burnless.session.store import Session
 
     s = Session(cfg.state_dir, sid)
     caps = s.capsules()
-    rows = [r for r in ledger_rows if r.get("session") == sid and r.get("status") != "refused"]
+    rows = [r for r in ledger_rows
+            if r.get("session") == sid and billed(r.get("status"), r.get("cached"))]
     costs = [r.get("cost_usd") for r in rows]
     known = [c for c in costs if isinstance(c, (int, float))]
     return {

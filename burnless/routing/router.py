@@ -1,8 +1,8 @@
-"""Routing: which tier serves a turn, and every reason why (SPEC section 8).
+"""The router: which tier serves a turn, and every reason why.
 
 Order of decision: ``--tier`` › the first matching rule › the session's pinned executor ›
-``executor``. Then policy filters the choice: sensitive work goes to local tiers only, even
-against ``--tier``. Deterministic: no model is asked.
+``executor``. Then policy filters the choice (``safety.policy.allows``): sensitive work goes
+to local tiers only, even against ``--tier``. Deterministic: no model is asked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from burnless.config import Config, Rule
 from burnless.errors import PolicyRefused
+from burnless.routing.ladder import climb_from
+from burnless.safety.policy import allows
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def route(
     use_cascade = cascade or rule_cascade
     # A cascade climbs from the cheapest rung, or from the rung that --tier or a rule named.
     named = tier is not None or any(r.startswith("rule ") for r in reasons)
-    ladder = _ladder(cfg, natural) if named else (cfg.routing.ladder or (natural,))
+    ladder = climb_from(cfg, natural) if named else (cfg.routing.ladder or (natural,))
     if use_cascade and not named and ladder and natural != ladder[0]:
         natural = ladder[0]
         reasons.append(f"cascade starts at the cheapest rung, {natural}")
@@ -123,21 +125,21 @@ def route(
         reasons.append("cascade: " + " → ".join(ladder))
     chosen, policy = natural, None
     if sensitive:
-        locals_ = [name for name, t in cfg.tiers.items() if t.local]
+        locals_ = [name for name, t in cfg.tiers.items() if allows(t, sensitive)]
         because = "; ".join(sensitive)
         if not locals_:
             raise PolicyRefused(
                 f"sensitive work ({because}) may only go to a tier with local: true, and none is "
                 "configured; nothing was sent"
             )
-        if cfg.tiers[natural].local:
+        if allows(cfg.tiers[natural], sensitive):
             policy = f"sensitive ({because}): {natural} is local"
         else:
             local_ladder = [t for t in cfg.routing.ladder if t in locals_]
             chosen = (local_ladder or locals_)[0]
             policy = f"sensitive ({because}): {natural} is not local → {chosen}"
         reasons.append("policy: " + policy)
-        ladder = tuple(t for t in ladder if cfg.tiers[t].local) or (chosen,)
+        ladder = tuple(t for t in ladder if allows(cfg.tiers[t], sensitive)) or (chosen,)
     return Decision(
         tier=chosen,
         natural=natural,
@@ -148,11 +150,3 @@ def route(
         sensitive=bool(sensitive),
         ladder=ladder if use_cascade else (),
     )
-
-
-def _ladder(cfg: Config, start: str) -> tuple[str, ...]:
-    """The cascade rungs from ``start`` up (the whole ladder if ``start`` is not on it)."""
-    ladder = cfg.routing.ladder
-    if start in ladder:
-        return ladder[ladder.index(start):]
-    return (start, *ladder)

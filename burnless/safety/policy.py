@@ -1,29 +1,28 @@
-"""Policy for one workspace: secret masking, sensitive work, and nested calls (SPEC 8).
+"""The workspace's policy: what is masked, what is sensitive, and which tier may receive what.
 
-The mechanisms live in ``redact`` (secret detection and masks) and ``sensitive`` (what makes a
-task sensitive); this module applies the config's ``policy:`` section to a turn.
+``allows(tier, sensitive)`` is the one decision "sensitive work stays local": routing, the
+cascade ladder, the planner, the compactor and the last guard before any dispatch all ask it.
+``Policy`` applies the config's ``policy:`` section: ``mask`` (the one verb for hiding
+secrets, see ``secrets``) and ``sensitivity`` (why a task is sensitive, see ``sensitivity``).
 
-Besides what ``redact`` detects by shape, the values the config hands to workers as secrets are
+Besides what ``secrets`` detects by shape, the values the config hands to workers as secrets are
 masked wherever they show up (a worker that prints its environment, an error that quotes a
 header): the tiers' ``env`` and ``pass_env`` values whose name says key, token, secret,
-password or credential, or whose value looks random (``redact.looks_random``).
+password or credential, or whose value looks random (``secrets.looks_random``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import orjson
-
-from burnless.config import Config
+from burnless.config import Config, Tier
 
 if TYPE_CHECKING:
     from burnless.safety.secrets import Redactor
 
-DEPTH_ENV = "BURNLESS_DEPTH"
-ACTIVE_ENV = "BURNLESS_ACTIVE_SESSIONS"
 # an env name that says its value is a credential: ANTHROPIC_API_KEY, GH_TOKEN, DB_PASS, MY_CRED
 _SECRET_NAME = re.compile(
     r"(?i)(?:^|[^a-z])(?:key|apikey|token|secret|password|passwd|pwd|pass|creds?|credentials?|auth)"
@@ -31,29 +30,55 @@ _SECRET_NAME = re.compile(
 )
 
 
+def allows(tier: Tier, sensitive: Sequence[str]) -> bool:
+    """May ``tier`` receive work whose sensitivity reasons are ``sensitive``? Sensitive work
+    (any reason at all) goes only to tiers with ``local: true``."""
+    return tier.local or not sensitive
+
+
+def refusal(tier: Tier, sensitive: Sequence[str]) -> str:
+    """Why ``allows`` says no, for the ledger and the user."""
+    return (f"sensitive work ({'; '.join(sensitive)}) may not go to tier {tier.name!r}, which "
+            "is not local; nothing was sent")
+
+
 class Policy:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self._redactor: Redactor | None = None
+        self._known: list[str] | None = None
 
     # -- secrets
 
-    def redact(self, text: str) -> tuple[str, int]:
-        """``text`` with its secrets masked, and how many there were (no-op when disabled)."""
+    def mask(self, text: str) -> str:
+        """``text`` with its secrets masked (as is when ``redact_secrets`` is off)."""
+        return self.mask_counted(text)[0]
+
+    def mask_counted(self, text: str) -> tuple[str, int]:
+        """``mask``, and how many secrets it replaced. Text with no secret is returned as is
+        without touching ``redact.key`` (so ``route``, which writes nothing, stays read-only)."""
         if not self.cfg.policy.redact_secrets or not text:
             return text, 0
+        from burnless.safety.secrets import find_secrets
+
+        if not find_secrets(text, self.known_secrets()):
+            return text, 0
+        red = self.redactor().redact(text)
+        return red.text, red.count
+
+    def redactor(self) -> Redactor:
+        """The workspace's redactor, its key (``redact.key``) created or checked on first use.
+        A run asks for it before dispatching, so a damaged key stops the run up front."""
         if self._redactor is None:
             from burnless.safety.secrets import Redactor
 
             self._redactor = Redactor.for_workspace(self.cfg.state_dir, self.known_secrets())
-        red = self._redactor.redact(text)
-        return red.text, red.count
-
-    def mask(self, text: str) -> str:
-        return self.redact(text)[0]
+        return self._redactor
 
     def known_secrets(self) -> list[str]:
         """Secret values the config gives workers: tier ``env`` and ``pass_env`` values."""
+        if self._known is not None:
+            return self._known
         from burnless.safety.secrets import looks_random
 
         found: list[str] = []
@@ -65,6 +90,7 @@ class Policy:
                     continue  # short, a path, a URL (credentials in URLs are masked by shape)
                 if _SECRET_NAME.search(name) or looks_random(value):
                     found.append(value)
+        self._known = found
         return found
 
     # -- sensitive work
@@ -91,56 +117,4 @@ class Policy:
                 reasons.append(f"secret ({', '.join(kinds)}) in .burnless/prefix.md while "
                                "redact_secrets is off")
         # a reason quotes the task (a path): it goes to the ledger and the terminal
-        return tuple(self.mask_if_secret(r) for r in reasons)
-
-    def mask_if_secret(self, text: str) -> str:
-        """``text`` masked when it holds a secret; else as is, without touching ``redact.key``
-        (so ``route``, which must write nothing, stays read-only on ordinary text)."""
-        if self.cfg.policy.redact_secrets and self._has_secret(text):
-            return self.mask(text)
-        return text
-
-    def _has_secret(self, text: str) -> bool:
-        from burnless.safety.secrets import find_secrets
-
-        return bool(find_secrets(text, self.known_secrets()))
-
-    # -- nesting
-
-    def depth_refusal(self) -> str | None:
-        """Why this process may not run (too deeply nested), or None."""
-        d = depth()
-        if d > self.cfg.policy.max_depth:
-            return (f"nested burnless call at depth {d} exceeds policy.max_depth = "
-                    f"{self.cfg.policy.max_depth}; refused before spending anything")
-        return None
-
-    def is_calling_session(self, session_id: str) -> bool:
-        """True when this run was started by a worker of that very session's running turn."""
-        return self._key(session_id) in active_sessions()
-
-    def worker_env(self, session_id: str) -> dict[str, str]:
-        """What burnless adds to every worker's environment."""
-        active = [*active_sessions(), self._key(session_id)]
-        return {DEPTH_ENV: str(depth() + 1), ACTIVE_ENV: orjson.dumps(active).decode()}
-
-    def _key(self, session_id: str) -> str:
-        return f"{self.cfg.workspace}::{session_id}"
-
-
-def depth() -> int:
-    """How deep in nested burnless calls this process is (0 at the top)."""
-    raw = os.environ.get(DEPTH_ENV, "0").strip()
-    return int(raw) if raw.isdigit() else 0
-
-
-def active_sessions() -> list[str]:
-    """The sessions whose turns are running above this process."""
-    raw = os.environ.get(ACTIVE_ENV)
-    if not raw:
-        return []
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return []
-    return [str(x) for x in data] if isinstance(data, list) else []
+        return tuple(self.mask(r) for r in reasons)

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +23,8 @@ from typing import Any
 
 import orjson
 
-from burnless.accounting.tokens import estimate_tokens
 from burnless.errors import BurnlessError, SessionBusy, UsageError
-from burnless.session.capsule import Capsule, Context, render
+from burnless.session.capsule import Capsule
 from burnless.storage import jsonl
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import LockTimeout, file_lock
@@ -237,125 +236,3 @@ def list_sessions(state_dir: Path) -> list[str]:
             continue
         out.append(p.name)
     return sorted(out)
-
-
-# --------------------------------------------------------------------------- epochs
-
-
-def current_epoch(capsules: Sequence[Capsule]) -> int:
-    return max((c.epoch for c in capsules), default=1)
-
-
-def context_of(capsules: Sequence[Capsule]) -> Context:
-    """The plan and capsules the next turn renders, derived from the capsule file alone.
-
-    Epoch E's context: its plan (part 3), then the compact digest that opened it, the capsules
-    that digest kept, and the epoch's own exec capsules, in file order (part 4).
-    """
-    epoch = current_epoch(capsules)
-    by_seq: dict[int, Capsule] = {}
-    for c in capsules:
-        by_seq.setdefault(c.seq, c)  # a damaged file may repeat a seq: the first one stays
-    plan: Capsule | None = None
-    items: list[Capsule] = []
-    for c in capsules:
-        if c.epoch != epoch:
-            continue
-        if c.role == "plan":
-            plan = plan or c  # the epoch's first plan; it opens the context
-        elif c.role == "compact":
-            items.append(c)
-            items.extend(by_seq[s] for s in c.keeps if s in by_seq and by_seq[s].role == "exec")
-        else:
-            items.append(c)
-    return Context(plan, tuple(items))
-
-
-def context_tokens(context: Context) -> int:
-    text = (render(context.plan) if context.plan else "") + "".join(
-        render(c) for c in context.capsules
-    )
-    return estimate_tokens(text)
-
-
-def needs_plan(capsules: Sequence[Capsule]) -> bool:
-    """The planner fires on the first turn of an epoch (session start, after a compaction)."""
-    epoch = current_epoch(capsules)
-    return not any(c.epoch == epoch and c.role in ("plan", "exec") for c in capsules)
-
-
-def next_seq(capsules: Sequence[Capsule]) -> int:
-    return max((c.seq for c in capsules), default=0) + 1
-
-
-@dataclass(frozen=True)
-class Fold:
-    """What a compaction folds and keeps."""
-
-    folds: tuple[int, ...]
-    keeps: tuple[int, ...]
-    folded: tuple[Capsule, ...]
-
-
-def plan_fold(context: Context, keep_recent: int) -> Fold | None:
-    """Fold everything in the context but the last ``keep_recent`` exec capsules (None: nothing)."""
-    execs = [c for c in context.capsules if c.role == "exec"]
-    kept = execs[-keep_recent:] if keep_recent else []
-    kept_seqs = {c.seq for c in kept}
-    folded = ([context.plan] if context.plan else []) + [
-        c for c in context.capsules if c.seq not in kept_seqs
-    ]
-    if not any(c.role == "exec" for c in folded):
-        return None
-    return Fold(
-        folds=tuple(sorted(c.seq for c in folded)),
-        keeps=tuple(c.seq for c in kept),
-        folded=tuple(folded),
-    )
-
-
-def compact_capsule(
-    capsules: Sequence[Capsule], fold: Fold, digest_text: str, *, tier: str = "", ts: str = ""
-) -> Capsule:
-    """The capsule that folds ``fold`` into ``digest_text`` and opens the next epoch."""
-    return Capsule.make(
-        seq=next_seq(capsules), epoch=current_epoch(capsules) + 1, role="compact", tier=tier,
-        task="compaction", status="ok", audit="skipped",
-        summary=f"folded {len(fold.folds)} capsules, kept {len(fold.keeps)}",
-        folds=fold.folds, keeps=fold.keeps, digest=digest_text, ts=ts,
-        sensitive=any(c.sensitive for c in fold.folded),
-    )
-
-
-def digest(history: Sequence[Capsule], fold: Fold) -> str:
-    """A deterministic digest of the folded turns, bounded, derived from the capsules only."""
-    folded_execs = [c for c in fold.folded if c.role == "exec"]
-    previous = [c for c in fold.folded if c.role == "compact"]
-    plan = next((c for c in fold.folded if c.role == "plan"), None)
-    lines: list[str] = []
-    if previous:
-        lines.append(f"Earlier digest (seq {previous[-1].seq}):")
-        lines.extend("  " + line for line in previous[-1].digest.splitlines()[:8])
-    if plan and plan.plan:
-        lines.append("Plan was: " + " / ".join(plan.plan[:6]))
-    lines.append(f"Turns folded: {len(folded_execs)}")
-    for c in folded_execs[-10:]:
-        mark = "" if c.audit in ("passed", "skipped", "") else f" audit {c.audit}"
-        lines.append(f"- [{c.seq}] {c.status}{mark}: {c.summary or c.task}"[:160])
-    touched: list[str] = []
-    for c in reversed([c for c in history if c.role == "exec"]):
-        for f in c.files:
-            if f not in touched:
-                touched.append(f)
-    if touched:
-        more = f" (+{len(touched) - 20} more)" if len(touched) > 20 else ""
-        lines.append("Files touched: " + ", ".join(touched[:20]) + more)
-    failed = [c for c in folded_execs if c.audit == "failed" or c.status in ("failed", "partial")]
-    if failed:
-        lines.append("Failed or partial: " + "; ".join(
-            f"[{c.seq}] {c.status}/{c.audit} {' '.join(c.notes[:2])}".strip() for c in failed[-5:]
-        ))
-    open_items = [c.next for c in folded_execs[-3:] if c.next]
-    if open_items:
-        lines.append("Open: " + " | ".join(open_items))
-    return "\n".join(lines)

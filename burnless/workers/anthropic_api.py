@@ -38,10 +38,10 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from burnless.accounting.tokens import Tokens
-from burnless.config import Tier
+from burnless.config import Config, Tier
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
-from burnless.workers import Call, Reply
+from burnless.workers import Call, Reply, require_key
 
 if TYPE_CHECKING:
     import anthropic
@@ -465,3 +465,16 @@ def _json(body: object) -> str:
         return orjson.dumps(body).decode()
     except TypeError:
         return repr(body)
+
+
+class AnthropicWorker:
+    """``api: anthropic``: the Messages API through the SDK."""
+
+    @staticmethod
+    def check(cfg: Config, tier: Tier) -> None:
+        require_key(cfg, tier, "anthropic")
+
+    dispatch = staticmethod(dispatch)
+
+
+WORKER = AnthropicWorker()

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
-from collections.abc import Callable
+import shutil
 from pathlib import Path
 
 from burnless import process
-from burnless.config import PLACEHOLDER_RE, Tier
-from burnless.errors import UsageError
+from burnless.config import PLACEHOLDER_RE, Config, Tier
+from burnless.errors import TierUnavailable, UsageError
 from burnless.formats import parse_output
+from burnless.safety.environment import scrubbed_env
 from burnless.storage.atomic import write_atomic
 from burnless.workers import Call, Reply
 
 # Linux refuses a single argument longer than MAX_ARG_STRLEN (32 pages).
 MAX_ARG_BYTES = 131072 - 1
-KEPT_ENV = ("PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "SHELL")
 
 
 def adapt_argv(argv: list[str]) -> list[str]:
@@ -58,17 +57,6 @@ def prefix_file(state_dir: Path, text: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
     return path
-
-
-def scrubbed_env(tier: Tier, extra: dict[str, str]) -> dict[str, str]:
-    """PATH, HOME, LANG/LC_*, TERM, TMPDIR, USER, SHELL + the tier's env and pass_env."""
-    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith("LC_")}
-    env.update(tier.env)
-    for name in tier.pass_env:
-        if name in os.environ:
-            env[name] = os.environ[name]
-    env.update(extra)
-    return env
 
 
 def build(call: Call) -> tuple[list[str], bytes | None]:
@@ -131,23 +119,36 @@ def dispatch(call: Call) -> Reply:
     )
 
 
-def run_verify_command(
-    cmd: str, workspace: Path, tier: Tier, log_path: Path, redact: Callable[[str], str] | None
-) -> tuple[int | None, str]:
-    """Run an ``audit.verify`` command like a worker (argv, scrubbed env, its own group).
+def check(cfg: Config, tier: Tier) -> None:
+    """The tier's program can be run: on PATH, or an executable file the command names."""
+    if tier.command is None:
+        return
+    program = tier.argv[0]
+    if PLACEHOLDER_RE.search(program):
+        return
+    problem = "not found"
+    if os.sep in program:
+        candidate = (cfg.workspace / program) if not os.path.isabs(program) else Path(program)
+        if candidate.is_dir():
+            problem = f"is a directory ({candidate})"
+        elif candidate.is_file():
+            if os.access(candidate, os.X_OK):
+                return
+            problem = (f"is not executable ({candidate}; chmod +x it, or run it with its "
+                       "interpreter, e.g. python3 script.py)")
+    elif shutil.which(program):
+        return
+    raise TierUnavailable(
+        f"tier {tier.name!r}: command {program!r} {problem} (from {tier.command!r}). "
+        f"Install it or put it on PATH, or change tiers.{tier.name}.command in {cfg.path}"
+    )
 
-    Returns the exit code (None on timeout) and the last line it printed.
-    """
-    try:
-        argv = shlex.split(cmd)
-    except ValueError as exc:
-        return 2, f"cannot split command: {exc}"
-    if not argv:
-        return 2, "empty command"
-    res = process.run(argv, cwd=workspace, env=scrubbed_env(tier, {}), timeout=tier.timeout,
-                      log_path=log_path, redact=redact)
-    if res.interrupted:  # Ctrl-C stops the run, not just this command (its group is killed)
-        raise KeyboardInterrupt
-    tail = (res.stderr_tail or res.stdout).strip().splitlines()
-    last = tail[-1] if tail else res.start_error
-    return res.exit_code, (redact(last) if redact is not None else last)[:200]
+
+class CommandWorker:
+    """A program run as a subprocess (Claude Code, Codex, Gemini CLI, Ollama, a script)."""
+
+    check = staticmethod(check)
+    dispatch = staticmethod(dispatch)
+
+
+WORKER = CommandWorker()

@@ -1,0 +1,41 @@
+"""One ``run`` invocation in flight: the task it carries and what it has done so far.
+
+``Task`` is fixed when the run starts (the text, its masked form, its sensitivity); ``Turn`` is
+what the pipeline in ``agent`` accumulates as it goes: the ledger records of its calls (the
+same records the ledger holds, in order) and the warnings the user will see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from burnless.accounting.ledger import LedgerRecord
+from burnless.session.pins import PinBook
+from burnless.session.store import Session
+
+
+@dataclass(frozen=True)
+class Task:
+    text: str  # as given (may hold secrets; never stored)
+    stored: str  # masked: what capsules, the ledger and logs may hold
+    id: str  # groups the calls of one run in the ledger
+    labels: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()  # why the work is sensitive (empty: it is not)
+
+
+@dataclass
+class Turn:
+    session: Session
+    task: Task
+    pins: PinBook
+    calls: list[LedgerRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spent(self) -> float:
+        """What the run's calls have cost so far (calls of unknown cost add nothing: with a
+        cost limit set, they are refused before they are made)."""
+        return sum(c.cost_usd or 0.0 for c in self.calls)
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
