@@ -31,7 +31,7 @@ from typing import Any
 
 from burnless.accounting.pricing import Price, cost_usd, price_for
 from burnless.accounting.tokens import Tokens, estimate_tokens
-from burnless.config import Compaction
+from burnless.config import CompactionSettings
 from burnless.prompt import Prompt, header, project_block, render_prompt
 from burnless.session.capsule import Capsule
 from burnless.session.compaction import compact_capsule, digest, plan_fold
@@ -408,7 +408,7 @@ def burnless_session(
     compaction: Compaction | None = None,
 ) -> tuple[Strategy, Strategy, list[Capsule]]:
     """burnless's calls billed as sent, and the same calls billed at the cache-optimal bound."""
-    compaction = compaction or Compaction()
+    compaction = compaction or CompactionSettings()
     biller, bound = Biller(), Bound()
     capsules: list[Capsule] = []
     for turn in work.turns:
@@ -711,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k in ks
     ]
     if args.compaction_sensitivity > 0:
-        small = Compaction(max_context_tokens=args.compaction_sensitivity)
+        small = CompactionSettings(max_context_tokens=args.compaction_sensitivity)
         r = run(args.seed, args.turns, args.steps, compaction=small)
         rows.append((f"k = {args.steps}, compact >{args.compaction_sensitivity}", r))
         rows[-1] = (rows[-1][0] + f" ({r.compactions}x)", r)

@@ -1,4 +1,4 @@
-"""Filesystem audit: check what a worker claims against the disk (SPEC section 7).
+"""Filesystem audit: check what a worker claims against the disk (the audit table of the README).
 
 A snapshot before the worker runs records each file's metadata (size, mtime, ctime, inode),
 never its content, so a large workspace stays cheap to snapshot. Files modified in the last few

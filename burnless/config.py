@@ -37,7 +37,7 @@ PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
 @dataclass(frozen=True)
-class Price:
+class PriceSettings:
     """A tier's price override, USD per million tokens; unset rates come from the table."""
 
     input: float | None = None
@@ -63,7 +63,7 @@ class Tier:
     local: bool = False
     env: dict[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()
-    price: Price | None = None
+    price: PriceSettings | None = None
     base_url: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
 
@@ -89,7 +89,7 @@ class Tier:
 
 
 @dataclass(frozen=True)
-class Rule:
+class RuleSettings:
     tier: str = ""
     keywords: tuple[str, ...] = ()
     regex: str | None = None
@@ -101,17 +101,17 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Breaker:
+class BreakerSettings:
     failures: int = 3
     cooldown: float = 600.0
 
 
 @dataclass(frozen=True)
-class Routing:
-    rules: tuple[Rule, ...] = ()
+class RoutingSettings:
+    rules: tuple[RuleSettings, ...] = ()
     ladder: tuple[str, ...] = ()
     pin: bool = True
-    breaker: Breaker = field(default_factory=Breaker)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
 
 @dataclass(frozen=True)
@@ -120,14 +120,14 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
-class Compaction:
+class CompactionSettings:
     max_context_tokens: int = 12000
     keep_recent: int = 6
     tier: str | None = None
 
 
 @dataclass(frozen=True)
-class Budget:
+class BudgetSettings:
     max_cost_per_task: float | None = None
     max_cost_per_session: float | None = None
     max_cost_per_day: float | None = None
@@ -142,14 +142,14 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Audit:
+class AuditSettings:
     verify: tuple[str, ...] = ()
     strict: bool = False
     ignore: tuple[str, ...] = (".git", ".burnless", "node_modules", ".venv", "__pycache__")
 
 
 @dataclass(frozen=True)
-class Cache:
+class CacheSettings:
     prefix_cache: bool = True
     session_state: str = "capsules"
     responses: bool = False
@@ -157,7 +157,7 @@ class Cache:
 
 
 @dataclass(frozen=True)
-class Policy:
+class PolicySettings:
     redact_secrets: bool = True
     sensitive_patterns: tuple[str, ...] = ()
     sensitive_paths: tuple[str, ...] = ()
@@ -165,7 +165,7 @@ class Policy:
 
 
 @dataclass(frozen=True)
-class Metrics:
+class MetricsSettings:
     host: str = "127.0.0.1"
     port: int = 4356
 
@@ -178,14 +178,14 @@ class Config:
     version: int = 1
     planner: str | None = None
     executor: str | None = None
-    routing: Routing = field(default_factory=Routing)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
-    compaction: Compaction = field(default_factory=Compaction)
-    budget: Budget = field(default_factory=Budget)
-    audit: Audit = field(default_factory=Audit)
-    cache: Cache = field(default_factory=Cache)
-    policy: Policy = field(default_factory=Policy)
-    metrics: Metrics = field(default_factory=Metrics)
+    compaction: CompactionSettings = field(default_factory=CompactionSettings)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     path: Path = Path()
     workspace: Path = Path()
 
@@ -577,9 +577,9 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: Source) -> Any:
         if value is None:
             return None
         return _value(args[0], value, path, src)
-    if tp is Price and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is PriceSettings and isinstance(value, (int, float)) and not isinstance(value, bool):
         # `price: 0` is the zero-cost tier-0: one number sets the input and output rates.
-        return Price(input=float(value), output=float(value))
+        return PriceSettings(input=float(value), output=float(value))
     if dataclasses.is_dataclass(tp):
         return _convert(tp, value, path, src)
     if origin is tuple:

@@ -1,4 +1,5 @@
-"""The worker envelope: the JSON object a worker ends its answer with (SPEC section 6).
+"""The worker envelope: the JSON object a worker ends its answer with (the protocol header in
+``prompt.py`` states the contract to workers).
 
 ``extract`` finds it (in a ```json fence or bare at the end), normalises it (status synonyms,
 action synonyms) and never raises: whatever is wrong becomes a finding.

@@ -1,4 +1,4 @@
-"""The prompt: protocol header, project prefix, plan, capsules, task — in that order (SPEC 5).
+"""The prompt: protocol header, project prefix, plan, capsules, task — in that order.
 
 Parts 1-2 (header + project prefix) are the *stable prefix*: byte-identical for every turn of a
 role while the config and ``prefix.md`` do not change. Parts 1-4 only grow at their end within an

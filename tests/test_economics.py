@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from burnless.accounting.pricing import price_for
 from burnless.accounting.tokens import Tokens, estimate_tokens
-from burnless.config import Compaction
+from burnless.config import CompactionSettings
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "economics.py"
 
@@ -166,7 +166,7 @@ def test_next_turn_reads_the_previous_context_from_cache(small: object) -> None:
 
 
 def test_compaction_replans_and_the_expired_planner_prefix_shows_against_the_bound() -> None:
-    report = econ.run(seed=4, turns=12, steps=3, compaction=Compaction(max_context_tokens=900))
+    report = econ.run(seed=4, turns=12, steps=3, compaction=CompactionSettings(max_context_tokens=900))
     planners = [c for c in report.burnless.calls if c.role == "planner"]
     assert report.compactions >= 1
     assert report.plans == len(planners) == 1 + report.compactions

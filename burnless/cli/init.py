@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from burnless.cli import console
 from burnless.cli.options import JsonOpt
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 AGENT_CLIS = ("claude", "codex", "gemini", "ollama")
 GITIGNORE = """\
@@ -32,7 +36,6 @@ def init(
     """Create .burnless/config.yaml and prefix.md in the current directory."""
     import shutil
     from importlib.resources import files
-    from pathlib import Path
 
     from burnless.errors import UsageError
     from burnless.storage.atomic import write_atomic
@@ -86,21 +89,16 @@ def init(
                     "in .burnless/config.yaml. `burnless doctor` checks the setup.")
 
 
-def _present(path: object) -> bool:
+def _present(path: Path) -> bool:
     """Whether anything is at ``path``, a broken symlink included."""
-    from pathlib import Path
-
-    assert isinstance(path, Path)
     return path.is_symlink() or path.exists()
 
 
-def _backup(target: object, new: bytes) -> None:
+def _backup(target: Path, new: bytes) -> None:
     """Keep ``target`` as NAME.bak, or NAME.bak.1, .bak.2...: an older backup is never
     overwritten. Nothing to keep when it already holds ``new``."""
     import shutil
-    from pathlib import Path
 
-    assert isinstance(target, Path)
     if target.read_bytes() == new:
         return
     bak = target.with_name(target.name + ".bak")
@@ -111,12 +109,9 @@ def _backup(target: object, new: bytes) -> None:
     shutil.copy2(target, bak)
 
 
-def _copy_tree(src: object, dst: object) -> None:
-    """Copy a package resource directory (Traversable) to a real directory."""
-    from pathlib import Path
-
-    assert isinstance(dst, Path)
-    if not hasattr(src, "iterdir") or not src.is_dir():  # type: ignore[attr-defined]
+def _copy_tree(src: Traversable, dst: Path) -> None:
+    """Copy a package resource directory to a real directory."""
+    if not src.is_dir():
         return
     dst.mkdir(parents=True, exist_ok=True)
     for item in src.iterdir():

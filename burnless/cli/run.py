@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from burnless.cli import console
 from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
+
+if TYPE_CHECKING:
+    from burnless.result import RunResult
 
 
 def run(
@@ -62,10 +65,7 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-def _human(r: object) -> None:
-    from burnless.result import RunResult
-
-    assert isinstance(r, RunResult)
+def _human(r: RunResult) -> None:
     mark = {"ok": "✓", "partial": "~", "failed": "✗", "escalate": "↑"}.get(r.status, "?")
     model = f" ({r.model})" if r.model else ""
     audit = r.audit.verdict

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from burnless.cli import console
 from burnless.cli.options import ConfigOpt, JsonOpt
+
+if TYPE_CHECKING:
+    from burnless.config import Config
+    from burnless.session.store import Session
 
 app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next prompt).",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -15,7 +19,7 @@ app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next pr
 IdArg = Annotated[str, typer.Argument(help="Session id.")]
 
 
-def _summary(cfg: Any, sid: str, ledger_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(cfg: Config, sid: str, ledger_rows: list[dict[str, Any]]) -> dict[str, Any]:
     from burnless.accounting.index import billed
     from burnless.session.context import current_epoch
     from burnless.session.store import Session
@@ -69,7 +73,7 @@ def list_(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     )
 
 
-def _existing(cfg: Any, sid: str) -> Any:
+def _existing(cfg: Config, sid: str) -> Session:
     from burnless.errors import UsageError
     from burnless.session.store import Session
 

@@ -3,7 +3,7 @@
 ``parse_output(raw, fmt)`` never raises. Output that is not in the requested format is read as
 what it actually is (or as plain text), with a finding saying so; the answer is never lost.
 
-Usage convention (SPEC section 9): ``usage.input`` is input billed at the full rate only;
+Usage convention (the ledger's): ``usage.input`` is input billed at the full rate only;
 ``cache_read`` and ``cache_write`` are separate. Formats whose input figure includes cached
 tokens (Codex, Gemini) have them subtracted here.
 """

@@ -1,4 +1,4 @@
-"""Circuit breaker: skip a tier that keeps failing (SPEC section 8).
+"""Circuit breaker: skip a tier that keeps failing, for every run and gateway request.
 
 A tier that exits non-zero or times out ``routing.breaker.failures`` times in a row, across all
 runs and sessions of the workspace, is skipped for ``routing.breaker.cooldown`` seconds. State is

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from burnless.config import Config, Rule
+from burnless.config import Config, RuleSettings
 from burnless.errors import PolicyRefused
 from burnless.routing.ladder import climb_from
 from burnless.safety.policy import allows
@@ -48,7 +48,7 @@ def _word(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w])" + re.escape(keyword) + r"(?![\w])", re.IGNORECASE)
 
 
-def rule_match(rule: Rule, task: str, labels: Sequence[str]) -> list[str] | None:
+def rule_match(rule: RuleSettings, task: str, labels: Sequence[str]) -> list[str] | None:
     """The reasons a rule matches (all its conditions hold), or None."""
     why: list[str] = []
     if rule.keywords:

@@ -1,4 +1,4 @@
-"""Nested calls: a worker that calls burnless again (SPEC: ``policy.max_depth``).
+"""Nested calls: a worker that calls burnless again (``policy.max_depth``).
 
 burnless sets two variables in every worker's environment: ``BURNLESS_DEPTH`` (how deep the
 worker runs) and ``BURNLESS_ACTIVE_SESSIONS`` (the sessions whose turns are running above it).

@@ -1,6 +1,6 @@
 """API tiers (``api: anthropic``): one call to Anthropic's Messages API through the SDK.
 
-The request is laid out for the prompt cache (SPEC section 5)::
+The request is laid out for the prompt cache (the stable prefix first, see prompt.py)::
 
     system:  [stable prefix]                          <- breakpoint 1 (same for every turn)
     user:    [plan] [capsule 1] ... [capsule N]       <- breakpoint 2 on the last context block
