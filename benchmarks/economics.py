@@ -809,6 +809,8 @@ def format_report(report: Report) -> str:
         lines.append(
             f"  {'PASS' if c.passed else 'FAIL'}  {c.name}: {c.value:.3f} (target <= {c.limit:g})"
         )
+    if not report.checks()[0].passed:
+        lines += _why_long_fails(long)
     lines.append(
         "  (the earlier target of >= 90% of burnless's input read from cache is withdrawn:"
         f" the bound itself reads {long.bound.read_share(2):.1%})"
@@ -819,17 +821,42 @@ def format_report(report: Report) -> str:
         f"{'replay cached':>13}"
     )
     lines.append(sub)
-    for n in REPORT_TURNS:
+    compacting = {c.turn for c in long.cached.calls if c.role == "compaction"}
+    for n in sorted(set(REPORT_TURNS) | compacting | {n + 1 for n in compacting}):
         if n > len(work.turns):
             continue
         b, r = long.burnless.turn_tokens(n), long.cached.turn_tokens(n)
         share = b.cache_read / b.total_input if b.total_input else 0.0
-        compacted = any(c.turn == n and c.role == "compaction" for c in long.cached.calls)
         lines.append(
             f"  {n:>4} {b.total_input:>9,} {b.cache_read:>9,} {b.cache_write:>7,} "
-            f"{share:>10.1%} {r.total_input:>13,}" + ("  (compacts)" if compacted else "")
+            f"{share:>10.1%} {r.total_input:>13,}" + ("  (compacts)" if n in compacting else "")
         )
     return "\n".join(lines)
+
+
+def _why_long_fails(s: Session) -> list[str]:
+    """The floor under burnless's cost: what it pays before reading anything back."""
+    price = _price(s.model)
+    t = s.burnless.tokens
+    floor = (t.cache_write * price.cache_write + t.output * price.output) / 1e6
+    steps = sum(1 for c in s.burnless.calls if c.role == "executor")
+    prefix = (steps - 1) * estimate_tokens(s.work.system) * price.cache_read / 1e6
+    budget = TARGET_LONG * s.cached.cost - floor
+    if budget <= 0:
+        return [
+            f"  why the first target fails: burnless's cache writes and output alone cost "
+            f"{_usd(floor)} = {floor / s.cached.cost:.3f}x the replay's {_usd(s.cached.cost)}",
+        ]
+    return [
+        "  why the first target fails: burnless's cache writes (new material, tasks, prefixes,",
+        f"    each written once) and its output alone cost {_usd(floor)} = "
+        f"{floor / s.cached.cost:.3f}x the replay's {_usd(s.cached.cost)};",
+        f"    the target leaves {_usd(budget)} for every cache read of its {steps} executor "
+        f"steps, less than reading",
+        f"    the {estimate_tokens(s.work.system):,}-token stable prefix once per step "
+        f"({_usd(prefix)}); the bound (the best any cache layout",
+        "    of these requests can do) costs as much as burnless",
+    ]
 
 
 def format_sensitivity(rows: Sequence[tuple[str, Session]]) -> str:

@@ -329,6 +329,8 @@ def test_main_prints_the_sessions_the_table_and_targets(capsys: pytest.CaptureFi
     ]
     assert len(verdicts) == 3
     assert rc == (1 if "FAIL" in verdicts else 0)
+    # A failed headline says why, with the floor under burnless's cost.
+    assert ("why the first target fails" in out) == (verdicts[0] == "FAIL")
     # The short sessions are always printed next to the long one, the model mix on its own.
     assert "long (main)" in out and "short (turns 1-3 of it)" in out and "short, light" in out
     assert "model mix (separate from the headline" in out
