@@ -24,9 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnless.tokens import Tokens, estimate_tokens
+
+if TYPE_CHECKING:
+    from burnless.sim.replay import Compaction
 
 GOLD = "claude-opus-4-8"
 SILVER = "claude-sonnet-4-6"
@@ -300,7 +303,7 @@ class _Ran:
 
 def run_demo(progress: Callable[[str], None] = lambda _: None) -> DemoReport:
     from burnless.agent import BurnlessAgent
-    from burnless.sim.replay import Compaction
+    from burnless.sim.replay import Compaction as ReplayRule
     from burnless.sim.server import sim_server
 
     started = time.monotonic()
@@ -332,7 +335,7 @@ def run_demo(progress: Callable[[str], None] = lambda _: None) -> DemoReport:
     if len(executor_calls) != len(TURNS):
         raise RuntimeError(f"the demo session made {len(executor_calls)} executor calls for "
                            f"{len(TURNS)} turns; the simulator's log does not add up")
-    rule = Compaction()
+    rule = ReplayRule()
     prompts, answers = [x.prompt for x in ran], [x.answer for x in ran]
     cached, cached_turns = _replay(executor_calls, prompts, answers, cached=True, rule=rule)
     uncached, uncached_turns = _replay(executor_calls, prompts, answers, cached=False, rule=rule)
@@ -381,7 +384,7 @@ def _replay(
     answers: Sequence[str],
     *,
     cached: bool,
-    rule: Any,
+    rule: Compaction,
 ) -> tuple[Baseline, list[Spend]]:
     """The same turns as one conversation on ``BASELINE_MODEL`` (``burnless.sim.replay``).
 
