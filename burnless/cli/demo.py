@@ -2,53 +2,79 @@
 
 from __future__ import annotations
 
-from burnless.cli import console
+from typing import TYPE_CHECKING
+
+from burnless.cli.options import JsonOpt
+
+if TYPE_CHECKING:
+    from burnless.accounting.tokens import Tokens
+    from burnless.demo import DemoReport
 
 
-def demo() -> None:
-    """Run a simulated session end to end and compare its cost with a full-transcript replay."""
+def demo(json_: JsonOpt = False) -> None:
+    """Run a simulated session end to end and compare its cost with one compacting conversation
+    on the same model (everything simulated, offline).
+
+    Examples:
+      burnless demo
+      burnless demo --json | jq .ratio_vs_cached
+    """
+    from burnless.cli import console
     from burnless.demo import run_demo
 
+    if json_:
+        console.emit_json(run_demo().to_dict())
+        return
     console.err("burnless demo — SIMULATED model and costs (offline simulator on 127.0.0.1)")
-    report = run_demo(progress=lambda line: console.err(f"  {line}"))
+    _print(run_demo(progress=lambda line: console.err(f"  {line}")))
 
-    def money(v: float | None) -> str:
-        return "unknown" if v is None else f"${v:.4f}"
+
+def _print(report: DemoReport) -> None:
+    from burnless.cli import console
+    from burnless.demo import GOLD, SILVER
+
+    def money(v: float) -> str:
+        return f"${v:.4f}"
 
     rows = []
     for r in report.rows:
-        u = r.usage
-        verdict = r.audit + (f" ({r.note})" if r.note else "")
-        rows.append([str(r.n), r.title[:38], r.calls, r.status, verdict, str(r.exit_code),
-                     f"{u.input:,}", f"{u.cache_write:,}", f"{u.cache_read:,}", f"{u.output:,}",
-                     money(r.cost)])
+        audit = r.audit + (f" ({r.note})" if r.note else "")
+        rows.append([str(r.n), r.title[:34], r.calls, audit, str(r.exit_code),
+                     f"{r.read_tokens:,}", f"{r.burnless.tokens.total_input:,}",
+                     money(r.burnless.cost), f"{r.cached.tokens.total_input:,}",
+                     money(r.cached.cost)])
     console.print_table(
-        "burnless session (simulated)",
-        ["#", "turn", "calls", "status", "audit", "exit", "input", "cache write",
-         "cache read", "output", "cost"],
-        rows, right=frozenset({0, 5, 6, 7, 8, 9, 10}),
+        "burnless session, per turn (simulated). read: tokens of the files the turn read; "
+        "in: input tokens sent; conv.: the conversation below",
+        ["#", "turn", "calls", "audit", "exit", "read", "burnless in", "burnless $",
+         "conv. in", "conv. $"],
+        rows, right=frozenset({0, 4, 5, 6, 7, 8, 9}),
     )
-    t = report.burnless_tokens
-    (ct, cc), (ut, uc) = report.replay_cached, report.replay_uncached
     console.out("")
+
+    def line(name: str, t: Tokens, cost: float) -> list[str]:
+        return [name, f"{t.input:,}", f"{t.cache_write:,}", f"{t.cache_read:,}", f"{t.output:,}",
+                money(cost)]
+
+    c, u = report.cached, report.uncached
     console.print_table(
-        "same session, simulated costs",
+        f"the same {len(report.rows)} turns, simulated costs",
         ["strategy", "input", "cache write", "cache read", "output", "cost"],
         [
-            ["burnless (planner gold, executor silver)", f"{t.input:,}", f"{t.cache_write:,}",
-             f"{t.cache_read:,}", f"{t.output:,}", money(report.burnless_cost)],
-            ["full transcript, prompt caching", f"{ct.input:,}", f"{ct.cache_write:,}",
-             f"{ct.cache_read:,}", f"{ct.output:,}", money(cc)],
-            ["full transcript, no caching", f"{ut.input:,}", f"{ut.cache_write:,}",
-             f"{ut.cache_read:,}", f"{ut.output:,}", money(uc)],
+            line(f"burnless (planner {GOLD}, executor {SILVER})", report.burnless.tokens,
+                 report.burnless.cost),
+            line(f"one conversation on {c.model}, compacting, cached", c.spend.tokens,
+                 c.spend.cost),
+            line(f"one conversation on {u.model}, compacting, no caching", u.spend.tokens,
+                 u.spend.cost),
         ],
         right=frozenset({1, 2, 3, 4, 5}),
     )
-    caught = [r for r in report.rows if r.exit_code == 3]
-    console.out("")
     console.out(
-        f"Verdict (simulated): burnless cost {money(report.burnless_cost)} = "
-        f"{report.burnless_cost / cc:.2f}x the cached full transcript and "
-        f"{report.burnless_cost / uc:.2f}x the uncached one; "
-        f"{len(caught)} false claim(s) caught by the audit (exit 3); {report.seconds:.1f}s."
+        f"(the conversation: what a chat agent sends, every request carrying the whole "
+        f"transcript; it compacts before a request reaches {report.compact_at:,} input tokens "
+        f"of the {report.window:,}-token window; largest request {c.largest_request:,} tokens, "
+        f"{c.compactions} compaction(s))"
     )
+    console.out("")
+    console.out(report.verdict())
