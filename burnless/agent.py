@@ -105,26 +105,36 @@ class BurnlessAgent:
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> RunResult:
-        """Run one turn of ``task`` in a session and return what happened."""
+        """Run one turn of ``task`` in a session and return what happened.
+
+        ``labels`` and ``verify`` are lists of strings (a bare string is refused rather than
+        read as its characters); a wrong type of any argument is a ``UsageError`` naming it.
+        """
         started = time.monotonic()
         cfg = self.config
-        session = Session(cfg.state_dir, self._session_id(session_id))
-        task = (task or "").strip()
-        if not task:
-            raise UsageError("the task is empty")
+        task = _task_text(task)
+        labels, verify = _strings("labels", labels), _strings("verify", verify)
+        for name, flag in (("cascade", cascade), ("plan", plan), ("repin", repin),
+                           ("dry_run", dry_run)):
+            if not isinstance(flag, bool):
+                raise UsageError(f"{name} must be True or False, not {flag!r:.40}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or not 0 < timeout < math.inf):  # also refuses NaN
+            raise UsageError(f"timeout must be a positive, finite number of seconds, not "
+                             f"{timeout!r:.40}")
+        if progress is not None and not all(callable(getattr(progress, m, None))
+                                            for m in ("start", "line", "stop")):
+            raise UsageError("progress must have start, line and stop methods (or be None)")
         if tier is not None:
-            cfg.tier(tier)
-        if timeout is not None and not 0 < timeout < math.inf:  # also refuses NaN
-            raise UsageError("--timeout must be a positive, finite number of seconds")
-        if "\x00" in task or not _is_utf8(task):
-            raise UsageError("the task must be UTF-8 text with no NUL byte")
+            cfg.tier(_text("tier", tier))
+        session = Session(cfg.state_dir, self._session_id(session_id))
         for cmd in verify:
             problem = command_problem(cmd)
             if problem:
                 raise UsageError(f"verify command {cmd!r:.80} {problem}")
         if cfg.policy.redact_secrets:
             self.policy.redactor()  # a damaged redact.key stops the run before anything is sent
-        turn = Turn(session, self._task(task, tuple(labels)), PinBook(session, session.meta()))
+        turn = Turn(session, self._task(task, labels), PinBook(session, session.meta()))
         self._guard_nesting(turn)
         with session.lock(cfg.session.lock_timeout):
             turn.pins = PinBook.load(session)  # as the last run under the lock left them
@@ -145,11 +155,12 @@ class BurnlessAgent:
     ) -> Decision:
         """The routing decision for a task, with every reason; nothing is run or checked."""
         cfg = self.config
+        task, labels = _task_text(task), _strings("labels", labels)
         session = Session(cfg.state_dir, self._session_id(session_id))
         meta = session.meta()
-        sensitive = self.policy.sensitivity(task, tuple(labels))
+        sensitive = self.policy.sensitivity(task, labels)
         return router.route(
-            cfg, self.policy.mask(task), labels=tuple(labels), tier=tier,
+            cfg, self.policy.mask(task), labels=labels, tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
             sensitive=sensitive + held_sensitive(context_of(session.capsules())),
             cascade=cascade,
@@ -162,8 +173,8 @@ class BurnlessAgent:
         real digest is written by that tier, so the digest shown is the deterministic one.
         """
         cfg = self.config
-        session = Session(cfg.state_dir, check_session_id(session_id))
-        turn = Turn(session, self._task(task, ()), PinBook.load(session))
+        session = Session(cfg.state_dir, _session_arg(session_id))
+        turn = Turn(session, self._task(_task_text(task), ()), PinBook.load(session))
         prep = self._prepare(turn, tier=None, cascade=False, plan=True)
         capsules = prep.capsules
         if prep.compact:
@@ -176,7 +187,7 @@ class BurnlessAgent:
     def compact(self, session_id: str) -> Capsule | None:
         """Fold the session's older capsules now. None when there is nothing to fold."""
         cfg = self.config
-        session = Session(cfg.state_dir, check_session_id(session_id))
+        session = Session(cfg.state_dir, _session_arg(session_id))
         with session.lock(cfg.session.lock_timeout):
             turn = Turn(session, Task("", "", new_task_id()), PinBook.load(session))
             capsules = session.capsules()
@@ -524,7 +535,7 @@ class BurnlessAgent:
     def _session_id(self, session_id: str | None) -> str:
         if session_id is None:
             session_id = os.environ.get("BURNLESS_SESSION") or "default"
-        return check_session_id(session_id)
+        return _session_arg(session_id)
 
     def _default_tier(self) -> str:
         return self.config.executor or next(iter(self.config.tiers))
@@ -567,12 +578,42 @@ class BurnlessAgent:
             )
 
 
-def _is_utf8(text: str) -> bool:
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _task_text(task: object) -> str:
+    """The task, stripped: UTF-8 text with no NUL byte, not empty."""
+    text = _text("task", task).strip()
+    if not text:
+        raise UsageError("the task is empty")
     try:
         text.encode("utf-8")  # undecodable argv bytes arrive as lone surrogates
     except UnicodeEncodeError:
-        return False
-    return True
+        raise UsageError("the task must be UTF-8 text with no NUL byte") from None
+    if "\x00" in text:
+        raise UsageError("the task must be UTF-8 text with no NUL byte")
+    return text
+
+
+def _strings(name: str, values: object) -> tuple[str, ...]:
+    """A list (or tuple) of strings; a bare string is refused, not split into characters."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise UsageError(f"{name} must be a list of strings, not {type(values).__name__} "
+                         f"(for one item: [{values!r:.40}])")
+    for v in values:
+        if not isinstance(v, str):
+            raise UsageError(f"{name} must be a list of strings; it holds a "
+                             f"{type(v).__name__}: {v!r:.40}")
+    return tuple(values)
+
+
+def _session_arg(session_id: object) -> str:
+    if not isinstance(session_id, str):
+        raise UsageError(f"session_id must be a string, not {type(session_id).__name__}")
+    return check_session_id(session_id)
 
 
 def _last_line(text: str, mask: Callable[[str], str]) -> str:
