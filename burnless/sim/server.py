@@ -49,6 +49,8 @@ REDACTED_HEADERS = frozenset(
 )
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit (413 above it)
 BODY_TIMEOUT_S = 120.0  # a request body still incomplete after this long is a 408
+WRITE_TIMEOUT_S = 120.0  # a client that reads no answer for this long is dropped
+IDLE_TIMEOUT_S = 120.0  # a kept-alive connection idle for this long is closed
 BACKLOG = 128  # listen backlog: many clients may connect at once
 _GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):([A-Za-z]+)$")
 _GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
@@ -480,13 +482,19 @@ async def _send(
     if close:
         stream.force_close()
     try:
-        await stream.prepare(request)
-        for event in answer.events:
-            await stream.write(event)
-        await stream.write_eof()
-    except (ConnectionError, asyncio.CancelledError):
-        pass  # the client went away mid-answer
+        await asyncio.wait_for(_write_events(request, stream, answer.events), WRITE_TIMEOUT_S)
+    except (ConnectionError, asyncio.TimeoutError):
+        stream.force_close()  # the client went away, or stopped reading, mid-answer
     return stream
+
+
+async def _write_events(
+    request: web.Request, stream: web.StreamResponse, events: tuple[bytes, ...]
+) -> None:
+    await stream.prepare(request)
+    for event in events:
+        await stream.write(event)
+    await stream.write_eof()
 
 
 def _logged_path(path: str) -> str:
@@ -579,7 +587,14 @@ class SimServer:
 
         def protocol() -> _Protocol:
             # aiohttp's own handler (what a site would create), plus the API-shaped refusals.
-            return _Protocol(server, state=self.state, loop=loop, logger=_QUIET, access_log=None)
+            return _Protocol(
+                server,
+                state=self.state,
+                loop=loop,
+                logger=_QUIET,
+                access_log=None,
+                keepalive_timeout=IDLE_TIMEOUT_S,
+            )
 
         # A site would create its own socket; ours is bound already, with our protocol.
         listener = await loop.create_server(protocol, sock=self._sock, backlog=BACKLOG)
