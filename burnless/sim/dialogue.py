@@ -25,16 +25,21 @@ from burnless.sim.billing import BILLING_HEADER_PREFIX
 from burnless.sim.model import FileAction, Outcome, Reply, answer_text, parse_prompt, think
 
 # Where each client names its working directory: Claude Code 2.1.197 " - Primary working
-# directory: /path" (older ones "Working directory:"), Codex "<cwd>/path</cwd>", Gemini CLI
-# "I'm currently working in the directory: /path". One line, [ \t] not \s: a \s* at each line
-# start made a run of blank lines quadratic (28 s for 40,000 of them); the path's trailing
-# blanks are stripped in _workdir.
+# directory: /path" (older ones "Working directory:"), Codex 0.171 "<cwd>/path</cwd>", Gemini
+# CLI 0.61 "- **Workspace Directories:**" then "  - /path" (older ones "I'm currently working
+# in the directory: /path"). One line, [ \t] not \s: a \s* at each line start made a run of
+# blank lines quadratic (28 s for 40,000 of them); the path's trailing blanks are stripped in
+# _workdir.
 _WORKDIR = re.compile(
     r"^[ \t]*(?:[-*][ \t]+)?(?:Primary working directory|Working directory"
     r"|I'm currently working in the directory):[ \t]*(/[^\n]*)$"
-    r"|<cwd>(/[^<\n]{0,4096})</cwd>",
+    r"|<cwd>(/[^<\n]{0,4096})</cwd>"
+    r"|\*\*Workspace Directories:\*\*[ \t]*\n[ \t]*-[ \t]+(/[^\n]*)$",
     re.M,
 )
+# A tool result saying the file is new wins over an "updated" elsewhere in it (Gemini CLI 0.61:
+# "Successfully created and wrote to new file: … Here is the updated code: …").
+_CREATED = re.compile(r"\b(created|new file)\b", re.IGNORECASE)
 _UPDATED = re.compile(r"\b(updated|modified|overwr(?:ote|itten))\b", re.IGNORECASE)
 _SIZE = re.compile(r"\b(\d+) bytes\b")
 _SHA = re.compile(r"\bsha256[:= ]+([0-9a-f]{64})\b")
@@ -190,7 +195,7 @@ def _outcome(text: str, is_error: bool) -> Outcome:
     sha = _SHA.search(text)
     return Outcome(
         ok=True,
-        created=not _UPDATED.search(text),
+        created=bool(_CREATED.search(text)) or not _UPDATED.search(text),
         size=int(size[-1]) if size else None,
         sha256=sha.group(1) if sha else None,
     )
@@ -231,4 +236,4 @@ def _workdir(text: str) -> str:
     m = _WORKDIR.search(text)
     if not m:
         return ""
-    return (m.group(1) or m.group(2) or "").rstrip()
+    return (m.group(1) or m.group(2) or m.group(3) or "").rstrip()

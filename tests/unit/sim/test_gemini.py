@@ -66,9 +66,11 @@ def call(
 
 
 def request(task: str, tools: list[Any] | None = None) -> dict[str, Any]:
-    """Gemini CLI's layout: a session context part, then the prompt, in one user turn."""
+    """Gemini CLI 0.61's layout: a session context part, then the prompt, in one user turn."""
     context = (
-        "<session_context>\nI'm currently working in the directory: /tmp/ws\n</session_context>"
+        "<session_context>\nThis is the Gemini CLI. We are setting up the context for our chat.\n"
+        "My operating system is: linux\n- **Workspace Directories:**\n  - /tmp/ws\n"
+        "- **Directory Structure:**\n\n/tmp/ws/\n\n</session_context>"
     )
     body: dict[str, Any] = {
         "systemInstruction": SYSTEM,
@@ -143,7 +145,12 @@ def test_write_file_call_then_function_response(server, tmp_path: Path) -> None:
     assert fn["args"] == {"file_path": "/tmp/ws/notes/a.txt", "content": "hello"}
     written = tmp_path / "a.txt"  # the CLI's side: write it for real
     written.write_text(fn["args"]["content"])
-    response = {"output": f"Successfully created and wrote to new file: {fn['args']['file_path']}."}
+    # Gemini CLI 0.61's own words: "created", and "updated" after it (before the fix, the
+    # claim said "modified"; and the path was relative, the workspace not found).
+    response = {
+        "output": f"Successfully created and wrote to new file: {fn['args']['file_path']}. "
+        "Here is the updated code:\nhello"
+    }
     body["contents"] += [
         {"role": "model", "parts": [part]},
         # Without the call's id: matched by name, as an older CLI would send it.
