@@ -41,8 +41,25 @@ def serve(
             help="Inject a fault into every request, e.g. 429, 'sleep=2.5', '500,times=2'.",
         ),
     ] = None,
+    fail_rate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-rate",
+            metavar="MODEL=P",
+            help="Make MODEL fail a stable share P (0-1) of executor tasks; repeatable; "
+            "'*' for every other model.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="BURNLESS_SIM_API_KEY",
+            help="Accept only this key (default: any non-empty key).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the simulated model as an Anthropic Messages API (SIMULATED, offline)."""
+    """Serve the simulated model as the Anthropic, OpenAI and Gemini APIs (SIMULATED, offline)."""
     from burnless.sim import server  # imported here: `burnless --help` must stay fast
 
     if fault:
@@ -50,10 +67,14 @@ def serve(
             server.parse_fault(fault)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--fault") from None
+    try:
+        rates = server.parse_fail_rates(fail_rate or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--fail-rate") from None
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"burnless sim: warning: listening on {host}, not loopback only", err=True)
     try:
-        server.serve(host, port, log=log, fault=fault)
+        server.serve(host, port, log=log, fault=fault, fail_rates=rates, api_key=api_key)
     except OSError as e:
         typer.echo(f"burnless sim: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
         raise typer.Exit(2) from None

@@ -1,4 +1,5 @@
-"""A model of Anthropic's prompt-caching billing for the Messages API (pure, no I/O).
+"""Models of prompt-caching billing (pure, no I/O): Anthropic's rules for the Messages API
+(``PromptCache``), and the automatic prefix caching of OpenAI and Gemini (``PrefixCache``).
 
 The rules, each with its source, are written out in ``docs/simulator.md``. In short: a
 request is a list of blocks (tools, then system, then message content); a cache entry is
@@ -31,6 +32,7 @@ BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 DEFAULT_MIN_CACHEABLE = 1024
 
 Section = Literal["tools", "system", "messages"]
+
 
 class CacheControlError(ValueError):
     """A request the real API rejects with 400 ``invalid_request_error``."""
@@ -138,6 +140,17 @@ def _block(section: Section, role: str, raw: Any, where: str) -> Block:
         raise CacheControlError(f"{where}: a content block must be an object")
     key = section.encode() + b"\0" + role.encode() + b"\0" + _canonical(raw)
     return Block(section, key, estimate_tokens(block_text(raw)), _ttl(raw, where))
+
+
+def plain_block(section: Section, role: str, raw: Any) -> Block:
+    """A block of an OpenAI or Gemini request (no ``cache_control``: caching is automatic):
+    a string is a text block, an object its JSON, any other value is wrapped."""
+    if isinstance(raw, str):
+        raw = {"type": "text", "text": raw}
+    elif not isinstance(raw, Mapping):
+        raw = {"value": raw}
+    key = section.encode() + b"\0" + role.encode() + b"\0" + _canonical(raw)
+    return Block(section, key, estimate_tokens(block_text(raw)), None)
 
 
 def split_blocks(request: Mapping[str, Any]) -> list[Block]:
@@ -285,3 +298,65 @@ class PromptCache:
         with self._lock:
             self._expire(self._clock())
             return len(self._entries)
+
+
+@dataclass(frozen=True)
+class PrefixBill:
+    """What an automatic prefix cache bills: the whole prompt, and how much of it was read."""
+
+    prompt_tokens: int
+    cached_tokens: int
+
+
+class PrefixCache:
+    """Automatic prefix caching, as OpenAI and Gemini bill it (no ``cache_control``).
+
+    Every request writes its prompt's prefixes (at each block boundary) once the prompt has
+    ``minimum`` tokens, at no charge; a later request of the same model reads the longest of
+    them it starts with, counted in ``increment``-token steps (OpenAI: from 1,024 tokens in
+    steps of 128). Entries live ``ttl`` seconds from their last use.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        minimum: int = 1024,
+        increment: int = 128,
+        ttl: float = 300.0,
+    ) -> None:
+        self._clock = clock
+        self.minimum = minimum
+        self.increment = max(1, increment)
+        self.ttl = ttl
+        self._entries: dict[tuple[str, bytes], float] = {}
+        self._lock = threading.Lock()
+
+    def bill(self, model: str, blocks: Sequence[Block]) -> PrefixBill:
+        with self._lock:
+            now = self._clock()
+            for k in [k for k, t in self._entries.items() if t <= now]:
+                del self._entries[k]
+            digest, total, hit = b"", 0, 0
+            keys: list[tuple[tuple[str, bytes], int]] = []
+            for b in blocks:
+                digest = hashlib.sha256(digest + b.key).digest()
+                total += b.tokens
+                keys.append(((model, digest), total))
+            for key, tokens in keys:
+                if key in self._entries:
+                    hit = tokens  # prefixes nest: the last one found is the longest
+                    self._entries[key] = now + self.ttl
+            if total >= self.minimum:
+                for key, tokens in keys:
+                    if tokens >= self.minimum:
+                        self._entries[key] = now + self.ttl
+        cached = 0
+        if hit >= self.minimum:
+            cached = hit - (hit - self.minimum) % self.increment
+        return PrefixBill(total, cached)
+
+    def __len__(self) -> int:
+        with self._lock:
+            now = self._clock()
+            return sum(1 for t in self._entries.values() if t > now)

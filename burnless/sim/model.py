@@ -143,8 +143,15 @@ def _blocks(opener: re.Pattern[str], closer: re.Pattern[str], text: str) -> list
     return found
 
 
-def think(prompt: Prompt) -> Reply:
-    """The deterministic reply to a prompt."""
+def think(prompt: Prompt, *, fail: bool = False) -> Reply:
+    """The deterministic reply to a prompt.
+
+    ``fail`` makes an executor get the task wrong, as a weaker model would (the simulator's
+    scripted failure rate): it writes garbled text (``garble``) to every file it writes or
+    appends to, and claims honestly what it wrote, so the audit passes and a verify command
+    that checks the content fails; a task without such a write answers ``status: failed``.
+    The planner and the compactor never fail.
+    """
     task = prompt.task
     if prompt.role == "planner":
         return _plan(prompt)
@@ -152,6 +159,8 @@ def think(prompt: Prompt) -> Reply:
         return _compact(prompt)
     lie = _lie(task)
     clean = _PRETEND.sub("", _LIE.sub("", task))
+    if fail:
+        return _failed(task, clean, lie)
     if _ESCALATE.search(clean):
         return Reply(
             "executor",
@@ -190,6 +199,46 @@ def think(prompt: Prompt) -> Reply:
         f"Answered: {_short(clean)}",
         _prose(task, "Here is my answer; no file needed to change."),
     )
+
+
+def _failed(task: str, clean: str, lie: Lie) -> Reply:
+    actions = parse_actions(clean)
+    if any(a.op in ("write", "append") for a in actions):
+        wrong = tuple(
+            FileAction(a.op, a.path, garble(a.content)) if a.op != "delete" else a for a in actions
+        )
+        return Reply(
+            "executor",
+            "ok",
+            "execution",
+            "",
+            _prose(task, "I carried out the file changes."),
+            wrong,
+            lie,
+        )
+    return Reply(
+        "executor",
+        "failed",
+        "thought",
+        f"Could not do: {_short(clean)}",
+        _prose(task, "I tried and could not complete the task."),
+    )
+
+
+def garble(text: str) -> str:
+    """The wrong text a failing model writes: letters rot13, digits + 5 (mod 10); a text with
+    neither gets a ``?`` appended. Never equal to the right text."""
+    out = []
+    for ch in text:
+        if "a" <= ch <= "z":
+            ch = chr((ord(ch) - 97 + 13) % 26 + 97)
+        elif "A" <= ch <= "Z":
+            ch = chr((ord(ch) - 65 + 13) % 26 + 65)
+        elif "0" <= ch <= "9":
+            ch = chr((ord(ch) - 48 + 5) % 10 + 48)
+        out.append(ch)
+    wrong = "".join(out)
+    return wrong if wrong != text else text + "?"
 
 
 def parse_actions(task: str) -> tuple[FileAction, ...]:
@@ -380,6 +429,7 @@ __all__ = [
     "Reply",
     "answer_text",
     "envelope",
+    "garble",
     "parse_actions",
     "parse_prompt",
     "think",

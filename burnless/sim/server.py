@@ -1,15 +1,24 @@
-"""An Anthropic Messages-compatible HTTP server in front of the simulated model (stdlib only).
+"""The simulator's HTTP server (aiohttp): the simulated model behind the Anthropic, OpenAI and
+Gemini APIs, on loopback.
 
-Routes: ``POST /v1/messages`` (JSON or SSE with ``"stream": true``; ``?beta=true`` accepted),
-``POST /v1/messages/count_tokens``, ``GET /`` and ``HEAD /``. Usage is billed by
-``burnless.sim.billing`` with one in-memory cache for the server's life. Test hooks (the
-``x-sim-fault`` header, the server-wide ``fault``) are described in
+Routes: ``POST /v1/messages`` (``?beta=true`` accepted) and ``/v1/messages/count_tokens``
+(Anthropic), ``POST /v1/chat/completions``, ``POST /v1/responses`` and ``GET /v1/models``
+(OpenAI), ``POST /v1beta/models/<model>:generateContent``, ``:streamGenerateContent`` and
+``:countTokens`` (Gemini), ``GET /`` and ``HEAD /``. Each dialect lives in its own module
+(``messages_api``, ``openai_api``, ``gemini_api``); this one reads requests (with the limits of
+a careful server), checks keys, injects faults, logs, and writes the answers. Usage is billed
+with one in-memory cache per dialect for the server's life. Everything is described in
 ``docs/simulator.md``.
+
+aiohttp is imported here only: nothing on the path of ``burnless run``, ``route``, ``usage`` or
+``--help`` imports this module.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import hmac
+import logging
 import math
 import re
 import socket
@@ -21,55 +30,38 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from burnless.accounting.tokens import estimate_tokens
-from burnless.sim.billing import CacheControlError, PromptCache, block_text, split_blocks
-from burnless.sim.dialogue import Turn, next_turn
+from burnless.sim import gemini_api, messages_api, openai_api
+from burnless.sim.billing import PrefixCache, PromptCache
+from burnless.sim.wire import Answer, ApiError
 
 DEFAULT_PORT = 4357
 FAULT_HEADER = "x-sim-fault"
-REDACTED_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization"})
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-_CHUNK = 48  # characters per streamed text delta
+REDACTED_HEADERS = frozenset(
+    {"x-api-key", "authorization", "proxy-authorization", "x-goog-api-key", "api-key"}
+)
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit (413 above it)
-_DIGITS = re.compile(r"[0-9]{1,20}")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+BODY_TIMEOUT_S = 120.0  # a request body still incomplete after this long is a 408
+WRITE_TIMEOUT_S = 120.0  # a client that reads no answer for this long is dropped
+IDLE_TIMEOUT_S = 120.0  # a kept-alive connection idle for this long is closed
+BACKLOG = 128  # listen backlog: many clients may connect at once
+_GEMINI_PATH = re.compile(r"^/v1(?:beta|alpha)?/models/([^/:]+):([A-Za-z]+)$")
+_GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens")
+# aiohttp logs the requests it refuses itself (a garbled request line, headers too long) with
+# a traceback; the simulator answers them in the API's shape and keeps stderr quiet.
+_QUIET = logging.getLogger("burnless.sim.http")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    payload: dict[str, Any]
-    usage: dict[str, Any] | None = None
-    stream: bool = False
-
-
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    error_type = _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
-    return {"type": "error", "error": {"type": error_type, "message": message}}
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+# -- faults, state ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -107,8 +99,40 @@ def parse_fault(spec: str) -> Fault:
     return Fault(status, sleep, times)
 
 
+def parse_fail_rates(
+    specs: Mapping[str, float] | list[str] | tuple[str, ...] | None,
+) -> dict[str, float]:
+    """``["MODEL=P", ...]`` (or a mapping) as a table of failure probabilities in [0, 1].
+
+    ``*`` as the model applies to every model the table does not name.
+    """
+    if specs is None:
+        return {}
+    items = specs.items() if isinstance(specs, Mapping) else [_split_rate(s) for s in specs]
+    rates: dict[str, float] = {}
+    for model, raw in items:
+        try:
+            rate = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"bad failure rate {model}={raw!r}: use MODEL=P, P in [0, 1]"
+            ) from None
+        if not model or not math.isfinite(rate) or not 0.0 <= rate <= 1.0:
+            raise ValueError(f"bad failure rate {model}={raw!r}: use MODEL=P, P in [0, 1]")
+        rates[model] = rate
+    return rates
+
+
+def _split_rate(spec: str) -> tuple[str, str]:
+    model, sep, rate = spec.rpartition("=")
+    if not sep:
+        raise ValueError(f"bad failure rate {spec!r}: use MODEL=P, P in [0, 1]")
+    return model.strip(), rate.strip()
+
+
 class SimState:
-    """What the server keeps for its life: the prompt cache, fault counters, the log file."""
+    """What the server keeps for its life: the prompt caches, fault counters, the log file,
+    the failure-rate table and the accepted key."""
 
     def __init__(
         self,
@@ -116,15 +140,24 @@ class SimState:
         log: Path | None = None,
         fault: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fail_rates: Mapping[str, float] | None = None,
+        api_key: str | None = None,
     ) -> None:
-        self.cache = PromptCache(clock)
+        self.cache = PromptCache(clock)  # Anthropic: explicit breakpoints
+        self.openai_cache = PrefixCache(clock, minimum=1024, increment=128)
+        self.gemini_cache = PrefixCache(clock, minimum=1024, increment=1)
         self.log = log
         self.fault = fault or None
         if self.fault:
             parse_fault(self.fault)  # fail at start, not on the first request
+        self.fail_rates = parse_fail_rates(fail_rates)
+        self.api_key = api_key or None
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._log_failed = False
+
+    def fail_rate(self, model: str) -> float:
+        return self.fail_rates.get(model, self.fail_rates.get("*", 0.0))
 
     def take_fault(self, spec: str) -> Fault:
         fault = parse_fault(spec)
@@ -147,310 +180,332 @@ class SimState:
                     print(f"burnless sim: cannot write the log {self.log}: {e}", file=sys.stderr)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog: many clients may connect at once
-    state: SimState
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a client that reset its connection: no traceback on stderr
-        super().handle_error(request, client_address)
+# -- the connection -----------------------------------------------------------------------------
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+class _Protocol(RequestHandler):
+    """aiohttp's connection handler, with two changes: the requests aiohttp refuses itself
+    (a garbled request line, a bad Content-Length or chunked framing, headers too long) get an
+    API-shaped error instead of a text page, and a client that half-closes its socket while
+    its request is in hand still gets the answer (a 400 for a body cut short)."""
 
+    def __init__(self, *args: Any, state: SimState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = state
+        self.busy = False  # a request of this connection is being answered
+        self.client_done = False  # the client shut its side (EOF)
+        self.body: asyncio.StreamReader | Any = None  # the body being read, if any
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    server_version = "burnless-sim"
-    timeout = 120.0  # seconds a socket read or write may stall: a stuck client frees its thread
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass  # the --log file is the record; stderr stays quiet
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own refusals (a malformed request line, an unsupported method, headers
-        too long) in the API's error shape instead of an HTML page."""
-        self.close_connection = True
-        if not str(self.request_version).startswith("HTTP/1."):
-            self.request_version = "HTTP/1.1"  # a garbled request line: still send a status line
-        try:
-            self._json(code, _error_body(code, message or "bad request"))
-        except OSError:
-            pass
-
-    def do_HEAD(self) -> None:
-        status = 200 if urlsplit(self.path).path == "/" else 404
-        self._log_simple(status)
-        self._send(status, b"", "application/json")
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path != "/":
-            self._log_simple(404)
-            self._json(404, _error_body(404, f"Not found: {self.path}"))
-            return
-        self._log_simple(200)
-        self._json(200, {"name": "burnless sim", "simulated": True})
-
-    def _log_simple(self, status: int) -> None:
-        self.server.state.write_log(
-            {
-                "ts": _now(),
-                "method": self.command,
-                "path": self.path,
-                "headers": _redacted(self.headers.items()),
-                "body": None,
-                "status": status,
-                "usage": None,
-            }
-        )
-
-    def do_POST(self) -> None:
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # too late for an answer: drop the connection
+            raise ConnectionError("response already started")
+        text = _first_line(message or "bad request")
+        if status == 500:
+            text = "simulator internal error"
+        # What failed to parse has no trustworthy method, path or headers: none are logged.
         record: dict[str, Any] = {
             "ts": _now(),
-            "method": "POST",
-            "path": self.path,
-            "headers": _redacted(self.headers.items()),
+            "method": None,
+            "path": None,
+            "headers": {},
+            "body": None,
         }
-        body: Any = None
-        try:
-            raw = self._read_body()
+        self.state.write_log(dict(record, status=status, usage=None, error=text))
+        resp = web.json_response(messages_api.error_body(status, text), status=status)
+        resp.headers["request-id"] = _request_id()
+        resp.force_close()
+        return resp
+
+    def eof_received(self) -> bool:  # type: ignore[override]
+        self.client_done = True
+        if self.body is not None:
+            self.body.set_exception(ConnectionResetError("the client closed its side"))
+        # The socket stays open for the answer to a request in hand (its handler may not have
+        # started yet: look again shortly); an idle connection is closed then.
+        asyncio.get_running_loop().call_later(0.05, self._close_if_idle)
+        return True
+
+    def _close_if_idle(self) -> None:
+        if not self.busy and self.transport is not None:
+            self.transport.close()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "bad request"
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    dialect: str  # anthropic | openai | gemini
+    name: str  # what answers it
+    methods: tuple[str, ...]
+    model: str = ""  # Gemini: the model named in the path
+
+
+def _route(path: str) -> _Route | None:
+    path = path.rstrip("/") or "/"
+    if path == "/":
+        return _Route("anthropic", "root", ("GET", "HEAD"))
+    if path == "/v1/messages":
+        return _Route("anthropic", "messages", ("POST",))
+    if path == "/v1/messages/count_tokens":
+        return _Route("anthropic", "count_tokens", ("POST",))
+    if path == "/v1/chat/completions":
+        return _Route("openai", "chat", ("POST",))
+    if path == "/v1/responses":
+        return _Route("openai", "responses", ("POST",))
+    if path == "/v1/models":
+        return _Route("openai", "models", ("GET", "HEAD"))
+    m = _GEMINI_PATH.match(path)
+    if m and m.group(2) in _GEMINI_METHODS:
+        return _Route("gemini", m.group(2), ("POST",), m.group(1))
+    if path.startswith("/v1/models/") and path.count("/") == 3:
+        return _Route("openai", "model", ("GET", "HEAD"), path.rsplit("/", 1)[1])
+    return None
+
+
+def _dialect_of(path: str) -> str:
+    if path.startswith(("/v1beta", "/v1alpha")) or ":" in path.rsplit("/", 1)[-1]:
+        return "gemini"
+    if path.startswith(("/v1/chat", "/v1/responses", "/v1/models", "/v1/completions")):
+        return "openai"
+    return "anthropic"
+
+
+def _error(dialect: str, status: int, message: str, param: str | None = None) -> Any:
+    if dialect == "openai":
+        return openai_api.error_body(status, message, param)
+    if dialect == "gemini":
+        return gemini_api.error_body(status, message)
+    return messages_api.error_body(status, message)
+
+
+class _BodyError(ApiError):
+    """A body that cannot be read: answered, then the connection is closed."""
+
+
+async def _read_body(request: web.Request, proto: _Protocol | None) -> bytes:
+    """The request body (aiohttp has parsed Content-Length or chunked framing), at most
+    MAX_BODY_BYTES, within BODY_TIMEOUT_S."""
+    size = request.content_length
+    if size is not None and size > MAX_BODY_BYTES:
+        raise _BodyError(413, f"request body of {size} bytes: over {MAX_BODY_BYTES}")
+    data = bytearray()
+    if proto is not None:
+        proto.body = request.content
+        if proto.client_done and not request.content.is_eof():  # it will never come
+            request.content.set_exception(ConnectionResetError("the client closed its side"))
+    try:
+        await asyncio.wait_for(_read_into(request, data), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise _BodyError(408, "timed out reading the request body") from None
+    except _BodyError:
+        raise
+    except Exception as e:  # aiohttp's payload errors (bad chunked framing), a reset, an EOF
+        if size is not None and len(data) < size:
+            raise _BodyError(400, f"request body cut short: {len(data)} of {size} bytes") from None
+        raise _BodyError(400, f"could not read the request body: {_first_line(str(e))}") from None
+    finally:
+        if proto is not None:
+            proto.body = None
+    return bytes(data)
+
+
+async def _read_into(request: web.Request, data: bytearray) -> None:
+    while chunk := await request.content.readany():
+        data += chunk
+        if len(data) > MAX_BODY_BYTES:
+            raise _BodyError(413, f"request body over the limit of {MAX_BODY_BYTES} bytes")
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    state: SimState = request.app[_STATE]
+    proto = request.protocol if isinstance(request.protocol, _Protocol) else None
+    if proto is not None:
+        proto.busy = True
+    try:
+        return await _serve(state, request, proto)
+    finally:
+        if proto is not None:
+            proto.busy = False
+
+
+async def _serve(
+    state: SimState, request: web.Request, proto: _Protocol | None
+) -> web.StreamResponse:
+    route = _route(request.path)
+    dialect = route.dialect if route else _dialect_of(request.path)
+    record: dict[str, Any] = {
+        "ts": _now(),
+        "method": request.method,
+        "path": _logged_path(request.path_qs),
+        "headers": _redacted(request.headers.items()),
+        "body": None,
+    }
+    body: Any = None
+    close = False
+    try:
+        if request.method not in ("GET", "HEAD", "POST"):
+            raise ApiError(501, f"Unsupported method ({request.method!r})")
+        if route is None or request.method not in route.methods:
+            raise ApiError(404, f"Not found: {request.method} {request.path}")
+        if request.method == "POST":
+            raw = await _read_body(request, proto)
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 body = raw.decode("utf-8", "replace")
-            answer = self._answer(body)
-        except _HTTPError as e:
-            answer = _Answer(e.status, _error_body(e.status, e.message))
-        except Exception as e:  # a bug of the simulator: answer like the API would, and say it
-            print(f"burnless sim: internal error: {e!r}", file=sys.stderr, flush=True)
-            answer = _Answer(500, _error_body(500, f"simulator internal error: {e}"))
-        # Logged before answering, so a client that has its answer finds the line written.
-        record["body"] = body
-        self.server.state.write_log(dict(record, status=answer.status, usage=answer.usage))
+        answer = await _answer(state, request, route, body)
+    except _BodyError as e:
+        close = True
+        answer = Answer(e.status, _error(dialect, e.status, e.message))
+    except ApiError as e:
+        answer = Answer(e.status, _error(dialect, e.status, e.message, e.param))
+    except Exception as e:  # a bug of the simulator: answer like the API would, and say it
+        print(f"burnless sim: internal error: {e!r}", file=sys.stderr, flush=True)
+        answer = Answer(500, _error(dialect, 500, f"simulator internal error: {e}"))
+    # Logged before answering, so a client that has its answer finds the line written.
+    record["body"] = body
+    state.write_log(dict(record, status=answer.status, usage=answer.usage))
+    if proto is not None and proto.client_done:
+        close = True
+    return await _send(request, answer, dialect, close)
+
+
+async def _answer(state: SimState, request: web.Request, route: _Route, body: Any) -> Answer:
+    if route.name == "root":
+        return Answer(200, {"name": "burnless sim", "simulated": True})
+    spec = request.headers.get(FAULT_HEADER) or state.fault
+    if spec:
         try:
-            if answer.stream:
-                self._stream(answer.payload)
-            elif answer.status >= 400:
-                extra = {"retry-after": "0"} if answer.status in (429, 529) else None
-                self._json(answer.status, answer.payload, extra)
-            else:
-                self._json(answer.status, answer.payload)
-        except OSError:  # the client went away (or stalled past ``timeout``) mid-answer
-            self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        """The request body, by Content-Length or chunked. A bad, huge or unreadable body is an
-        _HTTPError, and the connection is closed after the answer (the rest is not read)."""
-        try:
-            if "chunked" in self.headers.get("transfer-encoding", "").lower():
-                return self._read_chunked()
-            raw = self.headers.get("content-length")
-            if raw is None:
-                return b""
-            if not _DIGITS.fullmatch(raw.strip()):
-                raise _HTTPError(400, f"invalid Content-Length: {raw!r}")
-            size = int(raw)
-            if size > MAX_BODY_BYTES:
-                raise _HTTPError(413, f"request body of {size} bytes: over {MAX_BODY_BYTES}")
-            data = self.rfile.read(size)
-            if len(data) < size:
-                raise _HTTPError(400, f"request body cut short: {len(data)} of {size} bytes")
-            return data
-        except _HTTPError:
-            self.close_connection = True
-            raise
-        except TimeoutError:
-            self.close_connection = True
-            raise _HTTPError(408, "timed out reading the request body") from None
-        except OSError as e:
-            self.close_connection = True
-            raise _HTTPError(400, f"could not read the request body: {e}") from None
-
-    def _read_chunked(self) -> bytes:
-        data = bytearray()
-        while True:
-            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            if not _HEX.fullmatch(size_line):
-                raise _HTTPError(400, "invalid chunked request body")
-            size = int(size_line, 16)
-            if size == 0:
-                break
-            if len(data) + size > MAX_BODY_BYTES:
-                raise _HTTPError(413, f"request body over the limit of {MAX_BODY_BYTES} bytes")
-            chunk = self.rfile.read(size)
-            if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise _HTTPError(400, "chunked request body cut short")
-            data += chunk
-        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-            pass  # trailer fields, ignored
-        return bytes(data)
-
-    def _answer(self, body: Any) -> _Answer:
-        state = self.server.state
-        path = urlsplit(self.path).path.rstrip("/")
-        if path not in ("/v1/messages", "/v1/messages/count_tokens"):
-            raise _HTTPError(404, f"Not found: {path}")
-        spec = self.headers.get(FAULT_HEADER) or state.fault
-        if spec:
-            try:
-                fault = state.take_fault(spec)
-            except ValueError as e:
-                raise _HTTPError(400, str(e)) from None
-            if fault.sleep:
-                time.sleep(fault.sleep)
-            if fault.status:
-                raise _HTTPError(fault.status, f"Simulated fault {fault.status} ({FAULT_HEADER})")
-        if not _api_key(self.headers):
-            raise _HTTPError(401, "x-api-key header is required")
-        if not isinstance(body, dict):
-            raise _HTTPError(400, "the request body must be a JSON object")
-        _validate(body, count_only=path.endswith("count_tokens"))
-        if path.endswith("count_tokens"):
-            try:
-                total = sum(b.tokens for b in split_blocks(body))
-            except CacheControlError as e:
-                raise _HTTPError(400, str(e)) from None
-            return _Answer(200, {"input_tokens": total}, {"input_tokens": total})
-        try:
-            billed = state.cache.bill(body)
-        except CacheControlError as e:
-            raise _HTTPError(400, str(e)) from None
-        turn, output_tokens = _limited(next_turn(body), int(body["max_tokens"]))
-        usage = billed.with_output(output_tokens).to_api()
-        message = {
-            "id": "msg_sim_" + hashlib.sha256(orjson.dumps(body)).hexdigest()[:24],
-            "type": "message",
-            "role": "assistant",
-            "model": body["model"],
-            "content": list(turn.content),
-            "stop_reason": turn.stop_reason,
-            "stop_sequence": None,
-            "usage": usage,
-        }
-        return _Answer(200, message, usage, stream=bool(body.get("stream")))
-
-    # -- responses -------------------------------------------------------------------------
-
-    def _stream(self, message: dict[str, Any]) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("request-id", _request_id())
-        self.end_headers()
-        final = message["usage"]
-        start = dict(message, content=[], stop_reason=None)
-        start["usage"] = dict(final, output_tokens=min(1, final["output_tokens"]))
-        self._event("message_start", {"type": "message_start", "message": start})
-        self._event("ping", {"type": "ping"})
-        for index, block in enumerate(message["content"]):
-            for event in _block_events(index, block):
-                self._event(str(event["type"]), event)
-        self._event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {
-                    k: final[k]
-                    for k in (
-                        "input_tokens",
-                        "cache_creation_input_tokens",
-                        "cache_read_input_tokens",
-                        "output_tokens",
-                    )
-                },
-            },
-        )
-        self._event("message_stop", {"type": "message_stop"})
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _event(self, name: str, data: Mapping[str, Any]) -> None:
-        payload = b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
-        self.wfile.flush()
-
-    def _json(self, status: int, payload: Any, extra: Mapping[str, str] | None = None) -> None:
-        self._send(status, orjson.dumps(payload), "application/json", extra)
-
-    def _send(
-        self, status: int, data: bytes, content_type: str, extra: Mapping[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", _request_id())
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+            fault = state.take_fault(spec)
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        if fault.sleep:
+            await asyncio.sleep(fault.sleep)
+        if fault.status:
+            raise ApiError(fault.status, f"Simulated fault {fault.status} ({FAULT_HEADER})")
+    _check_key(state, request, route.dialect)
+    if route.name == "models":
+        return openai_api.models()
+    if route.name == "model":
+        return openai_api.model(route.model)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    if route.name == "messages":
+        rate = state.fail_rate(str(body.get("model")))
+        return messages_api.messages(state.cache, body, fail_rate=rate)
+    if route.name == "count_tokens":
+        return messages_api.count_tokens(body)
+    if route.name == "chat":
+        rate = state.fail_rate(str(body.get("model")))
+        return openai_api.chat_completions(state.openai_cache, body, fail_rate=rate)
+    if route.name == "responses":
+        rate = state.fail_rate(str(body.get("model")))
+        return openai_api.responses(state.openai_cache, body, fail_rate=rate)
+    if route.name == "countTokens":
+        return gemini_api.count_tokens(route.model, body)
+    return gemini_api.generate(
+        state.gemini_cache,
+        route.model,
+        body,
+        stream=route.name == "streamGenerateContent",
+        fail_rate=state.fail_rate(route.model),
+    )
 
 
-def _block_events(index: int, block: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    if block["type"] == "tool_use":
-        empty = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-        yield {"type": "content_block_start", "index": index, "content_block": empty}
-        data = orjson.dumps(block["input"]).decode()
-        for i in range(0, len(data), _CHUNK):
-            delta = {"type": "input_json_delta", "partial_json": data[i : i + _CHUNK]}
-            yield {"type": "content_block_delta", "index": index, "delta": delta}
+def _check_key(state: SimState, request: web.Request, dialect: str) -> None:
+    """Any non-empty key is accepted, unless the server was given one (``--api-key``)."""
+    headers = request.headers
+    bearer = str(headers.get("authorization") or "")
+    bearer = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+    if dialect == "gemini":
+        key = str(headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+    elif dialect == "openai":
+        key = bearer
     else:
-        start = {"type": "text", "text": ""}
-        yield {"type": "content_block_start", "index": index, "content_block": start}
-        text = str(block.get("text", ""))
-        for i in range(0, len(text), _CHUNK):
-            delta = {"type": "text_delta", "text": text[i : i + _CHUNK]}
-            yield {"type": "content_block_delta", "index": index, "delta": delta}
-    yield {"type": "content_block_stop", "index": index}
-
-
-def _limited(turn: Turn, max_tokens: int) -> tuple[Turn, int]:
-    """Cut the answer at ``max_tokens`` (stop_reason ``max_tokens``), as the API does."""
-    tokens = sum(estimate_tokens(block_text(b)) for b in turn.content)
-    if tokens <= max_tokens:
-        return turn, tokens
-    text = "".join(str(b.get("text", "")) for b in turn.content if b.get("type") == "text")
-    cut = text.encode("utf-8")[: max_tokens * 4].decode("utf-8", "ignore")
-    content = ({"type": "text", "text": cut},) if cut else ()
-    return Turn(content, "max_tokens"), estimate_tokens(cut)
-
-
-def _validate(body: Mapping[str, Any], *, count_only: bool) -> None:
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise _HTTPError(400, "model: Field required")
-    if not isinstance(body.get("tools") or [], list):
-        raise _HTTPError(400, "tools: Input should be a valid list")
-    if not isinstance(body.get("system") or "", (str, list)):
-        raise _HTTPError(400, "system: Input should be a string or a list of blocks")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _HTTPError(400, "messages: Field required (a non-empty list)")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise _HTTPError(400, f"messages.{i}.role: must be 'user' or 'assistant'")
-        if not isinstance(m.get("content"), (str, list)):
-            raise _HTTPError(400, f"messages.{i}.content: Field required")
-    if count_only:
+        key = str(headers.get("x-api-key") or "").strip() or bearer
+    valid = bool(key) and (
+        state.api_key is None or hmac.compare_digest(key.encode(), state.api_key.encode())
+    )
+    if valid:
         return
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
-        raise _HTTPError(400, "max_tokens: Field required (a non-negative integer)")
+    if dialect == "gemini":
+        if not key:
+            raise ApiError(
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity.",
+            )
+        raise ApiError(400, "API key not valid. Please pass a valid API key.")
+    if dialect == "openai":
+        if not key:
+            raise ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
+        raise ApiError(401, "Incorrect API key provided.")
+    raise ApiError(401, "x-api-key header is required" if not key else "invalid x-api-key")
 
 
-def _api_key(headers: Any) -> str:
-    key = str(headers.get("x-api-key") or "").strip()
-    if key:
-        return key
-    auth = str(headers.get("authorization") or "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+async def _send(
+    request: web.Request, answer: Answer, dialect: str, close: bool
+) -> web.StreamResponse:
+    headers = {"request-id": _request_id(), **answer.headers}
+    if dialect == "openai":
+        headers["x-request-id"] = headers["request-id"]
+    if answer.status in (429, 529, 503):
+        headers["retry-after"] = "0"
+    if answer.events is None or answer.status != 200:
+        # For HEAD, aiohttp sends the headers (with the body's length) and no body.
+        data = orjson.dumps(answer.payload)
+        resp = web.Response(
+            status=answer.status, body=data, content_type="application/json", headers=headers
+        )
+        if close:
+            resp.force_close()
+        return resp
+    stream = web.StreamResponse(status=200, headers=headers)
+    stream.content_type = "text/event-stream"
+    stream.charset = "utf-8"
+    stream.headers["cache-control"] = "no-cache"
+    if close:
+        stream.force_close()
+    try:
+        await asyncio.wait_for(_write_events(request, stream, answer.events), WRITE_TIMEOUT_S)
+    except (ConnectionError, asyncio.TimeoutError):
+        stream.force_close()  # the client went away, or stopped reading, mid-answer
+    return stream
+
+
+async def _write_events(
+    request: web.Request, stream: web.StreamResponse, events: tuple[bytes, ...]
+) -> None:
+    await stream.prepare(request)
+    for event in events:
+        await stream.write(event)
+    await stream.write_eof()
+
+
+def _logged_path(path: str) -> str:
+    """The path with a ``key=`` query value (Gemini's key) redacted."""
+    parts = urlsplit(path)
+    if not parts.query:
+        return path
+    query = [
+        (k, "[REDACTED]" if k.lower() == "key" else v) for k, v in parse_qsl(parts.query, True)
+    ]
+    return f"{parts.path}?{urlencode(query, safe='[]')}"
 
 
 def _redacted(items: Any) -> dict[str, str]:
@@ -468,8 +523,26 @@ def _request_id() -> str:
     return "req_sim_" + uuid.uuid4().hex[:24]
 
 
+_STATE = web.AppKey("state", SimState)
+
+
+def make_app(state: SimState) -> web.Application:
+    """The aiohttp application: one catch-all route, so every refusal has the API's shape."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[_STATE] = state
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    return app
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
 class SimServer:
-    """The simulator's HTTP server. ``start()`` serves from a background thread."""
+    """The simulator's HTTP server, bound on construction (so ``url`` is known at once).
+
+    ``start()`` serves from an event loop in a background thread (``close()`` stops it);
+    ``serve_forever()`` serves in the foreground until interrupted.
+    """
 
     def __init__(
         self,
@@ -479,40 +552,96 @@ class SimServer:
         log: Path | str | None = None,
         fault: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fail_rates: Mapping[str, float] | None = None,
+        api_key: str | None = None,
     ) -> None:
-        server_class = _Server6 if ":" in host else _Server
-        self._httpd: _Server = server_class((host, port), _Handler)
-        self._httpd.state = SimState(log=Path(log) if log else None, fault=fault, clock=clock)
+        self.state = SimState(
+            log=Path(log) if log else None,
+            fault=fault,
+            clock=clock,
+            fail_rates=fail_rates,
+            api_key=api_key,
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # Bound here, not in the loop: a port in use fails the constructor, as it always did.
+        self._sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+        self._sock.setblocking(False)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def state(self) -> SimState:
-        return self._httpd.state
+        self._stopped: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
-        raw_host, port = self._httpd.server_address[:2]
-        host = raw_host.decode() if isinstance(raw_host, bytes) else str(raw_host)
+        host, port = self._sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
+    async def _serve(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve on the bound socket until ``_stopped`` is set; then close every connection."""
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        runner = web.AppRunner(make_app(self.state), access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        server = runner.server
+        assert server is not None
+
+        def protocol() -> _Protocol:
+            # aiohttp's own handler (what a site would create), plus the API-shaped refusals.
+            return _Protocol(
+                server,
+                state=self.state,
+                loop=loop,
+                logger=_QUIET,
+                access_log=None,
+                keepalive_timeout=IDLE_TIMEOUT_S,
+            )
+
+        # A site would create its own socket; ours is bound already, with our protocol.
+        listener = await loop.create_server(protocol, sock=self._sock, backlog=BACKLOG)
+        try:
+            if ready is not None:
+                ready()
+            await self._stopped.wait()
+        finally:
+            listener.close()
+            await runner.cleanup()
+
     def start(self) -> SimServer:
-        # A short poll interval keeps close() quick (shutdown waits for the next poll).
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="burnless-sim", daemon=True
-        )
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve(started.set))
+            except BaseException as e:  # surfaced by start() when it happens at start-up
+                failure.append(e)
+            finally:
+                started.set()
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="burnless-sim", daemon=True)
         self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
         return self
 
     def serve_forever(self) -> None:
-        self._httpd.serve_forever()
+        asyncio.run(self._serve())
 
     def close(self) -> None:
         if self._thread is not None:
-            self._httpd.shutdown()
+            loop, stopped = self._loop, self._stopped
+            if loop is not None and stopped is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(stopped.set)
+                except RuntimeError:
+                    pass  # the loop has already stopped
             self._thread.join()
             self._thread = None
-        self._httpd.server_close()
+        self._sock.close()
 
     def __enter__(self) -> SimServer:
         return self.start()
@@ -529,9 +658,13 @@ def sim_server(
     log: Path | str | None = None,
     fault: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    fail_rates: Mapping[str, float] | None = None,
+    api_key: str | None = None,
 ) -> Iterator[str]:
     """Serve the simulator from a background thread; yields its base URL."""
-    with SimServer(host, port, log=log, fault=fault, clock=clock) as server:
+    with SimServer(
+        host, port, log=log, fault=fault, clock=clock, fail_rates=fail_rates, api_key=api_key
+    ) as server:
         yield server.url
 
 
@@ -541,10 +674,12 @@ def serve(
     *,
     log: Path | str | None = None,
     fault: str | None = None,
+    fail_rates: Mapping[str, float] | None = None,
+    api_key: str | None = None,
     out: IO[str] = sys.stdout,
 ) -> None:
     """Serve in the foreground until interrupted (``burnless sim serve``)."""
-    server = SimServer(host, port, log=log, fault=fault)
+    server = SimServer(host, port, log=log, fault=fault, fail_rates=fail_rates, api_key=api_key)
     print(f"burnless sim: listening on {server.url}", file=out, flush=True)
     try:
         server.serve_forever()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from burnless.sim.dialogue import next_turn
 from burnless.sim.model import parse_actions, parse_prompt, think
-from burnless.sim.server import parse_fault, sim_server
+from burnless.sim.server import parse_fail_rates, parse_fault, sim_server
 
 MODEL = "claude-sonnet-4-6"  # caches from 1024 tokens
 PROTOCOL = (
@@ -491,3 +493,112 @@ def test_claude_code_workdir_and_tool_results_with_reminders() -> None:
     assert final.stop_reason == "end_turn"
     env = envelope(final.content[0]["text"])
     assert env["files"] == [{"path": "log.txt", "action": "created"}]
+
+
+# -- the aiohttp server: keep-alive, IPv6, system-role messages, the key ---------------------
+
+
+def test_keep_alive_requests_do_not_stall(server) -> None:
+    # Before the move to aiohttp each request on a kept-alive connection waited ~40 ms
+    # (headers and body in two writes, no TCP_NODELAY, the client's delayed ACK): 20 requests
+    # took 0.88 s. Now about 10 ms; the bound leaves room for a loaded machine.
+    import http.client
+
+    url, _ = server
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    data = json.dumps(message("hi")).encode()
+    try:
+        conn.request("POST", "/v1/messages", body=data, headers=KEY)
+        conn.getresponse().read()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            conn.request("POST", "/v1/messages", body=data, headers=KEY)
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read())["type"] == "message"
+        assert time.perf_counter() - t0 < 0.5
+    finally:
+        conn.close()
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 here")
+    with sim_server("::1") as url:
+        assert url.startswith("http://[::1]:")
+        assert post(url, "/v1/messages", message("hi"), KEY)[0] == 200
+
+
+def test_a_system_role_message_is_accepted_read_and_billed(server) -> None:
+    # Claude Code 2.1.197 sends one on claude-opus-4-8; before the fix this was a 400.
+    url, _ = server
+    body = message("explain the cache")
+    extra = "You are running inside burnless. " * 50
+    body["messages"].insert(0, {"role": "system", "content": extra})
+    status, answer = post(url, "/v1/messages", body, KEY)
+    assert status == 200, answer
+    plain = message("explain the cache")
+    _, counted = post(url, "/v1/messages/count_tokens", plain, KEY)
+    _, with_system = post(url, "/v1/messages/count_tokens", body, KEY)
+    assert with_system["input_tokens"] - counted["input_tokens"] == (len(extra) + 3) // 4
+    # A system message may carry the protocol, as the system prompt does.
+    planner = message("add a test; fix the bug")
+    planner["system"] = "no protocol here"
+    planner["messages"].insert(
+        0, {"role": "system", "content": PROTOCOL.replace("executor", "planner")}
+    )
+    _, plan = post(url, "/v1/messages", planner, KEY)
+    assert envelope(plan["content"][0]["text"])["plan"] == ["add a test", "fix the bug"]
+    only_system = message("hi")
+    only_system["messages"] = [{"role": "system", "content": "x"}]
+    status, refused = post(url, "/v1/messages", only_system, KEY)
+    assert (status, refused["error"]["type"]) == (400, "invalid_request_error")
+
+
+def test_sdk_streams_with_a_system_role_message(sdk) -> None:
+    body = message("summarize the plan")
+    body["messages"].insert(0, {"role": "system", "content": "be brief"})
+    with sdk().messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn" and final.usage.input_tokens > 0
+
+
+def test_a_configured_key_is_checked_for_every_dialect(tmp_path: Path) -> None:
+    good = "sk-sim-right-0123"
+    log = tmp_path / "log.jsonl"
+    with sim_server(api_key=good, log=log) as url:
+        assert post(url, "/v1/messages", message("hi"), {"x-api-key": good})[0] == 200
+        status, body = post(url, "/v1/messages", message("hi"), {"x-api-key": "sk-wrong"})
+        assert (status, body["error"]["type"]) == (401, "authentication_error")
+        chat = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
+        ok = {"authorization": f"Bearer {good}"}
+        assert post(url, "/v1/chat/completions", chat, ok)[0] == 200
+        status, body = post(url, "/v1/chat/completions", chat, {"authorization": "Bearer no"})
+        assert (status, body["error"]["code"]) == (401, "invalid_api_key")
+        gemini = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+        path = "/v1beta/models/gemini-2.5-flash:generateContent"
+        assert post(url, f"{path}?key={good}", gemini)[0] == 200
+        status, body = post(url, path, gemini, {"x-goog-api-key": "wrong"})
+        assert (status, body["error"]["status"]) == (400, "INVALID_ARGUMENT")
+        status, body = post(url, path, gemini)
+        assert (status, body["error"]["status"]) == (403, "PERMISSION_DENIED")
+    assert good not in log.read_text()
+
+
+def test_cli_rejects_a_bad_fail_rate() -> None:
+    for bad in ("gpt-5=1.5", "gpt-5", "gpt-5=abc", "=0.5", "gpt-5=nan"):
+        with pytest.raises(ValueError, match="MODEL=P"):
+            parse_fail_rates([bad])
+    assert parse_fail_rates(["gpt-5-mini=0.25", "*=0.1"]) == {"gpt-5-mini": 0.25, "*": 0.1}
+    code = "from burnless.cli.sim import app; app()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--port", "0", "--fail-rate", "gpt-5=1.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--fail-rate" in proc.stderr and "MODEL=P" in proc.stderr
