@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from burnless import audit, crashpoints
+from burnless import audit, crashpoints, recovery
 from burnless.accounting.ledger import Route
 from burnless.accounting.tokens import Tokens
 from burnless.calls import Calls, Outcome, Progress
 from burnless.config import Config, Tier, command_problem, load_config
-from burnless.errors import PolicyRefused, SessionBusy, UsageError
+from burnless.errors import BurnlessError, PolicyRefused, RecordFailed, SessionBusy, UsageError
 from burnless.prompt import Prompt, read_prefix, render_prompt
 from burnless.result import RunResult, exit_code_for, total_cost
 from burnless.routing import ladder, router
@@ -137,6 +137,9 @@ class BurnlessAgent:
         turn = Turn(session, self._task(task, labels), PinBook(session, session.meta()))
         self._guard_nesting(turn)
         with session.lock(cfg.session.lock_timeout):
+            # Calls a killed run left in flight reach the ledger (and their capsules this
+            # session) before anything else is decided: no seq is reused, no spend unseen.
+            turn.warnings.extend(recovery.sweep(cfg.state_dir, session))
             turn.pins = PinBook.load(session)  # as the last run under the lock left them
             return self._locked_run(
                 turn, tier=tier, cascade=cascade, plan=plan, verify=tuple(verify),
@@ -310,12 +313,12 @@ class BurnlessAgent:
         else:
             why = out.reply.error or "no plan in the planner's envelope"
             turn.warn(f"planner {planner} gave no plan ({why}); executing without one")
-        self.calls.record(turn, out, "planning", status, route=route,
-                          seq=capsule.seq if capsule else None, reason=out.reply.error)
+        self.calls.record(turn, out, "planning", status, route=route, capsule=capsule,
+                          reason=out.reply.error)
         self.calls.remember("planning", out, prompt, read_only=status == "ok")
         if capsule is None:
             return capsules, ()
-        turn.session.append(capsule)
+        self._append(turn, out, capsule)
         return [*capsules, capsule], steps
 
     def _execute(
@@ -363,9 +366,9 @@ class BurnlessAgent:
             # Ledger first: a crash between the two loses a capsule (the session goes on
             # without it), never the record of money spent.
             self.calls.record(turn, out, "execution", status, route=route,
-                              verdict=report.verdict, seq=capsule.seq, reason=out.reply.error)
+                              verdict=report.verdict, capsule=capsule, reason=out.reply.error)
             crashpoints.point("after-ledger")
-            turn.session.append(capsule)
+            self._append(turn, out, capsule)
             crashpoints.point("after-capsule")
             capsules = [*capsules, capsule]
             if not out.cached:
@@ -464,6 +467,16 @@ class BurnlessAgent:
             notes=tuple(mask(n) for n in notes), run_id=out.run_id, ts=now_iso(),
             sensitive=bool(turn.task.sensitive),
         )
+
+    def _append(self, turn: Turn, out: Outcome, capsule: Capsule) -> None:
+        """Append the call's capsule (its ledger record is written), then close its journal."""
+        try:
+            turn.session.append(capsule)
+        except BurnlessError as exc:
+            kept = (f"; it is kept in {out.journal.path} and the session's next turn restores "
+                    "it") if out.journal else ""
+            raise RecordFailed(f"{exc}{kept}") from None
+        self.calls.written(out)
 
     def _compact(self, turn: Turn, capsules: list[Capsule]) -> list[Capsule]:
         """Fold the older capsules into a digest capsule, appended: a new epoch begins."""

@@ -13,18 +13,20 @@ from pathlib import Path
 from typing import Protocol
 
 from burnless.accounting import ledger
-from burnless.accounting.budget import Guard, Reservation
+from burnless.accounting.budget import Guard, Reservation, worst_case
+from burnless.accounting.inflight import Journal
 from burnless.accounting.ledger import LedgerRecord, Route
 from burnless.accounting.pricing import cost_of_call
 from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.config import Config, Tier
 from burnless.envelope import Envelope, Extraction, extract
-from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused
+from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, RecordFailed, UsageError
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
 from burnless.runs import log_path, new_run_id
 from burnless.safety import nesting
 from burnless.safety.policy import Policy, allows, refusal
+from burnless.session.capsule import Capsule
 from burnless.turn import Turn
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 from burnless.workers import Call, Reply, dispatch
@@ -53,6 +55,7 @@ class Outcome:
     log: Path
     guard: Guard
     reservation: Reservation | None
+    journal: Journal | None  # None for a response-cache hit: nothing was dispatched
     cached: bool = False  # answered from the response cache: nothing dispatched
 
     @property
@@ -98,10 +101,11 @@ class Calls:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(cached.output.text, encoding="utf-8")
             return Outcome(run_id, tier, cached, extract(cached.output.text), Tokens(), 0.0,
-                           "priced", redactions, log, guard, None, cached=True)
+                           "priced", redactions, log, guard, None, None, cached=True)
+        prompt_tokens = estimate_tokens(prompt.text)
         try:
             reservation = guard.reserve(
-                session=turn.session.id, tier=tier, prompt_tokens=estimate_tokens(prompt.text),
+                session=turn.session.id, tier=tier, prompt_tokens=prompt_tokens,
                 task_spent=turn.spent,
             )
         except BudgetExceeded as exc:
@@ -109,7 +113,21 @@ class Calls:
             raise
         run_id = new_run_id()
         log = log_path(cfg.state_dir, run_id)
-        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Nothing is dispatched that could not be recorded: the ledger takes an append,
+            # and the call's journal keeps it in view if this process dies (inflight.py).
+            ledger.check_writable(cfg.state_dir, probe=True)
+            journal = Journal.open(
+                cfg.state_dir, run_id=run_id, session=turn.session.id, role=role,
+                tier=tier.name, model=tier.model, task_id=turn.task.id,
+                prompt_tokens=prompt_tokens,
+                worst_case=reservation.amount if reservation else worst_case(tier, prompt_tokens),
+            )
+            log.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            guard.release(reservation)
+            raise UsageError(f"cannot {_doing(exc)}: {exc.strerror or exc} "
+                             f"({exc.filename or cfg.state_dir}); nothing was dispatched") from None
         mask = self.policy.mask
         call = Call(
             tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
@@ -124,6 +142,8 @@ class Calls:
         try:
             reply = dispatch(call)
         except BaseException:
+            # What the worker did or cost is unknown: its journal stays, and the next run
+            # records it as lost at its worst case (the reservation goes with this process).
             guard.release(reservation)
             raise
         finally:
@@ -131,7 +151,7 @@ class Calls:
                 progress.stop()
         tokens, cost, source = cost_of_call(tier, reply.output, prompt.text)
         out = Outcome(run_id, tier, reply, extract(reply.output.text), tokens, cost, source,
-                      redactions, log, guard, reservation)
+                      redactions, log, guard, reservation, journal)
         if reply.interrupted:
             self.record(turn, out, role, "interrupted", route=route,
                         reason="interrupted; process group killed")
@@ -147,20 +167,41 @@ class Calls:
         *,
         route: Route,
         verdict: Verdict = "skipped",
-        seq: int | None = None,
+        capsule: Capsule | None = None,
         reason: str = "",
     ) -> LedgerRecord:
-        """The ledger record of a call that was made, settling its budget reservation."""
+        """The ledger record of a call that was made, settling its budget reservation. With
+        the turn's ``capsule``, the caller appends it and then calls ``written(out)``."""
         rec = LedgerRecord(
             run_id=out.run_id, session=turn.session.id, role=role, tier=out.tier.name,
             model=out.model, status=status, tokens=out.tokens, cost_usd=out.cost_usd,
             cost_source=out.cost_source, audit=verdict, exit=out.reply.exit_code,
-            seq=seq, duration_s=out.reply.duration_s, route=route, redactions=out.redactions,
-            task_id=turn.task.id, reason=reason[:300], cached=out.cached,
+            seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s, route=route,
+            redactions=out.redactions, task_id=turn.task.id, reason=reason[:300],
+            cached=out.cached,
         )
-        ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation))
+        try:
+            ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation),
+                               journal=out.journal,
+                               capsule=capsule.to_dict() if capsule else None)
+        except OSError as exc:
+            kept = f"; it is kept in {out.journal.path} and a later run will record it" \
+                if out.journal else ""
+            raise RecordFailed(
+                f"the {role} call {out.run_id} on {out.tier.name} was made, but its ledger "
+                f"record could not be written: {exc.strerror or exc} "
+                f"({exc.filename or ledger.ledger_path(self.config.state_dir)}){kept}"
+            ) from None
         turn.calls.append(rec)
+        if capsule is None:
+            self.written(out)
         return rec
+
+    @staticmethod
+    def written(out: Outcome) -> None:
+        """The call's record and capsule are on disk: its journal is done."""
+        if out.journal is not None:
+            out.journal.close()
 
     def refuse(
         self, turn: Turn, tier: str, role: Role, reason: str, *, refused_by: RefusedBy,
@@ -201,3 +242,10 @@ class Calls:
         response_cache.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
             response_cache.key(out.tier, role, prompt.text),
             self.policy.mask(out.reply.output.text), out.model)
+
+
+def _doing(exc: OSError) -> str:
+    name = str(exc.filename or "")
+    if name.endswith(ledger.LEDGER_NAME):
+        return "append to the ledger"
+    return "write the call's journal" if "/inflight" in name else "prepare the call"

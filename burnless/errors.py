@@ -1,6 +1,7 @@
 """The exception tree of burnless and the exit code each maps to.
 
     BurnlessError                 1  the task could not be carried out
+    ├── RecordFailed              1  a call was made, but its record could not be written yet
     ├── UsageError                2  bad arguments; nothing dispatched
     │   └── ConfigError           2  bad configuration (file, line, key path)
     │       └── TierUnavailable   2  a tier's command is not on PATH
@@ -30,6 +31,12 @@ class BurnlessError(Exception):
     """Base of every error burnless raises on purpose."""
 
     exit_code = EXIT_FAILED
+
+
+class RecordFailed(BurnlessError):
+    """A call was made (and may have been paid for, or changed files) but its ledger record or
+    capsule could not be written: a full disk, an immutable file. The call's journal keeps
+    them; a later run writes them (``accounting.inflight``)."""
 
 
 class UsageError(BurnlessError):

@@ -1,4 +1,5 @@
-"""A run's identity: run ids (one per call), task ids (one per ``run``), timestamps, logs.
+"""A run's identity: run ids (one per call), task ids (one per ``run``), timestamps, logs, and
+whether the process that made a reservation or a call is still alive.
 
     .burnless/logs/<run-id>.log     the raw (masked) output of one call
 """
@@ -36,3 +37,41 @@ def log_path(state_dir: Path, run_id: str) -> Path:
     if not RUN_ID_RE.fullmatch(run_id):
         raise UsageError(f"invalid run id {run_id!r} (expected r-YYYYMMDDTHHMMSS-xxxxxx)")
     return state_dir / "logs" / f"{run_id}.log"
+
+
+def alive(pid: object, start: object = None) -> bool:
+    """Whether the run that made a reservation still runs: its pid exists and, where process
+    start times are known (Linux), it is the same process (not a later one that reused the pid).
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    stat = _stat(pid)
+    if stat is None:
+        return True
+    state, ticks = stat
+    if state == "Z":  # killed, not yet reaped by its parent: it will never settle
+        return False
+    return not isinstance(start, int) or isinstance(start, bool) or ticks == start
+
+
+def start_ticks(pid: int) -> int | None:
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """State and start time (clock ticks since boot, immune to clock changes) of process
+    ``pid``, from /proc; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        return fields[0].decode("ascii", "replace"), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from burnless import runs
 from burnless.accounting import budget, ledger
 from burnless.accounting.budget import Guard
 from burnless.accounting.index import spend_for
@@ -85,8 +86,10 @@ def test_parallel_runs_on_one_session_overshoot_is_recorded_and_seen(ws: Workspa
     assert open_reservations(ws) == {}
 
 
-def test_sigkilled_run_between_reserve_and_settle_frees_the_budget(ws: Workspace,
-                                                                  tmp_path: Path) -> None:
+def test_sigkilled_run_between_reserve_and_settle_is_charged_its_reservation(
+        ws: Workspace, tmp_path: Path) -> None:
+    # The dead run's reservation is released, and its call (dispatched, never recorded) is
+    # charged at that worst case by a `lost` record: money it may have spent is not unseen.
     rec = tmp_path / "rec"
     ws.config("tiers:\n" + tier_line("silver", fake("sleeper", "--record", str(rec)), PRICE)
               + tier_line("bronze", fake("honest"), PRICE)
@@ -108,7 +111,8 @@ def test_sigkilled_run_between_reserve_and_settle_frees_the_budget(ws: Workspace
         a.send_signal(signal.SIGKILL)  # not reaped yet: a zombie must not hold the budget
         time.sleep(0.1)
         p = ws.run("run", "write c.txt x", "--session", "c", "--tier", "bronze", "--no-plan")
-        assert p.returncode == 0, p.stderr
+        assert p.returncode == 4 and "has spent $" + f"{res['amount']:.4f}" in p.stderr, p.stderr
+        assert "reserved by runs in flight" not in p.stderr
     finally:
         a.kill()
         a.wait(timeout=10)
@@ -118,7 +122,9 @@ def test_sigkilled_run_between_reserve_and_settle_frees_the_budget(ws: Workspace
             except ProcessLookupError:
                 pass
     statuses = sorted((r["session"], r["status"]) for r in ws.ledger())
-    assert statuses == [("b", "refused"), ("c", "ok")]
+    assert statuses == [("a", "lost"), ("b", "refused"), ("c", "refused")]
+    (lost,) = [r for r in ws.ledger() if r["status"] == "lost"]
+    assert lost["cost_usd"] == pytest.approx(res["amount"]) and lost["cost_source"] == "estimated"
     assert open_reservations(ws) == {}  # the dead run's reservation was dropped, once
 
 
@@ -130,7 +136,7 @@ def test_reservation_of_a_reused_pid_is_stale(ws: Workspace) -> None:
     tier = g.cfg.tiers["silver"]
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        start = budget._start_ticks(other.pid)
+        start = runs.start_ticks(other.pid)
         assert start is not None
         entry = {"session": "x", "day": today(), "amount": 1.0, "pid": other.pid,
                  "created": time.time() - 3600}

@@ -22,6 +22,7 @@ import orjson
 from burnless.accounting import ledger, pricing
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
+from burnless.runs import alive, start_ticks
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import file_lock
 
@@ -77,6 +78,8 @@ class Guard:
 
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
+            # A dead run's reservation is gone: its call is charged by a `lost` record first.
+            ledger.record_orphans(self.state_dir)
             spend = spend_for(self.state_dir, session=session, day=day)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
             # Every open reservation counts against today, whatever day it was made: a call
@@ -100,7 +103,7 @@ class Guard:
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount)
             open_[res.id] = {
                 "session": session, "day": day, "amount": amount,
-                "pid": os.getpid(), "start": _start_ticks(os.getpid()), "created": time.time(),
+                "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
             self._save(open_)
         return res
@@ -147,10 +150,14 @@ class Guard:
             return {}
         if not isinstance(data, dict):
             return {}
-        # Drop reservations whose process is gone (a crashed run must not block the budget),
-        # and damaged ones (a hand-edited file must not crash every run).
-        return {k: v for k, v in data.items()
-                if _valid(v) and _alive(v.get("pid"), v.get("start"))}
+        # Drop reservations whose process is gone (a crashed run must not block the budget;
+        # its call is charged by a `lost` record instead, see inflight.py), and damaged ones
+        # (a hand-edited file must not crash every run). Callers hold the lock.
+        live = {k: v for k, v in data.items()
+                if _valid(v) and alive(v.get("pid"), v.get("start"))}
+        if len(live) != len(data):
+            self._save(live)
+        return live
 
     def _save(self, open_: dict[str, dict[str, Any]]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -161,41 +168,3 @@ def _valid(r: object) -> bool:
     return (isinstance(r, dict) and isinstance(r.get("session"), str)
             and isinstance(r.get("day"), str) and isinstance(r.get("amount"), (int, float))
             and not isinstance(r["amount"], bool) and math.isfinite(r["amount"]))
-
-
-def _alive(pid: object, start: object = None) -> bool:
-    """Whether the run that made a reservation still runs: its pid exists and, where process
-    start times are known (Linux), it is the same process (not a later one that reused the pid).
-    """
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    stat = _stat(pid)
-    if stat is None:
-        return True
-    state, ticks = stat
-    if state == "Z":  # killed, not yet reaped by its parent: it will never settle
-        return False
-    return not isinstance(start, int) or isinstance(start, bool) or ticks == start
-
-
-def _start_ticks(pid: int) -> int | None:
-    stat = _stat(pid)
-    return None if stat is None else stat[1]
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """State and start time (clock ticks since boot, immune to clock changes) of process
-    ``pid``, from /proc; None where unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(b")") + 2:].split()
-        return fields[0].decode("ascii", "replace"), int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None

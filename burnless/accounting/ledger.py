@@ -1,19 +1,25 @@
 """The ledger: one JSON line per call, cache hit or refusal, and the only code that writes it.
 
 ``.burnless/ledger.jsonl`` is the single source of truth for spend: usage reports, budgets and
-metrics are all computed from it. Two functions append to it — ``record_call`` for a call that
-was made (or answered from the response cache) and ``record_refusal`` for one that was not —
-both through ``jsonl.append`` (one whole line under the file's lock).
+metrics are all computed from it. Three functions append to it — ``record_call`` for a call
+that was made (or answered from the response cache), ``record_refusal`` for one that was not,
+and ``record_orphan`` for a call a dead run left in flight (``inflight``) — all through
+``jsonl.append`` (one whole line under the file's lock).
 """
 
 from __future__ import annotations
 
+import calendar
 import errno
+import os
+import re
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from burnless.accounting.inflight import Journal, Orphan, orphans
 from burnless.accounting.tokens import Tokens
 from burnless.runs import new_run_id, now_iso
 from burnless.storage import jsonl
@@ -92,12 +98,110 @@ def record_call(
     state_dir: Path,
     record: LedgerRecord,
     settling: AbstractContextManager[object] | None = None,
+    *,
+    journal: Journal | None = None,
+    capsule: dict[str, Any] | None = None,
 ) -> None:
     """Append the record of a call that was made. ``settling`` (``budget.Guard.settling``)
     holds the budget lock and releases the call's reservation around the write, so no other
-    run ever sees the call's cost twice or not at all."""
+    run ever sees the call's cost twice or not at all. With the call's ``journal``, the record
+    (and the turn's ``capsule``) are kept in it first, so a crash from here on loses neither;
+    the caller closes the journal once the capsule is written too."""
+    if journal is not None:
+        journal.stage(record.to_dict(), capsule)
     with settling or nullcontext():
         _append(state_dir, record)
+
+
+def record_orphans(state_dir: Path) -> list[LedgerRecord]:
+    """Record every call that a dead run left in flight (``record_orphan``). A journal that
+    still holds a capsule is kept, marked recorded, for its session (``recovery``). Budgets
+    call this under their lock before they count what was spent."""
+    done: list[LedgerRecord] = []
+    for orphan in orphans(state_dir):
+        if orphan.data.get("recorded"):
+            orphan.keep(orphan.data)
+            continue
+        try:
+            rec = record_orphan(state_dir, orphan)
+        except OSError:
+            orphan.keep(orphan.data)  # a later run tries again
+            raise
+        if rec is not None:
+            done.append(rec)
+        if orphan.capsule is not None:
+            orphan.keep({**orphan.data, "recorded": True})
+        else:
+            orphan.release()
+    return done
+
+
+def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
+    """Record a call that a dead run left in flight: its finished record when the journal has
+    it and the ledger does not yet, else a ``lost`` record at its worst case. Returns what
+    was appended (None: the ledger had it already)."""
+    data = orphan.record
+    if data is not None and contains(state_dir, orphan.run_id):
+        return None
+    if data is None:
+        data = orphan.lost_record()
+    else:
+        data = {**data, "reason": (str(data.get("reason") or "") + "; recorded by a later run "
+                                   "(the run that made the call died first)").lstrip("; ")[:300]}
+    check_writable(state_dir)
+    jsonl.append(ledger_path(state_dir), [data])
+    return record_from_dict(data)
+
+
+_TS = re.compile(rb'"ts":"([^"]*)"')
+
+
+def contains(state_dir: Path, run_id: str, *, lookback: int = 64 << 20) -> bool:
+    """Whether the ledger holds a record of ``run_id``, looking back from its end (a dead run's
+    record is among the last ones; past ``lookback`` bytes it is taken as absent)."""
+    needle = b'"run_id":"' + run_id.encode("ascii") + b'"'
+    # A run id starts with the UTC time of the call: no record of it is older. Records land in
+    # ts order up to a lock wait, so stop at records 10 minutes older than that.
+    t = calendar.timegm(time.strptime(run_id[2:17], "%Y%m%dT%H%M%S")) - 600
+    oldest = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+    try:
+        f = open(ledger_path(state_dir), "rb")
+    except FileNotFoundError:
+        return False
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        pos, carry = end, b""
+        while pos > 0 and end - pos < lookback:
+            step = min(1 << 18, pos)
+            pos -= step
+            f.seek(pos)
+            block = f.read(step) + carry
+            lines = block.split(b"\n")
+            carry = lines[0] if pos > 0 else b""
+            for line in reversed(lines[1:] if pos > 0 else lines):
+                if needle in line:
+                    return True
+                m = _TS.search(line)
+                if m and m.group(1).decode("ascii", "replace")[:19] < oldest:
+                    return False
+    return False
+
+
+def record_from_dict(d: dict[str, Any]) -> LedgerRecord:
+    """A LedgerRecord from its JSON form (as ``to_dict`` wrote it)."""
+    route = d.get("route")
+    return LedgerRecord(
+        run_id=str(d.get("run_id")), session=str(d.get("session")), role=d.get("role"),  # type: ignore[arg-type]
+        tier=str(d.get("tier")), model=d.get("model"), status=d.get("status"),  # type: ignore[arg-type]
+        tokens=Tokens.from_dict(d.get("tokens") or {}), cost_usd=d.get("cost_usd"),
+        cost_source=d.get("cost_source"), audit=d.get("audit") or "skipped",  # type: ignore[arg-type]
+        exit=d.get("exit"), seq=d.get("seq"), duration_s=float(d.get("duration_s") or 0.0),
+        route=Route(str(route.get("tier")), tuple(route.get("reasons") or ()))
+        if isinstance(route, dict) else None,
+        redactions=int(d.get("redactions") or 0), cached=bool(d.get("cached")),
+        task_id=str(d.get("task_id") or ""), reason=str(d.get("reason") or ""),
+        refused_by=d.get("refused_by"), ts=str(d.get("ts") or ""),
+    )
 
 
 def record_refusal(
@@ -127,15 +231,21 @@ def _append(state_dir: Path, record: LedgerRecord) -> None:
     jsonl.append(ledger_path(state_dir), [record.to_dict()])
 
 
-def check_writable(state_dir: Path) -> None:
+def check_writable(state_dir: Path, *, probe: bool = False) -> None:
     """Refuse a ledger (or its ``.torn`` file) that is a symbolic link: appending, and the
     torn-tail repair that truncates, would act on whatever file the link names (a checked-out
-    repository could point it at ``~/.bashrc``)."""
+    repository could point it at ``~/.bashrc``). With ``probe``, also open it for appending
+    (before a call is dispatched: an immutable or read-only ledger refuses the call then, not
+    after it was paid for)."""
     path = ledger_path(state_dir)
     for p in (path, Path(str(path) + ".torn")):
         if p.is_symlink():
             raise OSError(errno.ELOOP, "the ledger is a symbolic link; burnless writes only "
                           "a regular file there (remove the link)", str(p))
+    if probe:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o644))
 
 
 def read(state_dir: Path) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ epoch, so rendering the context is a pure function of the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -132,9 +133,9 @@ class Session:
     @contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
         """Hold the session for a whole turn; SessionBusy after ``timeout`` seconds."""
+        lock = file_lock(self.lock_path, timeout)
         try:
-            with file_lock(self.lock_path, timeout):
-                yield
+            lock.__enter__()
         except LockTimeout:
             waited = (f"another run held its lock for {timeout:g}s (session.lock_timeout)"
                       if timeout > 0 else "a run is using it now; try again when it ends")
@@ -143,6 +144,11 @@ class Session:
             raise UsageError(
                 f"session {self.id!r}: cannot take its lock {self.lock_path}: {_why(exc)}"
             ) from None
+        # Only taking the lock is mapped above: an error inside the turn (a full disk, an
+        # immutable ledger) is the turn's own, and may come after work was done.
+        with contextlib.ExitStack() as stack:
+            stack.push(lock)
+            yield
 
     # -- capsules
 
