@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnless import audit, crashpoints, recovery
+from burnless.accounting.budget import Guard
 from burnless.accounting.ledger import Route
 from burnless.accounting.tokens import Tokens
 from burnless.calls import Calls, Outcome, Progress
@@ -141,11 +142,15 @@ class BurnlessAgent:
             # session) before anything else is decided: no seq is reused, no spend unseen.
             turn.warnings.extend(recovery.sweep(cfg.state_dir, session))
             turn.pins = PinBook.load(session)  # as the last run under the lock left them
-            return self._locked_run(
-                turn, tier=tier, cascade=cascade, plan=plan, verify=tuple(verify),
-                timeout=timeout, repin=repin, dry_run=dry_run, progress=progress,
-                started=started,
-            )
+            try:
+                return self._locked_run(
+                    turn, tier=tier, cascade=cascade, plan=plan, verify=verify,
+                    timeout=timeout, repin=repin, dry_run=dry_run, progress=progress,
+                    started=started,
+                )
+            finally:
+                if turn.task.tree.tree is None and cfg.budget.max_cost_per_task is not None:
+                    Guard(cfg).forget_tree(turn.task.id)  # the root ran: its tree is done
 
     def route(
         self,
@@ -543,7 +548,7 @@ class BurnlessAgent:
 
     def _task(self, text: str, labels: tuple[str, ...]) -> Task:
         return Task(text=text, stored=self.policy.mask(text), id=new_task_id(), labels=labels,
-                    sensitive=self.policy.sensitivity(text, labels))
+                    sensitive=self.policy.sensitivity(text, labels), tree=nesting.tree())
 
     def _session_id(self, session_id: str | None) -> str:
         if session_id is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from burnless.accounting import ledger
 from burnless.accounting.budget import Guard, Reservation, worst_case
@@ -106,7 +106,7 @@ class Calls:
         try:
             reservation = guard.reserve(
                 session=turn.session.id, tier=tier, prompt_tokens=prompt_tokens,
-                task_spent=turn.spent,
+                task_spent=turn.spent, tree=turn.task.tree_id,
             )
         except BudgetExceeded as exc:
             self.refuse(turn, tier.name, role, str(exc), refused_by="budget", route=route)
@@ -133,7 +133,9 @@ class Calls:
             tier=tier, prompt=prompt, session=turn.session.id, run_id=run_id,
             workspace=cfg.workspace, state_dir=cfg.state_dir,
             timeout=timeout or tier.timeout, log_path=log,
-            env=nesting.worker_env(cfg.workspace, turn.session.id),
+            env=nesting.worker_env(cfg.workspace, turn.session.id, run_id=run_id,
+                                   root_run_id=turn.task.tree.root_run_id or run_id,
+                                   tree_id=turn.task.tree_id),
             redact=mask if cfg.policy.redact_secrets else None,
             on_line=(lambda text: progress.line(mask(text))) if progress else None,
         )
@@ -178,10 +180,11 @@ class Calls:
             cost_source=out.cost_source, audit=verdict, exit=out.reply.exit_code,
             seq=capsule.seq if capsule else None, duration_s=out.reply.duration_s, route=route,
             redactions=out.redactions, task_id=turn.task.id, reason=reason[:300],
-            cached=out.cached,
+            cached=out.cached, **_tree_fields(turn),
         )
         try:
-            ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation),
+            ledger.record_call(self.config.state_dir, rec,
+                               out.guard.settling(out.reservation, out.cost_usd),
                                journal=out.journal,
                                capsule=capsule.to_dict() if capsule else None)
         except OSError as exc:
@@ -212,7 +215,7 @@ class Calls:
         ledger.record_refusal(
             cfg.state_dir, session=turn.session.id, role=role, tier=tier,
             model=cfg.tiers[tier].model if tier in cfg.tiers else None, reason=reason,
-            refused_by=refused_by, task_id=turn.task.id, route=route,
+            refused_by=refused_by, task_id=turn.task.id, route=route, **_tree_fields(turn),
         )
 
     # -- the response cache (cache.responses)
@@ -249,3 +252,12 @@ def _doing(exc: OSError) -> str:
     if name.endswith(ledger.LEDGER_NAME):
         return "append to the ledger"
     return "write the call's journal" if "/inflight" in name else "prepare the call"
+
+
+def _tree_fields(turn: Turn) -> dict[str, Any]:
+    """A nested run's place in its delegation tree, for its ledger records."""
+    t = turn.task.tree
+    if t.parent_run_id is None:
+        return {}
+    return {"parent_run_id": t.parent_run_id, "root_run_id": t.root_run_id,
+            "depth": nesting.depth()}

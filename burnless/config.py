@@ -33,6 +33,8 @@ STATE_DIR = ".burnless"
 CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
+AGENT_CLIS = ("claude", "codex", "gemini")
+AGENT_FORMATS = ("claude-json", "claude-stream-json", "codex-jsonl", "gemini-json")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
@@ -66,10 +68,19 @@ class Tier:
     price: PriceSettings | None = None
     base_url: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
+    max_cost_per_call: float | None = None  # USD one call may cost (enforced where it can be)
 
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.command or "")
+
+    @property
+    def agent_loop(self) -> bool:
+        """An agent CLI (Claude Code, Codex, Gemini CLI): one call is many model requests."""
+        if self.command is None:
+            return False
+        program = Path(self.argv[0]).name if self.argv else ""
+        return program in AGENT_CLIS or self.format in AGENT_FORMATS
 
     @property
     def deterministic(self) -> bool:
@@ -489,6 +500,9 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
         raise fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
     if tier.timeout <= 0 or tier.max_output_tokens <= 0:
         raise fail(src, where, "timeout and max_output_tokens must be positive")
+    if tier.max_cost_per_call is not None and tier.max_cost_per_call <= 0:
+        raise fail(src, (*where, "max_cost_per_call"),
+                   f"must be a positive number of USD, not {tier.max_cost_per_call:g}")
     if tier.price is not None and any(v < 0 for v in tier.price.as_mapping().values()):
         raise fail(src, (*where, "price"), "prices must be >= 0")
     if tier.api is not None and not tier.model:

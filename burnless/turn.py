@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from burnless.accounting.ledger import LedgerRecord
+from burnless.safety.nesting import Tree
 from burnless.session.pins import PinBook
 from burnless.session.store import Session
 
@@ -21,6 +22,12 @@ class Task:
     id: str  # groups the calls of one run in the ledger
     labels: tuple[str, ...] = ()
     sensitive: tuple[str, ...] = ()  # why the work is sensitive (empty: it is not)
+    tree: Tree = Tree()  # where the run sits in a delegation tree (empty: at the top)
+
+    @property
+    def tree_id(self) -> str:
+        """The delegation tree's id: the top-level run's task id."""
+        return self.tree.tree or self.id
 
 
 @dataclass

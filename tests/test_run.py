@@ -350,7 +350,8 @@ def test_worker_environment_is_scrubbed(ws: Workspace, tmp_path: Path) -> None:
     assert env["PASSED_KEY"] == "k" and env["EXTRA"] == "yes"
     assert env["BURNLESS_DEPTH"] == "1"
     allowed = {"PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "SHELL", "PASSED_KEY", "EXTRA",
-               "BURNLESS_DEPTH", "BURNLESS_ACTIVE_SESSIONS", "PWD", "SHLVL", "_"}
+               "BURNLESS_DEPTH", "BURNLESS_ACTIVE_SESSIONS", "BURNLESS_PARENT_RUN",
+               "BURNLESS_ROOT_RUN", "BURNLESS_TREE", "PWD", "SHLVL", "_"}
     assert {k for k in env if not k.startswith("LC_")} <= allowed
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +35,30 @@ class Reservation:
     id: str
     session: str
     day: str
-    amount: float  # USD reserved (worst case)
+    amount: float  # USD reserved: the most the call may cost (its ceiling)
+    tree: str = ""  # the delegation tree's root task, when max_cost_per_task covers one
+
+
+def ceiling(tier: Tier, prompt_tokens: int, remaining: float | None) -> float | None:
+    """The most one call of ``tier`` may cost, which its reservation holds (None: no price).
+
+    A tier that makes one model request per call (an API tier, a plain command such as
+    ``ollama run``) costs at most its prompt at the full input rate plus its output cap. An
+    agent CLI (Claude Code, Codex, Gemini CLI) loops over many requests, so one prompt is not
+    its worst case: it may cost ``max_cost_per_call`` when the tier sets it, else whatever the
+    budget has left (``remaining``; such calls then run one at a time per budget).
+    """
+    worst = worst_case(tier, prompt_tokens)
+    cap = tier.max_cost_per_call
+    if tier.agent_loop:
+        if cap is not None:
+            return cap
+        if worst is None:
+            return None
+        return worst if remaining is None else max(worst, remaining)
+    if worst is None:
+        return cap
+    return worst if cap is None else min(worst, cap)
 
 
 def worst_case(tier: Tier, prompt_tokens: int) -> float | None:
@@ -60,19 +84,21 @@ class Guard:
         ledger.check_writable(self.state_dir)  # before anything is dispatched
 
     def reserve(
-        self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float
+        self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float,
+        tree: str = "",
     ) -> Reservation | None:
-        """Reserve the worst case of a call, or raise BudgetExceeded. None when no limit is set."""
+        """Reserve what a call may cost (``ceiling``), or raise BudgetExceeded. None when no
+        limit is set. ``tree`` is the root task of the delegation tree the call belongs to:
+        ``max_cost_per_task`` then covers the whole tree (what its root has left), not only
+        this run (``task_spent``)."""
         if not self.active:
             return None
         b = self.limits
-        amount = worst_case(tier, prompt_tokens)
-        if amount is None and b.any_cost_limit:
+        if worst_case(tier, prompt_tokens) is None and b.any_cost_limit:
             raise BudgetExceeded(
                 f"tier {tier.name!r}: no price known for model {tier.model!r}, so the budget "
                 f"cannot be enforced; set tiers.{tier.name}.price in {self.cfg.path}"
             )
-        amount = amount or 0.0
         day = today()
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
@@ -86,11 +112,18 @@ class Guard:
             # reserved before midnight settles (and its cost lands) after it.
             res_day = sum(r["amount"] for r in open_.values())
             calls_open = sum(1 for r in open_.values() if r["session"] == session)
-            self._check(b.max_cost_per_task, "max_cost_per_task", task_spent, 0.0, amount)
-            self._check(b.max_cost_per_session, "max_cost_per_session",
-                        spend.session_cost, res_session, amount, f"session {session!r}")
-            self._check(b.max_cost_per_day, "max_cost_per_day",
-                        spend.day_cost, res_day, amount, f"day {day} (UTC)")
+            task = (self._tree_spent(tree), sum(r["amount"] for r in open_.values()
+                                                if tree and r.get("tree") == tree),
+                    f"the task tree {tree}") if tree else (task_spent, 0.0, "this run")
+            scopes = [(b.max_cost_per_task, "max_cost_per_task", *task),
+                      (b.max_cost_per_session, "max_cost_per_session", spend.session_cost,
+                       res_session, f"session {session!r}"),
+                      (b.max_cost_per_day, "max_cost_per_day", spend.day_cost, res_day,
+                       f"day {day} (UTC)")]
+            left = [lim - spent - held for lim, _, spent, held, _ in scopes if lim is not None]
+            amount = ceiling(tier, prompt_tokens, min(left) if left else None) or 0.0
+            for limit, name, spent, held, scope in scopes:
+                self._check(limit, name, spent, held, amount, scope)
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
@@ -100,13 +133,43 @@ class Guard:
                         + (f" (+{calls_open} in flight)" if calls_open else "")
                         + "; nothing was dispatched"
                     )
-            res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount)
+            res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
+                              tree if b.max_cost_per_task is not None else "")
             open_[res.id] = {
-                "session": session, "day": day, "amount": amount,
+                "session": session, "day": day, "amount": amount, "tree": res.tree,
                 "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
             self._save(open_)
         return res
+
+    def _tree_path(self, tree: str) -> Path:
+        return self.state_dir / "cache" / "trees" / f"{tree}.json"
+
+    def _tree_spent(self, tree: str) -> float:
+        """What the calls of a delegation tree have cost so far (settled, under the lock)."""
+        try:
+            data = orjson.loads(self._tree_path(tree).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return 0.0
+        spent = data.get("spent") if isinstance(data, dict) else None
+        if isinstance(spent, bool) or not isinstance(spent, (int, float)):
+            return 0.0
+        return float(spent) if math.isfinite(spent) and spent >= 0 else 0.0
+
+    def add_to_tree(self, res: Reservation | None, cost: float | None) -> None:
+        """Count a settled call's cost in its tree (the caller holds the lock: ``settling``)."""
+        if res is None or not res.tree or not cost:
+            return
+        path = self._tree_path(res.tree)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, orjson.dumps({"spent": self._tree_spent(res.tree) + cost}))
+
+    def forget_tree(self, tree: str) -> None:
+        """The root run ended: its tree's running total is no longer needed."""
+        try:
+            os.unlink(self._tree_path(tree))
+        except OSError:
+            pass
 
     @staticmethod
     def _check(
@@ -123,14 +186,16 @@ class Guard:
             )
 
     @contextmanager
-    def settling(self, res: Reservation | None) -> Iterator[None]:
+    def settling(self, res: Reservation | None, cost: float | None = None) -> Iterator[None]:
         """Hold the budget lock around the ledger write of a reserved call, then drop its
-        reservation (the call's cost is in the ledger from then on)."""
+        reservation (the call's cost is in the ledger from then on, and in its tree's
+        running total)."""
         if res is None:
             yield
             return
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             yield
+            self.add_to_tree(res, cost)
             open_ = self._load_open()
             open_.pop(res.id, None)
             self._save(open_)

@@ -60,6 +60,9 @@ class LedgerRecord:
     task_id: str = ""  # groups the calls of one `run` invocation
     reason: str = ""  # refusals, timeouts, breaker decisions
     refused_by: RefusedBy | None = None  # for status "refused"
+    parent_run_id: str | None = None  # the call whose worker made this one (delegation)
+    root_run_id: str | None = None  # the top-level call of that delegation tree
+    depth: int = 0  # how deep in nested burnless calls (0: top level)
     ts: str = field(default_factory=now_iso)
     v: int = 1
 
@@ -78,6 +81,9 @@ class LedgerRecord:
             d["reason"] = self.reason
         if self.refused_by:
             d["refused_by"] = self.refused_by
+        if self.parent_run_id:
+            d.update(parent_run_id=self.parent_run_id, root_run_id=self.root_run_id,
+                     depth=self.depth)
         return d
 
     def call_dict(self) -> dict[str, Any]:
@@ -200,7 +206,9 @@ def record_from_dict(d: dict[str, Any]) -> LedgerRecord:
         if isinstance(route, dict) else None,
         redactions=int(d.get("redactions") or 0), cached=bool(d.get("cached")),
         task_id=str(d.get("task_id") or ""), reason=str(d.get("reason") or ""),
-        refused_by=d.get("refused_by"), ts=str(d.get("ts") or ""),
+        refused_by=d.get("refused_by"), parent_run_id=d.get("parent_run_id"),
+        root_run_id=d.get("root_run_id"), depth=int(d.get("depth") or 0),
+        ts=str(d.get("ts") or ""),
     )
 
 
@@ -215,12 +223,16 @@ def record_refusal(
     refused_by: RefusedBy,
     task_id: str = "",
     route: Route | None = None,
+    parent_run_id: str | None = None,
+    root_run_id: str | None = None,
+    depth: int = 0,
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
         run_id=new_run_id(), session=session, role=role, tier=tier, model=model,
         status="refused", cost_usd=0.0, cost_source="priced", route=route, task_id=task_id,
-        reason=reason[:300], refused_by=refused_by,
+        reason=reason[:300], refused_by=refused_by, parent_run_id=parent_run_id,
+        root_run_id=root_run_id, depth=depth,
     )
     _append(state_dir, record)
     return record

@@ -1,0 +1,120 @@
+"""Delegation trees and per-call ceilings.
+
+A burnless run started from inside a worker records its parent and root call; one budget
+(`max_cost_per_task`) covers the whole tree under its root; an agent CLI's call reserves what
+it may really cost (a loop of requests, not one prompt), so parallel calls cannot overspend.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import Workspace, fake, quoted
+
+PRICE = "price: {input: 1000, output: 1000}, max_output_tokens: 100"
+
+
+def test_a_nested_run_records_its_parent_and_root(ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}}}\n"
+              f"  bronze: {{command: {quoted(fake('honest'))}}}\n"
+              "planner: null\nrouting: {rules: [{regex: '^inner', tier: bronze}]}\n")
+    p = ws.run("run", "nest child inner write c.txt x")
+    assert p.returncode == 0, p.stderr
+    assert (rec / "nested-exit").read_text().startswith("0")
+    outer, inner = sorted(ws.ledger(), key=lambda r: "parent_run_id" in r)
+    assert "parent_run_id" not in outer and "root_run_id" not in outer
+    assert inner["parent_run_id"] == outer["run_id"] == inner["root_run_id"]
+    assert inner["depth"] == 1 and inner["session"] == "child"
+
+
+def test_max_cost_per_task_covers_the_tree_under_its_root(ws: Workspace, tmp_path: Path) -> None:
+    """The child would push its root's tree over max_cost_per_task: refused, nothing sent."""
+    rec, child_rec = tmp_path / "rec", tmp_path / "child"
+    calib = Workspace(tmp_path / "calib")
+    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+                 "planner: null\n")
+    assert calib.run("run", "nest child inner write c.txt x").returncode == 0
+    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}, "
+              f"{PRICE}}}\n"
+              f"  bronze: {{command: {quoted(fake('honest', '--record', str(child_rec)))}, "
+              f"{PRICE}}}\n"
+              "planner: null\nrouting: {rules: [{regex: '^inner', tier: bronze}]}\n"
+              f"budget: {{max_cost_per_task: {1.5 * worst:.6f}}}\n")
+    p = ws.run("run", "nest child inner write c.txt x")
+    assert p.returncode == 0, p.stderr  # the root itself fits
+    code, err = (rec / "nested-exit").read_text().split("\n", 1)
+    assert code == "4" and "max_cost_per_task" in err and "task tree" in err, err
+    assert not child_rec.exists()  # the child was never dispatched
+    refused = [r for r in ws.ledger() if r["status"] == "refused"]
+    assert len(refused) == 1 and refused[0]["refused_by"] == "budget"
+    assert refused[0]["parent_run_id"] == refused[0]["root_run_id"]
+    # a run of its own (no tree) with the same budget is not held back by the old tree
+    assert ws.run("run", "write solo.txt x", "--tier", "bronze").returncode == 0
+    assert not list((ws.state / "cache" / "trees").glob("*.json"))  # the root forgot its tree
+
+
+def test_concurrent_children_of_one_tree_cannot_overspend(ws: Workspace, tmp_path: Path) -> None:
+    calib = Workspace(tmp_path / "calib")
+    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+                 "planner: null\n")
+    assert calib.run("run", "write p0.txt x", "--session", "p0").returncode == 0
+    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('slow'))}, {PRICE}}}\n"
+              f"planner: null\nbudget: {{max_cost_per_task: {2.2 * worst:.6f}}}\n")
+    tree = {"BURNLESS_PARENT_RUN": "r-20261201T000000-abcdef",
+            "BURNLESS_ROOT_RUN": "r-20261201T000000-abcdef", "BURNLESS_TREE": "t-0123456789ab",
+            "BURNLESS_DEPTH": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "burnless", "run", f"write p{i}.txt x",
+                               "--session", f"p{i}"], cwd=ws.root, env={**os.environ, **tree},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in range(6)]
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    assert codes.count(0) <= 2 and set(codes) <= {0, 4}, codes
+    spent = sum(r["cost_usd"] for r in ws.ledger() if r["status"] == "ok")
+    assert spent <= 2.2 * worst + 1e-9
+    assert all(r.get("root_run_id") == tree["BURNLESS_ROOT_RUN"] for r in ws.ledger())
+
+
+def _agent_tier(extra: str = "") -> str:
+    return (f"tiers:\n  silver: {{command: {quoted(fake('claude-json'))}, "
+            f"format: claude-json, price: {{input: 1, output: 5}}{extra}}}\nplanner: null\n")
+
+
+def test_an_agent_cli_call_reserves_what_the_budget_has_left(ws: Workspace) -> None:
+    """One prompt is not an agent loop's worst case: without max_cost_per_call the call may
+    cost whatever is left, so a second call in flight is refused rather than overspending."""
+    ws.config(_agent_tier() + "budget: {max_cost_per_day: 0.5}\n")
+    from burnless.accounting.budget import Guard
+    from burnless.config import load_config
+
+    cfg = load_config(cwd=ws.root)
+    g = Guard(cfg)
+    first = g.reserve(session="a", tier=cfg.tiers["silver"], prompt_tokens=100, task_spent=0)
+    assert first is not None and abs(first.amount - 0.5) < 1e-9
+    p = ws.run("run", "write b.txt x", "--session", "b")
+    assert p.returncode == 4 and "reserved by runs in flight" in p.stderr, p.stderr
+    g.release(first)
+    assert ws.run("run", "write b.txt x", "--session", "b").returncode == 0
+
+
+def test_max_cost_per_call_lets_agent_calls_run_side_by_side(ws: Workspace) -> None:
+    ws.config(_agent_tier(", max_cost_per_call: 0.1") + "budget: {max_cost_per_day: 0.25}\n")
+    from burnless.accounting.budget import Guard
+    from burnless.config import load_config
+
+    cfg = load_config(cwd=ws.root)
+    g = Guard(cfg)
+    held = [g.reserve(session=f"s{i}", tier=cfg.tiers["silver"], prompt_tokens=100,
+                      task_spent=0) for i in range(2)]
+    assert [round(r.amount, 6) for r in held if r] == [0.1, 0.1]
+    p = ws.run("run", "write c.txt x", "--session", "c")
+    assert p.returncode == 4 and "reserves up to $0.1000" in p.stderr, p.stderr
+    reservations = orjson.loads((ws.state / "reservations.json").read_bytes())
+    assert len(reservations) == 2
