@@ -114,6 +114,12 @@ class BurnlessAgent:
         started = time.monotonic()
         cfg = self.config
         task = _task_text(task)
+        size = len(task.encode("utf-8"))
+        if size > cfg.policy.max_task_bytes:
+            raise UsageError(
+                f"the task is {size:,} bytes, above policy.max_task_bytes "
+                f"({cfg.policy.max_task_bytes:,}); every call would send it (and bill it): put "
+                "the material in a file the worker reads, or raise the limit in the config")
         labels, verify = _strings("labels", labels), _strings("verify", verify)
         for name, flag in (("cascade", cascade), ("plan", plan), ("repin", repin),
                            ("dry_run", dry_run)):

@@ -173,6 +173,7 @@ class PolicySettings:
     sensitive_patterns: tuple[str, ...] = ()
     sensitive_paths: tuple[str, ...] = ()
     max_depth: int = 2
+    max_task_bytes: int = 1 << 20  # a bigger task is refused before anything is sent
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,7 @@ def _check_ranges(cfg: Config, src: Source) -> None:
         ("session.lock_timeout", cfg.session.lock_timeout),
         ("cache.ttl", cfg.cache.ttl),
         ("policy.max_depth", cfg.policy.max_depth),
+        ("policy.max_task_bytes", cfg.policy.max_task_bytes),
         ("metrics.port", cfg.metrics.port),
         *((f"budget.{f.name}", getattr(cfg.budget, f.name))
           for f in dataclasses.fields(cfg.budget)),

@@ -33,13 +33,20 @@ def fail(src: Source, path: tuple[str, ...], msg: str) -> ConfigError:
     return ConfigError(f"{src.where(path)}: {keypath}: {msg}")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a real config is a few KB; a 4 MB one took 20 s to parse
+
+
 def read_yaml(file: Path, src: Source) -> dict[str, Any]:
     import yaml
 
     try:
-        raw = file.read_bytes()
+        with open(file, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: the config is larger than {MAX_CONFIG_BYTES >> 20} MiB; "
+                          "a configuration is a few KB (keep long text in prefix.md)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -66,3 +66,24 @@ def test_route_and_session_methods_check_their_arguments(agent: BurnlessAgent) -
         agent.next_prompt(3)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=r"\bsession_id\b"):
         agent.compact(None)  # type: ignore[arg-type]
+
+
+def test_a_task_above_max_task_bytes_is_refused_before_anything_is_sent(
+        ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('echo', '--record', str(rec)))}}}\n"
+              "planner: null\npolicy: {max_task_bytes: 1000}\n")
+    p = ws.run("run", "-", input="x" * 1001)
+    assert p.returncode == 2 and "max_task_bytes" in p.stderr and "1,001 bytes" in p.stderr
+    assert not rec.exists() and ws.ledger() == []
+    assert ws.run("run", "-", input="x" * 1000).returncode == 0
+
+
+def test_a_huge_config_is_refused_quickly(ws: Workspace) -> None:
+    import time
+
+    ws.config("tiers:\n  silver: {command: echo}\n" + "# padding\n" * 200_000)
+    t = time.monotonic()
+    p = ws.run("doctor")
+    assert p.returncode == 1 and "larger than 1 MiB" in p.stdout + p.stderr
+    assert time.monotonic() - t < 10
