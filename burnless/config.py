@@ -392,9 +392,9 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         if "name" in body:
             raise fail(src, ("tiers", name, "name"),
                         "unknown key (a tier's name is its key under 'tiers')")
-        tier = _convert(Tier, {**body, "name": name}, ("tiers", name), src)
+        tier = convert(Tier, {**body, "name": name}, ("tiers", name), src)
         tiers[name] = _check_tier(tier, ("tiers", name), src)
-    cfg: Config = _convert(Config, raw, (), src)
+    cfg: Config = convert(Config, raw, (), src)
     planner = cfg.planner if "planner" in raw else ("gold" if "gold" in tiers else None)
     executor = cfg.executor if cfg.executor is not None else (
         "silver" if "silver" in tiers else next(iter(tiers)))
@@ -565,7 +565,7 @@ def model_from_argv(argv: list[str]) -> str | None:
     return None
 
 
-def _convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
+def convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and value types."""
     if not isinstance(data, dict):
         raise fail(src, path, f"must be a mapping, not {kind_of(data)}")
@@ -597,7 +597,7 @@ def _value(tp: Any, value: Any, path: tuple[str, ...], src: Source) -> Any:
         # `price: 0` is the zero-cost tier-0: one number sets the input and output rates.
         return PriceSettings(input=float(value), output=float(value))
     if dataclasses.is_dataclass(tp):
-        return _convert(tp, value, path, src)
+        return convert(tp, value, path, src)
     if origin is tuple:
         (item_tp, _) = typing.get_args(tp)
         if isinstance(value, str) and item_tp is str:

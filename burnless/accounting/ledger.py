@@ -1,9 +1,10 @@
 """The ledger: one JSON line per call, cache hit or refusal, and the only code that writes it.
 
 ``.burnless/ledger.jsonl`` is the single source of truth for spend: usage reports, budgets and
-metrics are all computed from it. Three functions append to it — ``record_call`` for a call
+metrics are all computed from it. Four functions append to it — ``record_call`` for a call
 that was made (or answered from the response cache), ``record_refusal`` for one that was not,
-and ``record_orphan`` for a call a dead run left in flight (``inflight``) — all through
+``record_orphan`` for a call a dead run left in flight (``inflight``) and ``record_copies``
+for the calls of an evaluation job (``burnless eval``) — all through
 ``jsonl.append`` (one whole line under the file's lock).
 """
 
@@ -157,6 +158,15 @@ def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [data])
     return record_from_dict(data)
+
+
+def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
+                  eval_job: str) -> None:
+    """Copy the records of an evaluation job's own ledger (its worktree's) into this one,
+    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend."""
+    check_writable(state_dir)
+    jsonl.append(ledger_path(state_dir),
+                 [{**r, "eval": eval_id, "eval_job": eval_job} for r in records])
 
 
 _TS = re.compile(rb'"ts":"([^"]*)"')

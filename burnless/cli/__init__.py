@@ -66,6 +66,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor", "doctor"),
     "sim": ("sim", "app"),
     "demo": ("demo", "demo"),
+    "eval": ("eval", "eval_"),
 }
 
 

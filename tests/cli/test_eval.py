@@ -1,0 +1,135 @@
+"""`burnless eval` end to end, offline: real git worktrees, real `burnless run` sessions, tiers
+that are the simulator's agent, and models with scripted failure rates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from burnless.sim.server import SimServer
+from tests.conftest import Workspace
+
+OPUS, SONNET, HAIKU = "claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(port=0, fail_rates={HAIKU: 0.7}) as server:
+        yield server.start()
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _repo(ws: Workspace, url: str, tasks: int) -> Path:
+    """A git repository with a burnless config whose tiers are the simulator's agent."""
+    def tier(model: str) -> dict[str, object]:
+        return {"command": f"{sys.executable} -m burnless.sim.agent --model {model} "
+                           "--system-file {prefix_file}",
+                "format": "claude-json", "env": {"ANTHROPIC_BASE_URL": url,
+                                                 "ANTHROPIC_API_KEY": "sim"}}
+    ws.config(orjson.dumps({"tiers": {"gold": tier(OPUS), "silver": tier(SONNET),
+                                      "bronze": tier(HAIKU)},
+                            "planner": "gold", "executor": "silver"}).decode())
+    root = ws.root
+    (root / ".gitignore").write_text(".burnless/\n")
+    (root / "README.md").write_text("scratch\n")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    _git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "start")
+    lines = ["tasks:"]
+    for i in range(tasks):
+        want = f"value {i}"
+        check = (f"python3 -c \"import sys; sys.exit(open('out/t{i}.txt').read().strip() != "
+                 f"'{want}')\"")
+        lines += [f"  - name: t{i}",
+                  f"    prompt: \"create file out/t{i}.txt with content '{want}'\"",
+                  f"    verify: [{orjson.dumps(check).decode()}]"]
+    (root / "tasks.yaml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _eval(ws: Workspace, *args: str) -> tuple[int, dict]:
+    p = ws.run("eval", "tasks.yaml", *args, "--format", "json", timeout=300)
+    assert p.stdout.strip(), p.stderr
+    return p.returncode, orjson.loads(p.stdout)
+
+
+def test_the_report_ranks_pairs_as_scripted_rates_and_prices_imply(
+        ws: Workspace, sim: SimServer) -> None:
+    root = _repo(ws, sim.url, tasks=6)
+    before = _git(root, "status", "--porcelain")
+    code, rep = _eval(ws, "--pairs", "gold:silver,gold:bronze", "--jobs", "2")
+    assert code == 0, rep
+    pairs = {p["pair"]: p for p in rep["pairs"]}
+    silver, bronze = pairs["gold:silver"], pairs["gold:bronze"]
+    assert silver["runs"] == bronze["runs"] == 6
+    assert silver["successes"] == 6  # sonnet is scripted never to fail
+    assert bronze["successes"] < 6  # haiku fails most tasks on purpose
+    assert silver["ci95"][0] <= 1.0 <= silver["ci95"][1] + 1e-9
+    assert bronze["mean_cost_usd"] < silver["mean_cost_usd"]  # haiku is cheaper
+    assert rep["recommended"] == "gold:silver" and silver["frontier"]
+    # every job's worktree is gone, nothing in the user's tree changed
+    assert _git(root, "status", "--porcelain") == before
+    assert _git(root, "worktree", "list").count("\n") == 0
+    # every eval call is in the project's ledger with the evaluation's id
+    ledger = ws.ledger()
+    assert ledger and all(r.get("eval") == rep["eval"] for r in ledger)
+    roles = {r["role"] for r in ledger}
+    assert roles == {"planning", "execution"}
+
+
+def test_the_budget_stops_the_evaluation_and_a_rerun_resumes_it(
+        ws: Workspace, sim: SimServer) -> None:
+    _repo(ws, sim.url, tasks=4)
+    code, rep = _eval(ws, "--pairs", "gold:silver", "--budget", "0.0001")
+    assert code == 0 and rep["stopped"] and "resume" in rep["stopped"]
+    assert rep["jobs_done"] == 1 and rep["jobs_total"] == 4  # the first job spent past it
+    code, rep2 = _eval(ws, "--pairs", "gold:silver")
+    assert code == 0 and rep2["eval"] == rep["eval"] and rep2["jobs_done"] == 4
+    assert rep2["stopped"] is None
+    results = (ws.state / "evals" / rep["eval"] / "results.jsonl").read_text().splitlines()
+    assert len(results) == 4  # the first job was not run twice
+    code, rep3 = _eval(ws, "--pairs", "gold:silver")
+    assert rep3["jobs_done"] == 4 and len(ws.ledger()) == len(set(
+        r["run_id"] for r in ws.ledger()))
+
+
+def test_html_report_is_one_self_contained_page(ws: Workspace, sim: SimServer) -> None:
+    _repo(ws, sim.url, tasks=2)
+    p = ws.run("eval", "tasks.yaml", "--pairs", "gold:silver,gold:bronze", "--format", "html",
+               timeout=300)
+    assert p.returncode == 0, p.stderr
+    html = p.stdout
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "gold:bronze" in html
+    assert "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tasks: []\n", "tasks.yaml:1: tasks: must be a non-empty list"),
+    ("tasks:\n  - name: a\n    promt: x\n    verify: [\"true\"]\n",
+     "tasks.yaml:3: tasks.0.promt: unknown key; did you mean 'prompt'?"),
+    ("tasks:\n  - name: a\n    prompt: x\n", "tasks.yaml:2: tasks.0.verify: required"),
+    ("tasks:\n  - {name: a, prompt: x, verify: [\"true\"], turns: 0}\n", "turns: must be 1 to 20"),
+])
+def test_a_bad_tasks_file_names_its_line_and_key(ws: Workspace, text: str, message: str) -> None:
+    ws.config("tiers:\n  gold: {command: echo}\n  silver: {command: echo}\n")
+    (ws.root / "tasks.yaml").write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=ws.root, check=True)
+    p = ws.run("eval", "tasks.yaml", "--pairs", "gold:silver")
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_an_unknown_tier_in_pairs_is_a_usage_error(ws: Workspace) -> None:
+    ws.config("tiers:\n  gold: {command: echo}\n  silver: {command: echo}\n")
+    (ws.root / "tasks.yaml").write_text("tasks:\n  - {name: a, prompt: x, verify: [\"true\"]}\n")
+    p = ws.run("eval", "tasks.yaml", "--pairs", "gold:silvr")
+    assert p.returncode == 2 and "tier 'silvr' is not defined" in p.stderr
