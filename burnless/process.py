@@ -172,7 +172,7 @@ class _Log:
 def _snap(buf: bytearray, at: int) -> int:
     """``at`` moved back to just after a separator when one is near, never inside a UTF-8
     character: a cut between words keeps masks and secrets whole more often."""
-    best = max(buf.rfind(sep, at - _SNAP, at) for sep in _SEPARATORS)
+    best = max(buf.rfind(sep, max(0, at - _SNAP), at) for sep in _SEPARATORS)
     if best >= 0:
         return best + 1
     while at > 0 and buf[at] & 0xC0 == 0x80:
@@ -304,10 +304,6 @@ def run(
     finally:
         os.close(ctl_r)
         os.close(status_w)
-    try:
-        _write_all(ctl_w, supervisor.encode_env(env))
-    except OSError:  # it died at once: its status (or its absence) says why
-        pass
 
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
     tail = bytearray()
@@ -327,6 +323,10 @@ def run(
     timed_out = interrupted = False
     try:
         try:
+            _write_all(ctl_w, supervisor.encode_env(env))
+        except OSError:  # it died at once: its status (or its absence) says why
+            pass
+        try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
@@ -335,7 +335,7 @@ def run(
     finally:
         os.close(ctl_w)  # if the worker still runs, the supervisor now stops it and its own
         try:
-            proc.wait(timeout=GRACE_S + 3)
+            proc.wait(timeout=GRACE_S + supervisor.GIVE_UP_S + 2)
         except subprocess.TimeoutExpired:  # pragma: no cover - a supervisor that hangs
             proc.kill()
             proc.wait()
@@ -355,7 +355,7 @@ def run(
     spool.close()
     duration = time.monotonic() - started
     tail_text = bytes(tail).decode("utf-8", errors="replace")
-    if not status.worker:  # the program never ran
+    if not status.worker and not interrupted:  # the program never ran
         msg = f"cannot start {argv[0]!r}: " + (
             status.error or f"the process supervisor failed (exit {proc.returncode}): "
             + tail_text.strip()[-200:]

@@ -1,6 +1,6 @@
 """The per-call process supervisor: the worker's parent, and the reaper of what it leaves behind.
 
-``process.run`` starts ``python -I -S supervisor.py CTL STATUS ARGV...`` in a new session and
+``process.run`` starts it as ``python -I -S`` with ``CTL STATUS ARGV...``, in a new session, and
 sends the worker's environment on CTL. The supervisor
 
 - makes itself a child subreaper (Linux ``prctl(PR_SET_CHILD_SUBREAPER)``): whatever the worker
@@ -18,9 +18,9 @@ inside someone else's process, often several calls at once. A subreaper there wo
 orphans of every program that process ever starts (zombies nobody reaps) and could not tell
 which call an orphan came from. Here the supervisor's descendants are exactly the worker's.
 
-It runs isolated (``-I -S``, so not under the worker's PYTHONPATH) and imports built-in modules
-only (plus ctypes, for prctl): it is on the path of every call and must start fast. It is also
-imported by ``process`` for ``descendants`` and ``signal_process``.
+It runs isolated (``-I -S``: no PYTHONPATH, no workspace module shadowing a standard one) and
+imports built-in modules only (plus ctypes, for prctl): it is on the path of every call and must
+start fast. ``process`` imports it too, for its ``/proc`` readers and the environment encoding.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ _sig = __import__("_signal")
 GRACE_S = 2.0
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL_MS = 10  # while waiting for descendants that are not our children (no SIGCHLD for those)
-_MAX_ROUNDS = 100_000  # a fork bomb that outruns SIGKILL for this long: give up, say so
+# After SIGKILL, what still runs cannot be killed (uninterruptible sleep: it dies when its
+# system call returns) or forks faster than it dies: give up after this, and say so.
+GIVE_UP_S = 3.0
 
 
 class Proc:
@@ -213,7 +215,7 @@ class _Supervisor:
         deadline = time.monotonic() + GRACE_S
         termed: set[tuple[int, int]] = set()
         has_proc = os.path.isdir("/proc/self")
-        for _ in range(_MAX_ROUNDS):
+        while time.monotonic() < deadline + GIVE_UP_S:
             self.reap()
             late = time.monotonic() >= deadline
             if not has_proc:  # no /proc (not Linux): the worker's process group is all we know
