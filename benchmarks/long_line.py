@@ -15,7 +15,8 @@ one line of that many MB, then its envelope `{"status": "failed", ...}`. Measure
 
 Baselines from the same run: the worker alone (its output piped to /dev/null) and a run whose
 worker prints a one-line answer; the ratios are against those. Bound (issue 10): a 100 MB line
-in under 15 s and under 300 MB.
+in under 15 s and under 300 MB (on a machine whose load exceeds its CPUs, the wall time measures
+the other processes: the bound is then checked on CPU time, and the load is printed).
 """
 
 from __future__ import annotations
@@ -95,13 +96,18 @@ def main() -> None:
                 wall, cpu, rss, res = burnless_run(root, mb, redact)
                 honoured = res["status"] == "failed" and res["_exit"] == 1
                 complete = res["_log_bytes"] >= (mb << 20)
-                bound = mb < 100 or not redact or (wall < 15 and rss < 300 * 1024)
+                # On a busy machine the wall time measures the others: then CPU time stands in.
+                busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+                seconds = cpu if busy else wall
+                bound = mb < 100 or not redact or (seconds < 15 and rss < 300 * 1024)
                 failures += not (honoured and complete and bound)
                 print(f"  {mb:>4}MB {'on' if redact else 'off':>6} {wall:7.2f}s {cpu:7.2f}s "
                       f"{mb / wall:6.1f} {wall / alone:8.0f} {rss / 1024:7.0f}MB "
                       f"{rss / base_rss:7.1f}  {'kept' if honoured else 'LOST':8}  "
                       f"{'complete' if complete else 'SHORT'}"
-                      + ("" if bound else "  (over the 15 s / 300 MB bound)"))
+                      + ("" if bound else "  (over the 15 s / 300 MB bound)")
+                      + ("  (busy machine: bound checked on CPU time)" if busy and mb >= 100
+                         and redact else ""))
             print(f"  {mb:>4}MB worker alone {alone:7.2f}s")
     sys.exit(1 if failures else 0)
 
