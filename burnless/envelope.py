@@ -98,9 +98,32 @@ def extract(text: str) -> Extraction:
             findings.append("envelope: found no valid JSON object with a status (malformed JSON?)")
         return Extraction(None, text.strip(), tuple(findings))
     obj, start, end = found
-    prose = (text[:start] + text[end:]).strip()
+    prose = _cut_out(text, start, end)
     envelope = normalise(obj, findings)
     return Extraction(envelope, prose, tuple(findings))
+
+
+_NONSPACE = re.compile(r"\S")
+
+
+def _cut_out(text: str, start: int, end: int) -> str:
+    """``(text[:start] + text[end:]).strip()``, copying a large answer once rather than three
+    times (slice, concatenation, strip). The envelope is in the last _SEARCH_WINDOW, so the
+    part after it is short."""
+    after = text[end:]
+    if after.strip():
+        return (text[:start] + after).strip()
+    first = _NONSPACE.search(text, 0, start)
+    if first is None:
+        return ""
+    stop = start
+    while stop > first.start():  # blank space before the envelope: strip it a window at a time
+        window = text[max(first.start(), stop - _SEARCH_WINDOW) : stop]
+        kept = window.rstrip()
+        stop -= len(window) - len(kept)
+        if kept:
+            break
+    return text[first.start() : stop]
 
 
 def _find(text: str, findings: list[str]) -> tuple[dict[str, Any], int, int] | None:

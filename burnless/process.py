@@ -1,23 +1,29 @@
 """The one subprocess runner: workers and verify commands both go through ``run``.
 
-- argv lists only, never a shell; a new session (so a new process group) per child;
+- argv lists only, never a shell; the child runs under a per-call supervisor (``supervisor``)
+  in a new session, in a process group of its own;
 - stdin written from a thread, stdout and stderr drained by threads, so a large prompt or a
   chatty child cannot deadlock;
-- output streamed to the run's log file as it arrives (redacted line by line when asked), stdout
-  spooled to a temporary file that stays in memory only while small;
-- on timeout, on Ctrl-C and after the child exits, the whole process group gets SIGTERM and,
-  after a short grace, SIGKILL: no grandchild is left behind;
-- a watchdog (``/bin/sh``, in its own session) holds the read end of a pipe from us: if we die
-  without saying "done" (SIGKILL, OOM killer), it sees end-of-file and kills the group itself,
-  so a worker never outlives burnless and goes on spending.
+- output streamed to the run's log file as it arrives (redacted line by line when asked; a
+  very long line in bounded windows, in linear time), stdout spooled to a temporary file that
+  stays in memory only while small;
+- nothing the child starts outlives the call: when it exits, on timeout and on Ctrl-C the
+  supervisor sends SIGTERM to every live descendant (a ``setsid`` daemon included: it is the
+  descendants' subreaper) and SIGKILL after a short grace; zombies are reaped, not waited for;
+- if burnless dies without cleaning up (SIGKILL, OOM killer), the supervisor sees end-of-file
+  on a pipe only burnless holds and does the same, so a worker never goes on spending;
+- the pipes are read to end-of-file before they are closed: all the output is logged and
+  parsed, however slowly the log is written.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,10 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-GRACE_S = 2.0
+from burnless import supervisor
+
+GRACE_S = supervisor.GRACE_S
 _CHUNK = 1 << 16
 _SPOOL_IN_MEMORY = 1 << 20
 _TAIL = 4096
+_POLL_MS = 200  # how often a blocked reader or writer looks whether it was told to stop
+# Imported rather than run as a script, so that its cached bytecode is used (a script is
+# compiled on every start); its directory is on sys.path only while it is being imported.
+_HERE = str(Path(supervisor.__file__).parent)
+_SUPERVISE = (
+    f"import sys; sys.path.insert(0, {_HERE!r}); import supervisor; del sys.path[0]; "
+    "sys.exit(supervisor.main(sys.argv[1:]))"
+)
 
 
 @dataclass(frozen=True)
@@ -47,14 +63,42 @@ class ProcessResult:
         return self.exit_code == 0 and not self.timed_out and not self.interrupted
 
 
+# A line longer than _WINDOW + _REACH is logged in pieces of about _WINDOW bytes, each redacted
+# on its own, so its cost stays linear and its memory bounded. A piece ends at a cut where
+# redacting the text around it (_REACH bytes each side) gives the same as redacting each side
+# alone: no secret straddles the cut, and none needs context from across it. _REACH is the
+# longest secret (with its context) this covers; the longest is a PEM private key block, about
+# 1.7 KB for RSA 2048 and 6.5 KB for RSA 8192 with its newlines JSON-escaped.
+_WINDOW = 1 << 20
+_REACH = 1 << 16
+_CUT_TRIES = 8  # cuts tried, _CUT_STEP apart, before waiting for more text
+_CUT_STEP = 1 << 12
+_SNAP = 512  # a cut moves back to just after a space, tab, quote or comma this close
+_SEPARATORS = (b" ", b"\t", b'"', b",")
+# Past this, a line with no clean cut anywhere (a wall of secrets) is cut anyway: masked
+# pieces, but a secret straddling that one cut may lose its mask there.
+_WINDOW_MAX = 1 << 23
+
+
+class _Pending:
+    """What a stream has sent and the log has not written yet."""
+
+    __slots__ = ("buf", "nl", "retry_at")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.nl = -1  # index of the last newline in buf
+        self.retry_at = 0  # no clean cut was found: try again once buf is this long
+
+
 class _Log:
-    """Thread-safe, line-buffered writer of the run log, redacting each whole line."""
+    """Thread-safe writer of the run log, redacting whole lines (long ones in windows)."""
 
     def __init__(self, path: Path | None, redact: Callable[[str], str] | None) -> None:
         self._f: IO[bytes] | None = open(path, "ab") if path is not None else None
         self._redact = redact
         self._lock = threading.Lock()
-        self._pending: dict[str, bytes] = {}
+        self._pending: dict[str, _Pending] = {}  # each touched by its own reader thread only
 
     def write(self, stream: str, data: bytes) -> None:
         if self._f is None:
@@ -64,13 +108,50 @@ class _Log:
                 self._f.write(data)
                 self._f.flush()
             return
-        buf = self._pending.get(stream, b"") + data
-        cut = _hold_back(buf, buf.rfind(b"\n") + 1)
-        self._pending[stream] = buf[cut:]
-        if cut:
-            self._emit(buf[:cut])
+        st = self._pending.setdefault(stream, _Pending())
+        buf = st.buf
+        start = len(buf)
+        buf += data
+        nl = buf.rfind(b"\n", start)  # only the new bytes: the rest was searched before
+        if nl >= 0:
+            st.nl = nl
+        if st.nl >= 0:
+            self._take(st, _hold_back(buf, st.nl + 1))
+        while len(buf) >= max(_WINDOW + _REACH, st.retry_at):
+            cut = self._cut(buf)
+            if not cut:
+                st.retry_at = len(buf) + _WINDOW // 4
+                break
+            self._take(st, cut)
 
-    def _emit(self, data: bytes) -> None:
+    def _take(self, st: _Pending, cut: int) -> None:
+        if cut <= 0:
+            return
+        self._emit(st.buf[:cut])
+        del st.buf[:cut]  # bytearray: dropping a prefix is cheap, no quadratic copying
+        st.nl = st.nl - cut if st.nl >= cut else -1
+        st.retry_at = 0
+
+    def _cut(self, buf: bytearray) -> int:
+        """Where to end the next piece of an unfinished line, or 0 to wait for more text."""
+        target = len(buf) - _REACH
+        for i in range(_CUT_TRIES):
+            at = _snap(buf, target - i * _CUT_STEP)
+            if at > _REACH and self._clean_cut(buf, at):
+                return at
+        return _snap(buf, target) if len(buf) >= _WINDOW_MAX else 0
+
+    def _clean_cut(self, buf: bytearray, at: int) -> bool:
+        assert self._redact is not None
+        left = buf[at - _REACH : at].decode("utf-8", errors="replace")
+        right = buf[at : at + _REACH].decode("utf-8", errors="replace")
+        both = left + right
+        masked = self._redact(both)
+        if masked == both:
+            return True  # nothing to mask anywhere near the cut
+        return masked == self._redact(left) + self._redact(right)
+
+    def _emit(self, data: bytes | bytearray) -> None:
         assert self._f is not None and self._redact is not None
         text = self._redact(data.decode("utf-8", errors="replace"))
         with self._lock:
@@ -81,11 +162,22 @@ class _Log:
         if self._f is None:
             return
         if self._redact is not None:
-            for rest in self._pending.values():
-                if rest:
-                    self._emit(rest)
+            for st in self._pending.values():
+                if st.buf:
+                    self._emit(st.buf)
         self._f.close()
         self._f = None
+
+
+def _snap(buf: bytearray, at: int) -> int:
+    """``at`` moved back to just after a separator when one is near, never inside a UTF-8
+    character: a cut between words keeps masks and secrets whole more often."""
+    best = max(buf.rfind(sep, max(0, at - _SNAP), at) for sep in _SEPARATORS)
+    if best >= 0:
+        return best + 1
+    while at > 0 and buf[at] & 0xC0 == 0x80:
+        at -= 1
+    return at
 
 
 _PEM_BEGIN = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
@@ -93,7 +185,7 @@ _PEM_END = re.compile(rb"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 _HOLD_MAX = 1 << 16
 
 
-def _hold_back(buf: bytes, cut: int) -> int:
+def _hold_back(buf: bytes | bytearray, cut: int) -> int:
     """Where to cut ``buf`` for the log: whole lines, but never inside a private key whose END
     line has not arrived yet (masked line by line, its body would go out in clear). Past
     ``_HOLD_MAX`` bytes it lets go: the truncated-block rule of redaction still masks it."""
@@ -103,13 +195,24 @@ def _hold_back(buf: bytes, cut: int) -> int:
     return buf.rfind(b"\n", 0, begin.start()) + 1
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether group ``pgid`` has a member that can still run: zombies cannot."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not os.path.isdir("/proc/self"):
+        return True
+    return any(p.pgid == pgid and p.state not in "ZX" for p in supervisor.all_procs())
+
+
 def kill_group(
     pgid: int, grace: float = GRACE_S, reap: Callable[[], object] | None = None
 ) -> None:
     """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds.
 
-    ``reap`` collects our own child once it exits, so a zombie leader does not keep the
-    group looking alive for the whole grace period.
+    ``reap`` collects our own child once it exits. A group whose only members are zombies is
+    finished: waiting for them would wait the whole grace period for nothing.
     """
     try:
         os.killpg(pgid, signal.SIGTERM)
@@ -119,9 +222,7 @@ def kill_group(
     while time.monotonic() < deadline:
         if reap is not None:
             reap()
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not _group_alive(pgid):
             return
         time.sleep(0.02)
     try:
@@ -130,49 +231,34 @@ def kill_group(
         pass
 
 
-# $1 is the worker's process group. EOF without "done" means burnless died: TERM, then KILL.
-_WATCHDOG = """trap '' INT HUP TERM
-read -r line
-[ "$line" = done ] && exit 0
-kill -TERM -"$1" 2>/dev/null || exit 0
-i=0
-while [ "$i" -lt 20 ]; do
-  sleep 0.1
-  kill -0 -"$1" 2>/dev/null || exit 0
-  i=$((i + 1))
-done
-kill -KILL -"$1" 2>/dev/null
-exit 0
-"""
+@dataclass(frozen=True)
+class _Status:
+    """What the supervisor said: the worker's pid, why it could not start, whether it is done."""
+
+    worker: int = 0
+    error: str = ""
+    done: bool = False
 
 
-def _start_watchdog(pgid: int) -> subprocess.Popen[bytes] | None:
-    """A process that kills group ``pgid`` if we die before calling ``_stop_watchdog``."""
+def _read_status(fd: int) -> _Status:
+    chunks = []
     try:
-        return subprocess.Popen(
-            ["/bin/sh", "-c", _WATCHDOG, "burnless-watchdog", str(pgid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError:  # pragma: no cover - no /bin/sh: run unguarded, as before
-        return None
-
-
-def _stop_watchdog(dog: subprocess.Popen[bytes] | None) -> None:
-    if dog is None or dog.stdin is None:
-        return
-    try:
-        dog.stdin.write(b"done\n")
-        dog.stdin.close()
-    except OSError:  # pragma: no cover - it died; nothing to stop
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    except OSError:
         pass
-    try:
-        dog.wait(timeout=GRACE_S)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        dog.kill()
+    finally:
+        os.close(fd)
+    worker, error, done = 0, "", False
+    for line in b"".join(chunks).decode("utf-8", errors="replace").splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "pid" and rest.isdigit():
+            worker = int(rest)
+        elif word == "error":
+            error = rest.partition(" ")[2] or rest
+        elif word == "done":
+            done = True
+    return _Status(worker, error, done)
 
 
 def run(
@@ -187,33 +273,49 @@ def run(
     on_line: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion (or timeout / Ctrl-C) and return what happened."""
-    log = _Log(log_path, redact)
     started = time.monotonic()
+    env = dict(env)
+    for name, value in env.items():
+        why = ("contains a NUL byte" if "\0" in name + value
+               else "is not a valid name" if "=" in name or not name else "")
+        if why:
+            msg = f"cannot start {argv[0]!r}: environment variable {name!r} {why}"
+            return ProcessResult(127, "", msg, time.monotonic() - started, start_error=msg)
+    log = _Log(log_path, redact)
+    ctl_r, ctl_w = os.pipe()  # we hold the write end: its end-of-file tells the supervisor to stop
+    status_r, status_w = os.pipe()
     try:
         proc = subprocess.Popen(
-            list(argv),
+            [sys.executable, "-I", "-S", "-c", _SUPERVISE, str(ctl_r), str(status_w), *argv],
             cwd=cwd,
-            env=dict(env),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(ctl_r, status_w),
         )
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or the env
+        for fd in (ctl_w, status_r):
+            os.close(fd)
         log.close()
         msg = f"cannot start {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         return ProcessResult(127, "", msg, time.monotonic() - started, start_error=msg)
-    dog = _start_watchdog(proc.pid)
+    finally:
+        os.close(ctl_r)
+        os.close(status_w)
 
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
     tail = bytearray()
+    stop = threading.Event()
     threads = [
-        threading.Thread(target=_drain, args=(proc.stdout, "out", log, spool, None, on_line)),
-        threading.Thread(target=_drain, args=(proc.stderr, "err", log, None, tail, on_line)),
+        threading.Thread(
+            target=_drain, args=(proc.stdout, "out", log, spool, None, on_line, stop)
+        ),
+        threading.Thread(target=_drain, args=(proc.stderr, "err", log, None, tail, on_line, stop)),
     ]
     if stdin is not None:
-        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin)))
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin, stop)))
     for t in threads:
         t.daemon = True
         t.start()
@@ -221,52 +323,91 @@ def run(
     timed_out = interrupted = False
     try:
         try:
+            _write_all(ctl_w, supervisor.encode_env(env))
+        except OSError:  # it died at once: its status (or its absence) says why
+            pass
+        try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        # Kill the group even after a normal exit: grandchildren must not outlive the call
-        # (nor hold our pipes open).
-        kill_group(proc.pid, reap=proc.poll)
+        os.close(ctl_w)  # if the worker still runs, the supervisor now stops it and its own
         try:
-            proc.wait(timeout=GRACE_S + 1)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL was sent
-            pass
-        for t in threads:
-            t.join(timeout=GRACE_S + 1)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            proc.wait(timeout=GRACE_S + supervisor.GIVE_UP_S + 2)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a supervisor that hangs
+            proc.kill()
+            proc.wait()
+        status = _read_status(status_r)
+        if status.worker and not status.done:
+            # The supervisor died before clearing up (something killed it): the worker's
+            # process group is what can still be found from here.
+            kill_group(status.worker)
+        _join(threads, stop)
+        for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
-        _stop_watchdog(dog)
+                pipe.close()
         log.close()
 
     spool.seek(0)
     stdout = spool.read().decode("utf-8", errors="replace")
     spool.close()
-    code = proc.returncode
+    duration = time.monotonic() - started
+    tail_text = bytes(tail).decode("utf-8", errors="replace")
+    if not status.worker and not interrupted:  # the program never ran
+        msg = f"cannot start {argv[0]!r}: " + (
+            status.error or f"the process supervisor failed (exit {proc.returncode}): "
+            + tail_text.strip()[-200:]
+        )
+        return ProcessResult(127, "", msg, duration, start_error=msg)
     return ProcessResult(
-        exit_code=None if (timed_out or interrupted) else code,
+        exit_code=None if (timed_out or interrupted) else proc.returncode,
         stdout=stdout,
-        stderr_tail=bytes(tail).decode("utf-8", errors="replace"),
-        duration_s=time.monotonic() - started,
+        stderr_tail=tail_text,
+        duration_s=duration,
         timed_out=timed_out,
         interrupted=interrupted,
     )
 
 
-def _feed(pipe: IO[bytes] | None, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _join(threads: list[threading.Thread], stop: threading.Event) -> None:
+    """Wait for the readers to reach end-of-file. Once the worker's processes are all gone
+    that is immediate; one that escaped (outside Linux, or by killing the supervisor) may hold
+    a pipe open: after the grace period the readers take what is there and leave. A pipe is
+    never closed under a thread still using it."""
+    deadline = time.monotonic() + GRACE_S
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    stop.set()
+    for t in threads:
+        t.join()
+
+
+def _feed(pipe: IO[bytes] | None, data: bytes, stop: threading.Event) -> None:
     if pipe is None:
         return
+    fd = pipe.fileno()
     try:
-        pipe.write(data)  # a blocking buffered write: the reader threads keep the child moving
-        pipe.flush()
-    except (BrokenPipeError, ValueError, OSError):
-        pass  # the child stopped reading; its exit status tells the rest
+        os.set_blocking(fd, False)
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        view = memoryview(data)
+        while view and not stop.is_set():
+            if not poller.poll(_POLL_MS):
+                continue
+            try:
+                view = view[os.write(fd, view[:_CHUNK]) :]
+            except BlockingIOError:
+                continue
+    except OSError:
+        pass  # the child stopped reading (EPIPE); its exit status tells the rest
     finally:
         try:
             pipe.close()
@@ -281,11 +422,22 @@ def _drain(
     spool: IO[bytes] | None,
     tail: bytearray | None,
     on_line: Callable[[str], None] | None,
+    stop: threading.Event,
 ) -> None:
     if pipe is None:
         return
     fd = pipe.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    give_up = 0.0
     while True:
+        if stop.is_set():
+            # Told to stop: what holds the pipe escaped the clean-up. Take what is there.
+            give_up = give_up or time.monotonic() + GRACE_S
+            if time.monotonic() > give_up or not poller.poll(0):
+                break
+        elif not poller.poll(_POLL_MS):
+            continue
         try:
             chunk = os.read(fd, _CHUNK)
         except OSError:

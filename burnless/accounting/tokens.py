@@ -11,7 +11,10 @@ from dataclasses import dataclass
 
 def estimate_tokens(text: str | bytes) -> int:
     """The one estimator, wherever burnless has no reported figure: UTF-8 bytes / 4, rounded up."""
-    n = len(text.encode("utf-8")) if isinstance(text, str) else len(text)
+    if isinstance(text, bytes):
+        n = len(text)
+    else:  # ASCII is one byte a character: no need to encode a copy of a large answer
+        n = len(text) if text.isascii() else len(text.encode("utf-8"))
     return -(-n // 4)
 
 

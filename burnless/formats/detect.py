@@ -13,6 +13,7 @@ output is parsed once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from burnless.formats import claude, codex, gemini
@@ -54,11 +55,20 @@ def _stream_format(events: Events) -> str | None:
     return None
 
 
+_NONSPACE = re.compile(r"\S")
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
 def sniff(raw: str) -> Sniffed:
     text = clean(raw)
-    if not text:
+    first = _NONSPACE.search(text)
+    if first is None:
         return Sniffed(TEXT)
-    whole, error = parse_whole(text)
+    whole, error = parse_whole(text)  # JSON allows the blank space around it
+    if error is not None and text[first.start()] in _JSON_START:
+        # Stripped, for the error's position and for non-JSON space (U+00A0) around it. Only
+        # here: a stripped copy of a large output that is plainly not JSON would cost memory.
+        whole, error = parse_whole(text.strip())
     if isinstance(whole, dict):
         fmt = _object_format(whole)
         if fmt is not None:
@@ -77,7 +87,7 @@ def sniff(raw: str) -> Sniffed:
         fmt = _object_format(obj)
         if fmt is not None:
             return Sniffed(fmt, obj=obj, findings=notes)
-    looks_json = text.startswith("{")
+    looks_json = text[first.start()] == "{"
     return Sniffed(TEXT, why_not_json=error if looks_json else None)
 
 

@@ -53,9 +53,11 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@
 
 
 def clean(raw: str) -> str:
+    """``raw`` without ANSI escapes and byte-order mark. Not stripped: on a large output a
+    stripped copy is one more copy of it in memory; readers skip blank space themselves."""
     if "\x1b" in raw:
         raw = _ANSI.sub("", raw)
-    return raw.lstrip("\ufeff").strip()
+    return raw.lstrip("\ufeff") if raw.startswith("\ufeff") else raw
 
 
 def parse_whole(text: str) -> tuple[Any, str | None]:
