@@ -358,6 +358,10 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
 
     try:
         blob = orjson.dumps({"key": key, "data": data})
+        from burnless.safety.secrets import find_secrets
+
+        if find_secrets(blob.decode("utf-8")):
+            return  # a secret written into the config (a tier command) is not copied to disk
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache, blob)
     except (OSError, TypeError):
