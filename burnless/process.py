@@ -57,6 +57,7 @@ class ProcessResult:
     timed_out: bool = False
     interrupted: bool = False
     start_error: str = ""  # the program could not be started at all
+    log_error: str = ""  # the run log could not be written (whole): why
 
     @property
     def ok(self) -> bool:
@@ -99,14 +100,13 @@ class _Log:
         self._redact = redact
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}  # each touched by its own reader thread only
+        self.error: OSError | None = None  # the first write that failed (a full disk)
 
     def write(self, stream: str, data: bytes) -> None:
         if self._f is None:
             return
         if self._redact is None:
-            with self._lock:
-                self._f.write(data)
-                self._f.flush()
+            self._write(data)
             return
         st = self._pending.setdefault(stream, _Pending())
         buf = st.buf
@@ -152,11 +152,20 @@ class _Log:
         return masked == self._redact(left) + self._redact(right)
 
     def _emit(self, data: bytes | bytearray) -> None:
-        assert self._f is not None and self._redact is not None
-        text = self._redact(data.decode("utf-8", errors="replace"))
+        assert self._redact is not None
+        self._write(self._redact(data.decode("utf-8", errors="replace")).encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
+        """Append to the log. A failed write (ENOSPC, EIO) is kept and the log given up: the
+        readers go on draining the worker's pipes, so the call is not stalled by its log."""
         with self._lock:
-            self._f.write(text.encode("utf-8"))
-            self._f.flush()
+            if self._f is None or self.error is not None:
+                return
+            try:
+                self._f.write(data)
+                self._f.flush()
+            except OSError as exc:
+                self.error = exc
 
     def close(self) -> None:
         if self._f is None:
@@ -165,7 +174,10 @@ class _Log:
             for st in self._pending.values():
                 if st.buf:
                     self._emit(st.buf)
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as exc:
+            self.error = self.error or exc
         self._f = None
 
 
@@ -368,6 +380,7 @@ def run(
         duration_s=duration,
         timed_out=timed_out,
         interrupted=interrupted,
+        log_error=f"{log_path}: {log.error.strerror or log.error}" if log.error else "",
     )
 
 

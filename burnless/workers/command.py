@@ -7,6 +7,7 @@ context and task go on stdin, so the prefix is not sent twice.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -95,6 +96,9 @@ def dispatch(call: Call) -> Reply:
         on_line=call.on_line,
     )
     output = parse_output(result.stdout, call.tier.format)
+    if result.log_error:  # the call went on; what it printed is in the answer, not the log
+        output = dataclasses.replace(output, findings=(
+            *output.findings, f"the run log could not be written whole: {result.log_error}"))
     error = ""
     if result.start_error:
         error = result.start_error

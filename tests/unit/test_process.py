@@ -420,3 +420,19 @@ def test_the_worker_gets_exactly_its_environment_and_its_path(tmp_path: Path) ->
     assert seen == env
     bad = process.run(["true"], cwd=tmp_path, env={"A": "x\0y"})
     assert bad.start_error == "cannot start 'true': environment variable 'A' contains a NUL byte"
+
+
+def test_a_log_that_cannot_be_written_does_not_stall_the_call(tmp_path: Path) -> None:
+    """A full disk under the run log (/dev/full answers every write with ENOSPC): the readers
+    keep draining the worker's pipes, the answer is whole, and the failure is reported."""
+    worker = tmp_path / "chatty.py"
+    worker.write_text("import sys\n"
+                      "for i in range(20000): print('progress line', i)\n"
+                      "sys.stderr.write('e' * 300000)\n"
+                      "print('{\"status\": \"ok\", \"kind\": \"thought\", \"summary\": \"s\"}')\n")
+    for redact in (None, str.upper):
+        res = process.run([sys.executable, str(worker)], cwd=tmp_path, env=dict(os.environ),
+                          timeout=60, log_path=Path("/dev/full"), redact=redact)
+        assert res.ok and not res.timed_out
+        assert res.stdout.count("progress line") == 20000 and '"status": "ok"' in res.stdout
+        assert "No space left on device" in res.log_error
