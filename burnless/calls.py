@@ -138,6 +138,7 @@ class Calls:
                                    tree_id=turn.task.tree_id),
             redact=mask if cfg.policy.redact_secrets else None,
             on_line=(lambda text: progress.line(mask(text))) if progress else None,
+            max_cost=reservation.amount if reservation else tier.max_cost_per_call,
         )
         if progress:
             progress.start(role, tier.name)

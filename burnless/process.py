@@ -58,6 +58,11 @@ class ProcessResult:
     interrupted: bool = False
     start_error: str = ""  # the program could not be started at all
     log_error: str = ""  # the run log could not be written (whole): why
+    stopped: str = ""  # the watcher stopped the worker: why
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.stopped)
 
     @property
     def ok(self) -> bool:
@@ -283,8 +288,12 @@ def run(
     log_path: Path | None = None,
     redact: Callable[[str], str] | None = None,
     on_line: Callable[[str], None] | None = None,
+    watch: Callable[[bytes], str | None] | None = None,
 ) -> ProcessResult:
-    """Run ``argv`` to completion (or timeout / Ctrl-C) and return what happened."""
+    """Run ``argv`` to completion (or timeout / Ctrl-C) and return what happened.
+
+    ``watch`` sees each line of stdout as it arrives (lines up to 1 MiB); when it returns a
+    reason, the worker is stopped as on a timeout and the result says why (``stopped``)."""
     started = time.monotonic()
     env = dict(env)
     for name, value in env.items():
@@ -320,11 +329,13 @@ def run(
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
     tail = bytearray()
     stop = threading.Event()
+    halt = _Halt(watch)
     threads = [
         threading.Thread(
-            target=_drain, args=(proc.stdout, "out", log, spool, None, on_line, stop)
+            target=_drain, args=(proc.stdout, "out", log, spool, None, on_line, stop, halt)
         ),
-        threading.Thread(target=_drain, args=(proc.stderr, "err", log, None, tail, on_line, stop)),
+        threading.Thread(target=_drain,
+                         args=(proc.stderr, "err", log, None, tail, on_line, stop, None)),
     ]
     if stdin is not None:
         threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin, stop)))
@@ -338,10 +349,23 @@ def run(
             _write_all(ctl_w, supervisor.encode_env(env))
         except OSError:  # it died at once: its status (or its absence) says why
             pass
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                timed_out = True
+                break
+            try:
+                if watch is None:
+                    proc.wait(timeout=left)
+                    break
+                if halt.reason.wait(min(left, 0.02) if left is not None else 0.02):
+                    break  # the watcher asked to stop the worker
+                if proc.poll() is not None:
+                    break
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                break
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -381,7 +405,41 @@ def run(
         timed_out=timed_out,
         interrupted=interrupted,
         log_error=f"{log_path}: {log.error.strerror or log.error}" if log.error else "",
+        stopped=halt.why,
     )
+
+
+class _Halt:
+    """Feeds whole stdout lines to a watcher; holds its reason to stop the worker."""
+
+    MAX_LINE = 1 << 20  # a longer line is a tool's output, never a usage event: not watched
+
+    def __init__(self, watch: Callable[[bytes], str | None] | None) -> None:
+        self.watch = watch
+        self.reason = threading.Event()
+        self.why = ""
+        self._line = bytearray()
+        self._skip = False  # inside a line too long to watch
+
+    def feed(self, chunk: bytes) -> None:
+        assert self.watch is not None
+        start = 0
+        while not self.reason.is_set():
+            nl = chunk.find(b"\n", start)
+            piece = chunk[start:] if nl < 0 else chunk[start:nl]
+            if not self._skip:
+                self._line += piece
+                if len(self._line) > self.MAX_LINE:
+                    self._skip, self._line = True, bytearray()
+            if nl < 0:
+                return
+            if not self._skip and self._line:
+                why = self.watch(bytes(self._line))
+                if why:
+                    self.why = why
+                    self.reason.set()
+            self._line, self._skip = bytearray(), False
+            start = nl + 1
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -436,6 +494,7 @@ def _drain(
     tail: bytearray | None,
     on_line: Callable[[str], None] | None,
     stop: threading.Event,
+    halt: _Halt | None,
 ) -> None:
     if pipe is None:
         return
@@ -458,6 +517,8 @@ def _drain(
         if not chunk:
             break
         log.write(stream, chunk)
+        if halt is not None and halt.watch is not None:
+            halt.feed(chunk)
         if spool is not None:
             spool.write(chunk)
         if tail is not None:

@@ -44,6 +44,18 @@ def _usage(usage: JSON) -> Tokens:
     )
 
 
+def usage_event(obj: JSON) -> tuple[str, str | None, Tokens] | None:
+    """The usage an ``assistant`` event of a stream reports so far: (message id, model,
+    tokens); None for any other event. A message's usage only grows across its events."""
+    if obj.get("type") != "assistant":
+        return None
+    msg = as_dict(obj.get("message"))
+    raw = msg.get("usage")
+    if not isinstance(raw, dict) or not has_count(raw, *_USAGE_KEYS):
+        return None
+    return as_str(msg.get("id")) or "", as_str(msg.get("model")), _usage(raw)
+
+
 def _cache_write_1h(usage: JSON, tokens: Tokens) -> int:
     one_hour = as_int(as_dict(usage.get("cache_creation")).get("ephemeral_1h_input_tokens"))
     return min(one_hour, tokens.cache_write)

@@ -41,6 +41,7 @@ class Call:
     env: dict[str, str] = field(default_factory=dict)  # burnless's own additions
     redact: Callable[[str], str] | None = None  # applied to every line written to the log
     on_line: Callable[[str], None] | None = None  # the worker's latest output line (progress)
+    max_cost: float | None = None  # USD the call may cost: stopped past it where it can be
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+import orjson
+
 from burnless import process
 from burnless.config import PLACEHOLDER_RE, Config, Tier
 from burnless.errors import TierUnavailable, UsageError
@@ -82,6 +84,50 @@ def build(call: Call) -> tuple[list[str], bytes | None]:
     return argv, (body.encode("utf-8") if tier.input == "stdin" else None)
 
 
+class CostWatch:
+    """Stops a Claude Code ``stream-json`` call once the usage it reports, priced, passes the
+    call's ceiling (``max_cost_per_call``, or what its budget reservation holds)."""
+
+    def __init__(self, tier: Tier, ceiling: float) -> None:
+        self.tier = tier
+        self.ceiling = ceiling
+        self.spent = 0.0
+        self._messages: dict[str, float] = {}
+
+    def __call__(self, line: bytes) -> str | None:
+        if b'"assistant"' not in line or b'"usage"' not in line:
+            return None
+        from burnless.accounting import pricing
+        from burnless.formats.claude import usage_event
+
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        event = usage_event(obj) if isinstance(obj, dict) else None
+        if event is None:
+            return None
+        mid, model, tokens = event
+        price = pricing.tier_price(self.tier, model)
+        if price is None:
+            return None
+        cost = pricing.cost_usd(tokens, price)
+        key = mid or f"#{len(self._messages)}"
+        self._messages[key] = max(cost, self._messages.get(key, 0.0))
+        self.spent = sum(self._messages.values())
+        if self.spent > self.ceiling:
+            return (f"stopped: the usage it reported so far costs ${self.spent:.4f}, past the "
+                    f"call's ceiling of ${self.ceiling:.4f} (max_cost_per_call or the budget "
+                    "it reserved)")
+        return None
+
+
+def streams_usage(tier: Tier, argv: list[str]) -> bool:
+    """Whether the call prints its usage as it goes (Claude Code ``stream-json``)."""
+    return tier.format == "claude-stream-json" or (
+        bool(argv) and Path(argv[0]).name == "claude" and "stream-json" in argv)
+
+
 def dispatch(call: Call) -> Reply:
     argv, stdin = build(call)
     call.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +140,8 @@ def dispatch(call: Call) -> Reply:
         log_path=call.log_path,
         redact=call.redact,
         on_line=call.on_line,
+        watch=CostWatch(call.tier, call.max_cost) if call.max_cost is not None
+        and streams_usage(call.tier, argv) else None,
     )
     output = parse_output(result.stdout, call.tier.format)
     if result.log_error:  # the call went on; what it printed is in the answer, not the log
@@ -102,6 +150,8 @@ def dispatch(call: Call) -> Reply:
     error = ""
     if result.start_error:
         error = result.start_error
+    elif result.stopped:
+        error = result.stopped
     elif result.timed_out:
         error = f"timed out after {call.timeout:g}s; process group killed"
     elif result.interrupted:

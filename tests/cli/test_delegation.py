@@ -118,3 +118,33 @@ def test_max_cost_per_call_lets_agent_calls_run_side_by_side(ws: Workspace) -> N
     assert p.returncode == 4 and "reserves up to $0.1000" in p.stderr, p.stderr
     reservations = orjson.loads((ws.state / "reservations.json").read_bytes())
     assert len(reservations) == 2
+
+
+def test_a_stream_json_call_is_stopped_when_its_reported_cost_passes_its_ceiling(
+        ws: Workspace, tmp_path: Path) -> None:
+    """Claude Code's stream-json reports usage per model request: the call is stopped as soon
+    as what it reported, priced, passes max_cost_per_call, and the ledger says why."""
+    done = tmp_path / "finished"
+    worker = tmp_path / "loop.py"
+    worker.write_text(
+        "import json, sys, time\n"
+        "sys.stdin.read()\n"
+        "for i in range(1, 40):\n"
+        "    print(json.dumps({'type': 'assistant', 'message': {'id': f'm{i}', "
+        "'model': 'claude-sonnet-4-6', 'content': [], 'usage': {'input_tokens': 10000, "
+        "'output_tokens': 1000, 'cache_read_input_tokens': 0, "
+        "'cache_creation_input_tokens': 0}}}), flush=True)\n"
+        "    time.sleep(0.1)\n"
+        f"open({str(done)!r}, 'w').write('x')\n")
+    # sonnet: $3 / $15 per million: each request costs $0.045; the ceiling allows two
+    ws.config(f"tiers:\n  silver: {{command: {quoted(sys.executable + ' ' + str(worker))}, "
+              "format: claude-stream-json, model: claude-sonnet-4-6, max_cost_per_call: 0.1}\n"
+              "planner: null\n")
+    p = ws.run("run", "loop", "--json")
+    assert p.returncode == 1, p.stderr
+    out = orjson.loads(p.stdout)
+    assert "past the call's ceiling of $0.1000" in out["summary"]
+    assert not done.exists()  # the worker was stopped, not left to finish
+    (rec,) = ws.ledger()
+    assert rec["status"] == "failed" and "ceiling" in rec["reason"]
+    assert 0.1 < rec["cost_usd"] < 0.2  # what it had spent when stopped
