@@ -80,9 +80,9 @@ def best(fn: Callable[[], object], runs: int) -> float:
 
 
 def import_figures() -> tuple[float, float]:
-    """Self import time of burnless.redact (ms, the minimum of 5), and its first redaction of a prompt (ms), which
-    compiles the rules it needs. Byte-compiled first: without a .pyc (PYTHONDONTWRITEBYTECODE)
-    the import would time the compiler."""
+    """Self import time of burnless.redact (ms, the minimum of 5), and its first redaction of a
+    prompt (ms), which compiles the rules it needs. Byte-compiled first: without a .pyc
+    (PYTHONDONTWRITEBYTECODE) the import would time the compiler."""
     import compileall
 
     compileall.compile_file(str(ROOT / "burnless" / "redact.py"), quiet=1)
