@@ -177,3 +177,12 @@ def test_a_mebibyte_of_adversarial_text_is_redacted_in_linear_time(name: str) ->
     started = time.perf_counter()
     Redactor(KEY).redact(text)
     assert time.perf_counter() - started < 5.0
+
+
+def test_case_insensitive_rules_keep_offsets_when_lowercasing_changes_length() -> None:
+    # "İ".lower() is two characters: the lowercased copy the case-insensitive rules run on
+    # must keep every other character at its own offset, or masks land beside their secrets
+    text = "İstanbul İİ: PASSWORD=hunter2 and Authorization: Bearer 4f9a2c7e1b3d8f6a0c5e İ"
+    assert masked_values(text) == [("password", "hunter2"), ("secret", "4f9a2c7e1b3d8f6a0c5e")]
+    out = Redactor(KEY).redact(text).text
+    assert out.startswith("İstanbul İİ: PASSWORD=[REDACTED:password:") and out.endswith("] İ")
