@@ -664,10 +664,13 @@ _PROSE_AFTER = _Re(r"[^\n#]{0,200}?[A-Za-z]", _A)
 
 
 _NAME_REVERSED = _Re(r"[A-Za-z0-9_.-]*", _A)
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 def _name_start(text: str, pos: int) -> int:
     """Start of the name that ends with the keyword at ``pos`` (``db_password``, ``--api-key``)."""
+    if pos == 0 or text[pos - 1] not in _NAME_CHARS:
+        return pos  # the keyword is the whole name: the usual case
     # matched on the reversed window before the keyword: sre cannot match backwards
     window = text[max(0, pos - MAX_NAME) : pos][::-1]
     m = _NAME_REVERSED.rx.match(window)
