@@ -349,6 +349,11 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
     return data
 
 
+# an env name that says its value is a credential (as ``safety.policy`` reads it)
+_SECRET_NAME = re.compile(r"(?i)(?:^|[^a-z])(?:key|apikey|token|secret|password|passwd|pwd|pass"
+                          r"|creds?|credentials?|auth)(?:$|[^a-z])")
+
+
 def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
     if key is None:
         return
@@ -358,10 +363,13 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
 
     try:
         blob = orjson.dumps({"key": key, "data": data})
-        from burnless.safety.secrets import find_secrets
+        from burnless.safety.secrets import find_secrets, looks_random
 
-        if find_secrets(blob.decode("utf-8")):
-            return  # a secret written into the config (a tier command) is not copied to disk
+        env_values = [v for tier in (data.get("tiers") or {}).values() if isinstance(tier, dict)
+                      for k, v in (tier.get("env") or {}).items() if isinstance(v, str)
+                      and (_SECRET_NAME.search(str(k)) or looks_random(v))]
+        if env_values or find_secrets(blob.decode("utf-8")):
+            return  # a secret written into the config is not copied to disk: parse each time
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache, blob)
     except (OSError, TypeError):

@@ -45,6 +45,14 @@ _T, _M, _R, _S, _A, _C, _RB, _K = range(8)  # positions in a projected key
 
 Labels = tuple[tuple[str, str], ...]
 
+# Label cardinality: every distinct ``model`` value is a new series in each family, and a
+# worker or a hand-edited ledger can name anything. A model keeps its own label when it is a
+# configured tier's model or in the price table; of the others, the MAX_OTHER_MODELS with the
+# most records keep theirs too (a new model the table does not list yet), and the rest, with
+# any value that is not a valid model name (too long, odd characters), are summed under "other".
+MAX_OTHER_MODELS = 20
+OTHER_MODEL = "other"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -65,16 +73,44 @@ class Family:
 
 
 class MetricsView:
-    """The cells summed over days and sessions: small, and cheap to keep up to date."""
+    """The cells summed over days and sessions: small, and cheap to keep up to date.
 
-    def __init__(self) -> None:
+    ``known_models`` (the configured tiers' models) always keep their own ``model`` label.
+    """
+
+    def __init__(self, known_models: Iterable[str | None] = ()) -> None:
         self.series: dict[tuple[Any, ...], Sums] = {}
+        self.known_models = frozenset(m for m in known_models if m)
 
     def apply(self, cells: Cells) -> None:
         for key, sums in cells.items():
             add(self.series, tuple(key[i] for i in _PROJECTION), sums)
 
+    def model_labels(self) -> dict[str, str]:
+        """The ``model`` label of each model in the ledger (see MAX_OTHER_MODELS)."""
+        from burnless.accounting import pricing
+        from burnless.formats.output import valid_model_name
+
+        records: dict[str, float] = {}
+        for k, s in self.series.items():
+            records[k[_M]] = records.get(k[_M], 0) + s[RECORDS]
+        labels: dict[str, str] = {}
+        others: list[tuple[float, str]] = []
+        for model, n in records.items():
+            if not model or model in self.known_models:
+                labels[model] = model
+            elif not valid_model_name(model):
+                labels[model] = OTHER_MODEL
+            elif pricing.canonical_model(model) is not None:
+                labels[model] = model
+            else:
+                others.append((-n, model))
+        for rank, (_, model) in enumerate(sorted(others)):
+            labels[model] = model if rank < MAX_OTHER_MODELS else OTHER_MODEL
+        return labels
+
     def families(self) -> list[Family]:
+        model_label = self.model_labels()
         tokens: dict[str, dict[Labels, float]] = {name: {} for name in _ROLE_METRIC.values()}
         cost: dict[Labels, float] = {}
         unknown: dict[Labels, float] = {}
@@ -94,7 +130,7 @@ class MetricsView:
                 else:
                     _add(cached, tier, n)
                 continue
-            tm = (("tier", tier), ("model", k[_M]))
+            tm = (("tier", tier), ("model", model_label[k[_M]]))
             role_metric = tokens.get(_ROLE_METRIC.get(k[_R], ""))
             if role_metric is not None:
                 for i, typ in enumerate(TOKEN_TYPES, 1):
@@ -183,9 +219,10 @@ def stats(families: Iterable[Family], index: LedgerIndex) -> dict[str, Any]:
     }
 
 
-def families_for(state_dir: Path) -> list[Family]:
-    """The metrics of a workspace, once (``burnless metrics``)."""
-    view = MetricsView()
+def families_for(state_dir: Path, known_models: Iterable[str | None] = ()) -> list[Family]:
+    """The metrics of a workspace, once (``burnless metrics``); ``known_models``: the
+    configured tiers' models (they keep their own label)."""
+    view = MetricsView(known_models)
     view.apply(LedgerIndex.open(state_dir).cells)
     return view.families()
 

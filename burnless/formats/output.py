@@ -15,6 +15,28 @@ TEXT = "text"
 FORMATS: tuple[str, ...] = (CLAUDE_JSON, CLAUDE_STREAM_JSON, CODEX_JSONL, GEMINI_JSON, TEXT)
 
 
+# A model name a worker reports goes into the ledger, capsules and /metrics labels, so it is
+# bounded and checked where it is read: at most 128 characters of letters, digits and
+# ``. _ : / @ + -`` (every provider id fits: ``claude-sonnet-4-6``, ``anthropic/claude-opus-4.8``,
+# ``gpt-5.1-codex@2025-11-13``, ``models/gemini-2.5-pro``, ``qwen2.5-coder:7b``). Anything else is
+# dropped with a finding, and the tier's configured model stands in (the ledger, pricing and
+# metrics all read ``output.model or tier.model``).
+MAX_MODEL_NAME = 128
+_MODEL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/@+-"
+)
+
+
+def valid_model_name(name: str) -> bool:
+    return 0 < len(name) <= MAX_MODEL_NAME and _MODEL_CHARS.issuperset(name)
+
+
+def _shown(name: str) -> str:
+    """A bounded, printable glimpse of a rejected name (never the whole of it)."""
+    head = "".join(c if c in _MODEL_CHARS else "?" for c in name[:32])
+    return f"{head!r}{'...' if len(name) > 32 else ''} ({len(name)} characters)"
+
+
 @dataclass(frozen=True)
 class WorkerOutput:
     """What a worker's stdout says, whatever format it came in.
@@ -22,7 +44,8 @@ class WorkerOutput:
     ``usage`` follows burnless's convention: ``input`` is input billed at the full rate only;
     ``cache_read`` and ``cache_write`` are separate, so the four numbers never overlap.
     ``usage`` is None when the output reports none (plain text, a truncated stream with no
-    usage in it): the caller estimates, it is never silently 0.
+    usage in it): the caller estimates, it is never silently 0. ``model`` is a valid model name
+    (``valid_model_name``) or None.
     """
 
     text: str
@@ -33,6 +56,19 @@ class WorkerOutput:
     is_error: bool
     cache_write_1h: int = 0
     findings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Every parser (and every worker kind) builds this record: checking the model here
+        # leaves no path by which an unbounded name reaches the ledger. (object.__setattr__:
+        # the record is frozen, this runs while it is being built.)
+        model = self.model.strip() if self.model is not None else None
+        if model is not None and not valid_model_name(model):
+            note = (f"the worker reported an invalid model name {_shown(model)}; "
+                    "the tier's model is used instead") if model else None
+            object.__setattr__(self, "findings", (*self.findings, note) if note else self.findings)
+            model = None
+        if model != self.model:
+            object.__setattr__(self, "model", model)
 
 
 def text_output(raw: str, findings: tuple[str, ...] = ()) -> WorkerOutput:

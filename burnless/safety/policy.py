@@ -14,20 +14,13 @@ password or credential, or whose value looks random (``secrets.looks_random``).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from burnless.config import Config, Tier
+from burnless.config import _SECRET_NAME, Config, Tier
 
 if TYPE_CHECKING:
     from burnless.safety.secrets import Redactor
-
-# an env name that says its value is a credential: ANTHROPIC_API_KEY, GH_TOKEN, DB_PASS, MY_CRED
-_SECRET_NAME = re.compile(
-    r"(?i)(?:^|[^a-z])(?:key|apikey|token|secret|password|passwd|pwd|pass|creds?|credentials?|auth)"
-    r"(?:$|[^a-z])"
-)
 
 
 def allows(tier: Tier, sensitive: Sequence[str]) -> bool:

@@ -27,3 +27,12 @@ def test_a_config_without_secrets_is_cached(ws: Workspace) -> None:
     os.utime(ws.state / "config.yaml", (old, old))
     load_config(cwd=ws.root)
     assert (ws.state / "cache" / "config.json").exists()
+
+
+def test_a_config_with_a_tier_env_secret_is_not_cached(ws: Workspace) -> None:
+    ws.config("tiers:\n  silver: {command: echo, env: {DB_TOKEN: 'not-a-known-shape-123'}}\n")
+    old = time.time() - 60
+    os.utime(ws.state / "config.yaml", (old, old))
+    load_config(cwd=ws.root)
+    cache = ws.state / "cache" / "config.json"
+    assert not cache.exists() or "not-a-known-shape-123" not in cache.read_text()
