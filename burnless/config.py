@@ -34,7 +34,10 @@ CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-API_KINDS = ("anthropic",)
+API_KINDS = ("anthropic", "openai")
+# The key variable of an api tier when `api_key_env` is not given.
+DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+KEY_SOURCES = ("env", "client")  # `key: client` forwards the gateway caller's own key
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class Tier:
     pass_env: tuple[str, ...] = ()
     price: Price | None = None
     base_url: str | None = None
-    api_key_env: str = "ANTHROPIC_API_KEY"
+    api_key_env: str = ""  # "" = the kind's default (DEFAULT_KEY_ENV), set when validated
+    fallback: tuple[str, ...] = ()  # tiers that serve when this one fails (gateway failover)
+    key: str = "env"  # env: api_key_env; client: the gateway caller's own credentials
 
     @property
     def argv(self) -> list[str]:
@@ -172,6 +177,20 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Gateway:
+    """``burnless serve`` as a gateway for the provider APIs (SPEC section 13)."""
+
+    route_models: tuple[str, ...] = ()  # client model ids (globs) the router may re-route
+    passthrough: str | None = None  # tier whose upstream serves any other model id
+    affinity_ttl: float = 600.0  # seconds a session stays pinned after its last request
+    max_sessions: int = 10000  # pins kept (least recently used dropped first)
+    max_body_bytes: int = 32 * 1024 * 1024  # largest request body accepted (413 above)
+    request_timeout: float = 30.0  # seconds a client has for a request's headers, and its body
+    connect_timeout: float = 10.0  # seconds to connect to an upstream before failing over
+    max_retry_wait: float = 10.0  # longest retry-after honoured by waiting (else fail over)
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. ``workspace`` is the directory holding ``.burnless/``."""
 
@@ -187,6 +206,7 @@ class Config:
     cache: Cache = field(default_factory=Cache)
     policy: Policy = field(default_factory=Policy)
     metrics: Metrics = field(default_factory=Metrics)
+    gateway: Gateway = field(default_factory=Gateway)
     path: Path = Path()
     workspace: Path = Path()
 
@@ -417,6 +437,17 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
                 and rule.min_chars > rule.max_chars):
             raise fail(src, (*where, "min_chars"), f"is above max_chars ({rule.min_chars} > "
                         f"{rule.max_chars}): the rule could never match")
+    for name, tier in tiers.items():
+        for i, t in enumerate(tier.fallback):
+            at = ("tiers", name, "fallback", str(i))
+            if t not in tiers:
+                raise fail(src, at, f"names tier {t!r}, which is not defined"
+                            f"{_suggest(t, tiers)}")
+            if t == name:
+                raise fail(src, at, "names the tier itself: a tier cannot be its own fallback")
+            if t in tier.fallback[:i]:
+                raise fail(src, at, f"names tier {t!r} twice")
+    _check_gateway(cfg.gateway, tiers, src)
     for i, cmd in enumerate(cfg.audit.verify):
         problem = command_problem(cmd)
         if problem:
@@ -439,6 +470,30 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         path=path,
         workspace=workspace_for(path),
     )
+
+
+def _check_gateway(gw: Gateway, tiers: dict[str, Tier], src: Source) -> None:
+    if gw.passthrough is not None:
+        where = ("gateway", "passthrough")
+        if gw.passthrough not in tiers:
+            raise fail(src, where, f"names tier {gw.passthrough!r}, which is not defined"
+                        f"{_suggest(gw.passthrough, tiers)}")
+        if tiers[gw.passthrough].api is None:
+            raise fail(src, where, f"tier {gw.passthrough!r} is a command tier; the gateway "
+                        "passes requests through to an api tier (api: anthropic or openai)")
+    for i, glob in enumerate(gw.route_models):
+        if not glob.strip():
+            raise fail(src, ("gateway", "route_models", str(i)), "is empty")
+    positive: list[tuple[str, float]] = [
+        ("max_sessions", gw.max_sessions), ("max_body_bytes", gw.max_body_bytes),
+        ("request_timeout", gw.request_timeout), ("connect_timeout", gw.connect_timeout),
+    ]
+    for key, value in positive:
+        if value <= 0:
+            raise fail(src, ("gateway", key), f"must be > 0, not {value:g}")
+    for key, value in (("affinity_ttl", gw.affinity_ttl), ("max_retry_wait", gw.max_retry_wait)):
+        if value < 0:
+            raise fail(src, ("gateway", key), f"must be >= 0, not {value:g}")
 
 
 def _check_ranges(cfg: Config, src: Source) -> None:
@@ -482,6 +537,15 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
     if tier.api is not None and tier.api not in API_KINDS:
         raise fail(src, (*where, "api"),
                     f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
+    if tier.key not in KEY_SOURCES:
+        raise fail(src, (*where, "key"), f"must be 'env' (the key in api_key_env) or "
+                    f"'client' (the gateway caller's own key), not {tier.key!r}")
+    if tier.key == "client" and tier.api is None:
+        raise fail(src, (*where, "key"), "key: client needs an api tier (api: anthropic or "
+                    "openai): a command tier has no caller's key to forward")
+    if not tier.api_key_env:
+        tier = dataclasses.replace(
+            tier, api_key_env=DEFAULT_KEY_ENV.get(tier.api or "", "ANTHROPIC_API_KEY"))
     if tier.format not in FORMATS:
         raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
@@ -666,11 +730,18 @@ def check_available(cfg: Config, names: list[str] | tuple[str, ...]) -> None:
 def _check_api(cfg: Config, name: str, tier: Tier) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("anthropic") is None:
+    if tier.api == "anthropic" and importlib.util.find_spec("anthropic") is None:
         raise TierUnavailable(
             f"tier {name!r}: api {tier.api} needs the anthropic package: pip install anthropic"
         )
+    if tier.key == "client":
+        raise TierUnavailable(
+            f"tier {name!r} forwards the gateway caller's key (key: client): it serves "
+            f"`burnless serve` only; a run has no caller's key to send (set tiers.{name}.key: "
+            f"env and give it a key in {tier.api_key_env or 'api_key_env'})")
     var = tier.api_key_env
+    if tier.api == "openai" and tier.local:
+        return  # a local OpenAI-compatible server (Ollama, vLLM) usually takes no key
     if tier.env_value(var):
         return
     if os.environ.get(var):

@@ -13,8 +13,12 @@ from burnless.formats import WorkerOutput
 from burnless.tokens import Tokens, estimate_tokens
 
 
-def account(tier: Tier, output: WorkerOutput, sent: str) -> tuple[Tokens, float | None, str]:
-    """Tokens, USD and cost source of one call that sent ``sent`` and answered ``output``."""
+def account(
+    tier: Tier, output: WorkerOutput, sent: str, *, estimated: bool = False
+) -> tuple[Tokens, float | None, str]:
+    """Tokens, USD and cost source of one call that sent ``sent`` and answered ``output``.
+    ``estimated``: ``output.usage`` is partly burnless's estimate (a stream cut before its
+    final usage), so the source says ``estimated``, not ``priced``."""
     model = output.model or tier.model
     price = pricing.price_for(model, tier.price.as_mapping() if tier.price else None)
     tokens = output.usage or Tokens(
@@ -25,4 +29,4 @@ def account(tier: Tier, output: WorkerOutput, sent: str) -> tuple[Tokens, float 
     if price is None:
         return tokens, None, "unknown"
     usd = pricing.cost_usd(tokens, price, output.cache_write_1h)
-    return tokens, usd, "priced" if output.usage is not None else "estimated"
+    return tokens, usd, "priced" if output.usage is not None and not estimated else "estimated"

@@ -70,6 +70,7 @@ class LedgerRecord:
     refused_by: str = ""  # budget | policy | breaker, for status "refused"
     ts: str = field(default_factory=now_iso)
     v: int = 1
+    client: str = ""  # the gateway caller (from its user agent); "" for run's own calls
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -86,6 +87,8 @@ class LedgerRecord:
             d["reason"] = self.reason
         if self.refused_by:
             d["refused_by"] = self.refused_by
+        if self.client:
+            d["client"] = self.client
         return d
 
 

@@ -38,15 +38,16 @@ class Policy:
 
     # -- secrets
 
-    def redact(self, text: str) -> tuple[str, int]:
-        """``text`` with its secrets masked, and how many there were (no-op when disabled)."""
+    def redact(self, text: str, originals: dict[str, str] | None = None) -> tuple[str, int]:
+        """``text`` with its secrets masked, and how many there were (no-op when disabled).
+        ``originals`` receives each mask and its secret (see ``Redactor.redact``)."""
         if not self.cfg.policy.redact_secrets or not text:
             return text, 0
         if self._redactor is None:
             from burnless.redact import Redactor
 
             self._redactor = Redactor.for_workspace(self.cfg.state_dir, self.known_secrets())
-        red = self._redactor.redact(text)
+        red = self._redactor.redact(text, originals)
         return red.text, red.count
 
     def mask(self, text: str) -> str:

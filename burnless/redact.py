@@ -555,7 +555,10 @@ class Redactor:
         digest = hmac.new(self._key, secret.encode("utf-8"), hashlib.sha256).hexdigest()
         return f"[REDACTED:{kind}:{digest[:8]}]"
 
-    def redact(self, text: str) -> Redacted:
+    def redact(self, text: str, originals: dict[str, str] | None = None) -> Redacted:
+        """``text`` with its secrets masked. ``originals``, when given, receives each mask and
+        the secret it stands for (the gateway puts a secret back where an answer echoes its
+        mask); it lives in memory only."""
         findings = find_secrets(text, self._known)
         if not findings:
             return Redacted(text, 0, ())
@@ -563,7 +566,11 @@ class Redactor:
         pos = 0
         for f in findings:
             parts.append(text[pos : f.start])
-            parts.append(self.mask(f.kind, text[f.start : f.end]))
+            secret = text[f.start : f.end]
+            mask = self.mask(f.kind, secret)
+            parts.append(mask)
+            if originals is not None:
+                originals[mask] = secret
             pos = f.end
         parts.append(text[pos:])
         kinds = tuple(sorted({f.kind for f in findings}))

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 def estimate_tokens(text: str | bytes) -> int:
     """The one estimator, wherever burnless has no reported figure: UTF-8 bytes / 4, rounded up."""
-    n = len(text.encode("utf-8")) if isinstance(text, str) else len(text)
+    return estimate_bytes(len(text.encode("utf-8")) if isinstance(text, str) else len(text))
+
+
+def estimate_bytes(n: int) -> int:
+    """``estimate_tokens`` of a text known only by its size in UTF-8 bytes (a stream counted as
+    it passed, not kept)."""
     return -(-n // 4)
 
 

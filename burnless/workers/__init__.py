@@ -1,4 +1,5 @@
-"""Workers: how a tier is called. ``command`` runs a program; ``anthropic_api`` calls the API.
+"""Workers: how a tier is called. ``command`` runs a program; ``anthropic_api`` and
+``openai_api`` call a provider's API.
 
 Both take a ``Call`` and give back a ``Reply``; the turn pipeline does not care which.
 """
@@ -55,6 +56,10 @@ class Reply:
 
 
 def dispatch(call: Call) -> Reply:
+    if call.tier.api == "openai":
+        from burnless.workers import openai_api
+
+        return openai_api.dispatch(call)
     if call.tier.api is not None:
         from burnless.workers import anthropic_api
 
