@@ -28,10 +28,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -83,7 +83,7 @@ CACHE_MAX_BYTES = 1 << 20  # answers larger than this are not kept by cache.resp
 _ALLOW_METRICS = "GET, HEAD"
 _TEXT = "text/plain; charset=utf-8"
 _VOLATILE = ("metadata", "user", "prompt_cache_key", "safety_identifier")  # not in a cache key
-_log = logging.getLogger("burnless.gateway")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,11 +200,12 @@ class Gateway:
             sensitive = ("the session's earlier requests were sensitive",)
         try:
             plan = choose(self.cfg, api, info.model, text=info.last_user_text,
-                          labels=caller.labels, state=state, transcript=info.transcript,
+                          labels=caller.labels, session=caller.session is not None,
+                          state=state, transcript=info.transcript,
                           sensitive=sensitive)
         except NoRoute as exc:
             if exc.status == 403:
-                await asyncio.to_thread(self._refusal, caller, core.new_task_id(), "", None,
+                await durable(self._refusal, caller, core.new_task_id(), "", None,
                                         str(exc), "policy", (), EXECUTION)
             return _error(api, exc.status, str(exc), no_retry=exc.status == 403)
         return await Attempts(self, request, endpoint, body, info, plan, caller).run(key, state)
@@ -262,7 +263,7 @@ class _Settle:
         gw = att.gw
         tier = att.cfg.tiers[self.name]
         if not att.endpoint.billed:
-            await asyncio.to_thread(core.release, gw.guard, self.reservation)
+            await durable(core.release, gw.guard, self.reservation)
             return
         cost: float | None
         if unbilled and usage.tokens is None:
@@ -280,7 +281,7 @@ class _Settle:
             duration_s=time.monotonic() - self.started, route=self.route,
             redactions=self.redactions, client=att.caller.client,
             reason=core.mask_if_secret(gw.masker.policy, reason))
-        await asyncio.to_thread(core.settle, gw.guard, self.reservation, record)
+        await durable(core.settle, gw.guard, self.reservation, record)
 
 
 class _Refused(Exception):
@@ -347,7 +348,7 @@ class Attempts:
             return _passed_on(api, last)
         reasons = "; ".join(self.notes) or "no candidate tier"
         if tried == 0:
-            await asyncio.to_thread(self.gw._refusal, self.caller, self.task_id, self.plan.tier,
+            await durable(self.gw._refusal, self.caller, self.task_id, self.plan.tier,
                                     self.plan.model, reasons, "breaker", self.plan.reasons,
                                     self.plan.role)
             return _error(api, 503, f"no upstream can serve this request now: {reasons}")
@@ -405,12 +406,12 @@ class Attempts:
         reservation = None
         if billed:
             try:
-                reservation = await asyncio.to_thread(
-                    core.reserve, self.gw.guard, session=self._budget_session(), tier=tier,
-                    model=model, prompt_tokens=core.estimate(len(sent)),
-                    max_output=self.info.max_tokens, spent=self.spent)
+                reservation = await reserve(
+                    self.gw.guard, session=self._budget_session(), tier=tier, model=model,
+                    prompt_tokens=core.estimate(len(sent)), max_output=self.info.max_tokens,
+                    spent=self.spent)
             except core.BudgetExceeded as exc:
-                await asyncio.to_thread(self.gw._refusal, self.caller, self.task_id, name, model,
+                await durable(self.gw._refusal, self.caller, self.task_id, name, model,
                                         str(exc), "budget", route[1], role)
                 return _error(self.endpoint.api, 429, str(exc), kind="budget_exceeded",
                               no_retry=True)
@@ -429,7 +430,7 @@ class Attempts:
                 await settle("failed", Usage(complete=True), result.reason,
                              unbilled=not result.timed_out)
                 if result.failover:
-                    await asyncio.to_thread(core.breaker_record, self.gw.breaker, name, True)
+                    await durable(core.breaker_record, self.gw.breaker, name, True)
                     if result.retry_after is not None:
                         self.gw.cooling[name] = time.monotonic() + min(
                             max(result.retry_after, 0), self.cfg.routing.breaker.cooldown)
@@ -447,19 +448,22 @@ class Attempts:
                 "the client disconnected before the answer was complete"))
             raise
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(core.release, self.gw.guard, reservation))
+            await durable(core.release, self.gw.guard, reservation)
             raise
         status, reason = "ok", relayed.error
+        if relayed.error or relayed.client_gone:
+            result.response.close()  # a broken upstream connection is not reused
+        else:
+            result.response.release()
         if relayed.client_gone:
             status = "interrupted"
-            result.response.close()
         elif relayed.status != 200:
             status, reason = "failed", f"the upstream answered {relayed.status}"
         elif relayed.error:
             status = "failed"
         await settle(status, relayed.usage, reason, unbilled=relayed.status != 200)
         if relayed.status == 200 and not relayed.client_gone:
-            await asyncio.to_thread(core.breaker_record, self.gw.breaker, name,
+            await durable(core.breaker_record, self.gw.breaker, name,
                                     bool(relayed.error))
         if cache_key and status == "ok" and relayed.body is not None:
             await self._store(cache_key, relayed, model)
@@ -520,7 +524,7 @@ class Attempts:
             tokens=core.Tokens(), cost_usd=0.0, cost_source="priced",
             duration_s=time.monotonic() - started, route=route, redactions=0,
             client=self.caller.client, cached=True)
-        await asyncio.to_thread(core.settle, self.gw.guard, None, record)
+        await durable(core.settle, self.gw.guard, None, record)
         return resp
 
     async def _store(self, key: str, relayed: Relayed, model: str | None) -> None:
@@ -531,7 +535,7 @@ class Attempts:
             return
         ctype = "text/event-stream; charset=utf-8" if relayed.stream else "application/json"
         blob = orjson.dumps({"stream": relayed.stream, "content_type": ctype, "body": text})
-        await asyncio.to_thread(core.cache_put, self.cfg, key, blob.decode(),
+        await durable(core.cache_put, self.cfg, key, blob.decode(),
                                 relayed.usage.model or model)
 
     def _canonical(self, sent: bytes) -> str:
@@ -561,6 +565,29 @@ class Attempts:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+async def durable(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """A blocking core call (a ledger append, a budget settle) run in a thread and finished
+    even when the request is cancelled meanwhile: a client that hangs up right after its
+    answer must not cancel the record of what it cost."""
+    return await asyncio.shield(asyncio.to_thread(fn, *args, **kw))
+
+
+async def reserve(guard: core.Guard, **kw: Any) -> core.Reservation | None:
+    """``core.reserve`` in a thread; a reservation made for a request cancelled meanwhile is
+    released, never left open against the budget."""
+    loop = asyncio.get_running_loop()
+    fut = asyncio.ensure_future(asyncio.to_thread(core.reserve, guard, **kw))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        def undo(done: asyncio.Future[core.Reservation | None]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result() is not None:
+                loop.run_in_executor(None, core.release, guard, done.result())
+
+        fut.add_done_callback(undo)
+        raise
 
 
 def _api_of(request: web.Request) -> str:
@@ -645,9 +672,13 @@ def check_binding(host: str, insecure_no_auth: bool) -> None:
 
 
 def _quiet_logger() -> logging.Logger:
-    """aiohttp logs every malformed request with a traceback; a hostile client is not news."""
+    """aiohttp logs every malformed request with a traceback; a hostile client is not news.
+    ``BURNLESS_GATEWAY_DEBUG=1`` shows them (and any error in a handler) on stderr."""
     log = logging.getLogger("burnless.gateway.http")
-    log.addHandler(logging.NullHandler())
+    if os.environ.get("BURNLESS_GATEWAY_DEBUG"):
+        log.addHandler(logging.StreamHandler())
+    else:
+        log.addHandler(logging.NullHandler())
     log.propagate = False
     return log
 
@@ -683,8 +714,7 @@ class Server:
             handler_cancellation=True, shutdown_timeout=2.0,
             keepalive_timeout=gw.request_timeout, logger=_quiet_logger())
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024,
-                           shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         try:
             await site.start()
         except BaseException:

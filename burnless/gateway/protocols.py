@@ -378,6 +378,20 @@ def _parse_event(raw: bytes) -> Event:
     return Event(raw, name, b"\n".join(data))
 
 
+_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+def well_formed(event: Event) -> bool:
+    """Every line a field of the SSE format, in UTF-8 (a provider's events are JSON)."""
+    if not event.raw.strip():
+        return True
+    try:
+        event.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(not line or line.startswith(_FIELDS) for line in event.raw.splitlines())
+
+
 def event_json(event: Event) -> dict[str, Any] | None:
     if not event.data or event.data == b"[DONE]":
         return None

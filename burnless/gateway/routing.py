@@ -6,7 +6,7 @@
    else the planner/executor split: the first request of a session, and the first after the
    client compacted its context (a transcript shorter than the session's previous request), go
    to the ``planner``; every other request to the executor — the session's pinned tier when a
-   failover moved it, else ``executor``.
+   failover moved it, else ``executor``. A request without a session goes to the executor.
 3. any other ``model`` → the first tier of the request's protocol whose ``model`` is that id;
    else ``gateway.passthrough`` with the client's model id unchanged; else an error naming the
    model and the tiers.
@@ -104,8 +104,11 @@ def served_models(cfg: Config) -> list[str]:
 
 
 def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str],
-           state: SessionState | None, transcript: int, sensitive: tuple[str, ...]) -> Plan:
-    """The plan for one request (``state``: its session's, None for a new or no session)."""
+           session: bool, state: SessionState | None, transcript: int,
+           sensitive: tuple[str, ...]) -> Plan:
+    """The plan for one request. ``session``: the request has one (without, there is no
+    "first request" to plan: it goes to the executor); ``state``: what the session left (None
+    for its first request, or after its pin expired)."""
     reasons: list[str] = []
     passthrough = engine = False
     role = EXECUTION
@@ -120,7 +123,8 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
         if rule is not None:
             tier = rule[0]
             reasons += [why, rule[1]]
-        elif cfg.planner is not None and (state is None or transcript < state.transcript):
+        elif session and cfg.planner is not None and (
+                state is None or transcript < state.transcript):
             tier, role = cfg.planner, PLANNING
             first = "first request of the session" if state is None else (
                 f"the transcript shrank ({state.transcript} → {transcript} items): the "
@@ -131,7 +135,7 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
             reasons += [why, f"pinned: the session's tier is {tier}"]
         else:
             tier = cfg.executor or next(iter(cfg.tiers))
-            reasons += [why, f"executor {tier}"]
+            reasons += [why, f"executor {tier}" + ("" if session else " (no session)")]
         _check_protocol(cfg, tier, api)
     else:
         found = _tier_with_model(cfg, api, model)

@@ -29,6 +29,7 @@ from burnless.gateway.protocols import (
     ANTHROPIC,
     CHAT,
     Endpoint,
+    Event,
     SSEReader,
     Usage,
     event_json,
@@ -37,6 +38,7 @@ from burnless.gateway.protocols import (
     sse,
     stream_error,
     usage_from_json,
+    well_formed,
 )
 
 FAILOVER = frozenset({429, 500, 501, 502, 503, 504, 529})
@@ -270,7 +272,6 @@ async def relay_stream(request: web.Request, endpoint: Endpoint, headers: Mappin
     reader = SSEReader()
     state = _StreamState(endpoint, rewrite, usage)
     kept: bytearray | None = bytearray() if keep else None
-    sent_any = False
     try:
         await resp.prepare(request)
         async for chunk in chunks:
@@ -279,28 +280,22 @@ async def relay_stream(request: web.Request, endpoint: Endpoint, headers: Mappin
                     kept = None  # too big to cache: not kept at all
                 else:
                     kept += chunk
-            if not rewrite.needed:
-                await resp.write(chunk)  # as it came: no event boundary waited for
-                sent_any = True
-                for event in reader.feed(chunk):
-                    state.observe(event)
-                continue
-            out = b"".join(state.rewrite(event) for event in reader.feed(chunk))
+            # Whole events only: an event is complete when the upstream flushes it, so this
+            # waits for nothing, and garbage never reaches the client.
+            out = b"".join(state.process(event) for event in reader.feed(chunk))
             if out:
                 await resp.write(out)
-                sent_any = True
-        rest = reader.rest()
+            if state.broken:
+                break
+        if reader.rest().strip() and not state.broken:
+            state.broken = "the stream ended in the middle of an event"
         tail = state.finish()
-        if rest.strip():
-            state.broken = state.broken or "the stream ended in the middle of an event"
-            if not rewrite.needed:
-                tail = b"\n\n" + tail  # end the partial event the client already has
-        if not usage.complete and not state.upstream_error:
+        if state.upstream_error:
+            relayed.error = state.upstream_error  # its own error event already went out
+        elif state.broken or not usage.complete:
             relayed.error = state.broken or "the upstream stream ended before its last event"
             tail += stream_error(endpoint, f"burnless gateway: {relayed.error}",
                                  state.next_sequence())
-        elif state.upstream_error:
-            relayed.error = state.upstream_error
         if tail:
             await resp.write(tail)
         await resp.write_eof()
@@ -312,9 +307,8 @@ async def relay_stream(request: web.Request, endpoint: Endpoint, headers: Mappin
         why = "went silent" if isinstance(exc, asyncio.TimeoutError) else f"broke ({exc})"
         relayed.error = f"the upstream stream {why}"
         try:
-            tail = state.finish() + (b"\n\n" if sent_any and not rewrite.needed else b"")
-            await resp.write(tail + stream_error(endpoint, f"burnless gateway: {relayed.error}",
-                                                 state.next_sequence()))
+            await resp.write(state.finish() + stream_error(
+                endpoint, f"burnless gateway: {relayed.error}", state.next_sequence()))
             await resp.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             relayed.client_gone = True
@@ -339,14 +333,39 @@ class _StreamState:
     def next_sequence(self) -> int | None:
         return None if self.last_seq is None else self.last_seq + 1
 
-    def observe(self, event: Any) -> dict[str, Any] | None:
+    def process(self, event: Event) -> bytes:
+        """What of one upstream event goes to the client: the event as it came, rewritten,
+        or nothing (a dropped usage chunk; anything once the stream is broken)."""
+        if self.broken:
+            return b""
+        data = self.observe(event)
+        if self.broken:
+            return b""
+        if data is None or not self.rewrite_.needed:
+            return event.raw
+        if self.rewrite_.drop_usage_chunk and self.endpoint is CHAT and is_usage_chunk(data):
+            return b""
+        restorer = self.rewrite_.restorer
+        if restorer is None:
+            return event.raw
+        if self.endpoint.api == ANTHROPIC:
+            return self._anthropic(event.name, data, restorer)
+        if self.endpoint is CHAT:
+            return self._chat(data, restorer)
+        return self._responses(event.name, data, restorer)
+
+    def observe(self, event: Event) -> dict[str, Any] | None:
+        if not well_formed(event):
+            self.broken = "the upstream sent something that is not a server-sent event"
+            return None
         if event.data == b"[DONE]":
             self.usage.complete = True
             return None
+        if not event.data:
+            return None  # a comment or a keep-alive
         data = event_json(event)
         if data is None:
-            if event.data.strip() and event.data != b"{}":
-                self.broken = "the upstream sent an event that is not JSON"
+            self.broken = "the upstream sent an event whose data is not a JSON object"
             return None
         if event.name == "error" or (data.get("type") == "error") or (
                 self.endpoint is CHAT and "error" in data):
@@ -358,21 +377,6 @@ class _StreamState:
         if isinstance(seq, int) and not isinstance(seq, bool):
             self.last_seq = seq + self.seq_shift
         return data
-
-    def rewrite(self, event: Any) -> bytes:
-        data = self.observe(event)
-        if data is None:
-            return bytes(event.raw)
-        if self.rewrite_.drop_usage_chunk and self.endpoint is CHAT and is_usage_chunk(data):
-            return b""
-        restorer = self.rewrite_.restorer
-        if restorer is None:
-            return bytes(event.raw)
-        if self.endpoint.api == ANTHROPIC:
-            return self._anthropic(event.name, data, restorer)
-        if self.endpoint is CHAT:
-            return self._chat(data, restorer)
-        return self._responses(event.name, data, restorer)
 
     def finish(self) -> bytes:
         """Whatever a channel still holds (the stream ended without closing it)."""
