@@ -69,9 +69,14 @@ class Tier:
     pass_env: tuple[str, ...] = ()
     price: Price | None = None
     base_url: str | None = None
-    api_key_env: str = ""  # "" = the kind's default (DEFAULT_KEY_ENV), set when validated
+    api_key_env: str = ""  # "" = the kind's default (DEFAULT_KEY_ENV)
     fallback: tuple[str, ...] = ()  # tiers that serve when this one fails (gateway failover)
     key: str = "env"  # env: api_key_env; client: the gateway caller's own credentials
+
+    def __post_init__(self) -> None:
+        if not self.api_key_env:  # the kind's own variable (OPENAI_API_KEY for api: openai)
+            object.__setattr__(self, "api_key_env",
+                               DEFAULT_KEY_ENV.get(self.api or "", "ANTHROPIC_API_KEY"))
 
     @property
     def argv(self) -> list[str]:
@@ -543,9 +548,7 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
     if tier.key == "client" and tier.api is None:
         raise fail(src, (*where, "key"), "key: client needs an api tier (api: anthropic or "
                     "openai): a command tier has no caller's key to forward")
-    if not tier.api_key_env:
-        tier = dataclasses.replace(
-            tier, api_key_env=DEFAULT_KEY_ENV.get(tier.api or "", "ANTHROPIC_API_KEY"))
+
     if tier.format not in FORMATS:
         raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
