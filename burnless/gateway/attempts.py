@@ -140,7 +140,7 @@ class _Settle:
             tokens=tokens, cost_usd=cost, cost_source=source,
             duration_s=time.monotonic() - self.started, route=self.route,
             redactions=self.redactions, client=att.caller.client,
-            reason=core.mask_if_secret(gw.masker.policy, reason))
+            reason=core.mask_if_secret(gw.masker.policy, reason) if reason else "")
         await durable(core.settle, gw.guard, self.reservation, record)
 
 
@@ -168,7 +168,7 @@ class Attempts:
         while i < len(order):
             name = order[i]
             tier = self.cfg.tiers[name]
-            why = await asyncio.to_thread(core.breaker_open, self.gw.breaker, name)
+            why = core.breaker_open(self.gw.breaker, name)  # a small file read: inline
             if why:
                 self.notes.append(why)
                 i += 1
@@ -410,7 +410,7 @@ class Attempts:
         if plan.engine:
             if plan.role == PLANNING:
                 st.tier, st.role = served, PLANNING
-            elif not any(r.startswith("rule ") for r in plan.reasons):
+            elif not plan.by_rule:
                 st.tier, st.role = served, EXECUTION
             st.transcript = self.info.transcript
         st.sensitive = st.sensitive or bool(plan.sensitive)

@@ -54,6 +54,7 @@ class Plan:
     candidates: tuple[str, ...]  # tiers to try in order: the routed one, then its fallbacks
     passthrough: bool = False  # the client's model id goes upstream unchanged
     engine: bool = False  # routed by the engine: the session's pin follows it
+    by_rule: bool = False  # a routing rule chose the tier (the pin stays where it was)
     sensitive: tuple[str, ...] = ()
 
 
@@ -110,7 +111,7 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
     "first request" to plan: it goes to the executor); ``state``: what the session left (None
     for its first request, or after its pin expired)."""
     reasons: list[str] = []
-    passthrough = engine = False
+    passthrough = engine = by_rule = False
     role = EXECUTION
     if model in cfg.tiers:
         tier = model
@@ -121,7 +122,7 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
         why = "burnless/auto" if model == AUTO else f"model {model!r} is in gateway.route_models"
         rule = core.rule_for(cfg, text, labels)
         if rule is not None:
-            tier = rule[0]
+            tier, by_rule = rule[0], True
             reasons += [why, rule[1]]
         elif session and cfg.planner is not None and (
                 state is None or transcript < state.transcript):
@@ -163,7 +164,7 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
     sent = model if passthrough else (cfg.tiers[chosen].model or model)
     return Plan(tier=chosen, model=sent, role=role, reasons=tuple(reasons),
                 candidates=candidates(cfg, chosen, api, sensitive), passthrough=passthrough,
-                engine=engine, sensitive=sensitive)
+                engine=engine, by_rule=by_rule, sensitive=sensitive)
 
 
 def _check_protocol(cfg: Config, tier: str, api: str) -> None:

@@ -322,7 +322,7 @@ class _StreamState:
 
     def __init__(self, endpoint: Endpoint, rewrite: StreamRewrite, usage: Usage) -> None:
         self.endpoint = endpoint
-        self.rewrite_ = rewrite
+        self.change = rewrite
         self.usage = usage
         self.upstream_error = ""
         self.broken = ""
@@ -341,11 +341,11 @@ class _StreamState:
         data = self.observe(event)
         if self.broken:
             return b""
-        if data is None or not self.rewrite_.needed:
+        if data is None or not self.change.needed:
             return event.raw
-        if self.rewrite_.drop_usage_chunk and self.endpoint is CHAT and is_usage_chunk(data):
+        if self.change.drop_usage_chunk and self.endpoint is CHAT and is_usage_chunk(data):
             return b""
-        restorer = self.rewrite_.restorer
+        restorer = self.change.restorer
         if restorer is None:
             return event.raw
         if self.endpoint.api == ANTHROPIC:
@@ -380,7 +380,7 @@ class _StreamState:
 
     def finish(self) -> bytes:
         """Whatever a channel still holds (the stream ended without closing it)."""
-        restorer = self.rewrite_.restorer
+        restorer = self.change.restorer
         if restorer is None:
             return b""
         out = b""

@@ -46,10 +46,11 @@ def test_the_gateway_reads_the_tiers_keys_from_its_environment(
         ws.config("tiers:\n"
                   f"  silver: {{api: anthropic, model: claude-haiku-4-5, base_url: '{sim.url}'}}\n")
         with serving(ws) as srv:
-            client = anthropic.Anthropic(base_url=srv.base, api_key="dummy", max_retries=0)
-            m = client.messages.create(model="silver", max_tokens=100,
-                                       messages=[{"role": "user", "content": "hello"}],
-                                       extra_headers={"x-model-affinity": "cli"})
+            with anthropic.Anthropic(base_url=srv.base, api_key="dummy",
+                                     max_retries=0) as client:
+                m = client.messages.create(model="silver", max_tokens=100,
+                                           messages=[{"role": "user", "content": "hello"}],
+                                           extra_headers={"x-model-affinity": "cli"})
             assert m.model == "claude-haiku-4-5"
     (rec,) = ws.ledger()
     assert rec["session"] == "cli" and rec["status"] == "ok" and rec["tier"] == "silver"

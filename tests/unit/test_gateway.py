@@ -69,12 +69,28 @@ def fakes() -> Iterator[Callable[..., FakeUpstream]]:
         f.close()
 
 
+_clients: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """SDK clients keep pooled sockets: closed at the end of each test, not by the collector
+    (an unclosed socket is a ResourceWarning, an error here)."""
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def ant(srv: Server, **kw: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=srv.url, api_key="client-dummy", max_retries=0, **kw)
+    c = anthropic.Anthropic(base_url=srv.url, api_key="client-dummy", max_retries=0, **kw)
+    _clients.append(c)
+    return c
 
 
 def oai(srv: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=srv.url + "/v1", api_key="client-dummy", max_retries=0)
+    c = openai.OpenAI(base_url=srv.url + "/v1", api_key="client-dummy", max_retries=0)
+    _clients.append(c)
+    return c
 
 
 def records(ws: Workspace, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
