@@ -53,6 +53,7 @@ from burnless.gateway.upstream import VIA, Pool
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _ALLOW_METRICS = "GET, HEAD"
+log = logging.getLogger("burnless")
 
 
 class Gateway:
@@ -169,7 +170,12 @@ class Gateway:
                 await durable(self.refusal, caller, core.new_task_id(), "", info.model,
                               str(exc), "policy", (), EXECUTION)
             return error_response(api, exc.status, str(exc), no_retry=exc.status == 403)
-        return await Attempts(self, request, endpoint, body, info, plan, caller).run(key, state)
+        try:
+            return await Attempts(self, request, endpoint, body, info, plan, caller).run(
+                key, state)
+        except Exception as exc:  # a bug, a full disk: the client still gets its protocol's error
+            log.warning("gateway error on %s %s: %r", request.method, request.path, exc)
+            return error_response(api, 500, f"burnless gateway internal error: {exc}")
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.cfg.gateway.max_body_bytes

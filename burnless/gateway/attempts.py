@@ -14,6 +14,7 @@ money finish even when the client hangs up meanwhile (``durable``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from burnless.gateway.upstream import (
 if TYPE_CHECKING:
     from burnless.gateway.app import Gateway
 
+log = logging.getLogger("burnless")
 CACHE_MAX_BYTES = 1 << 20  # answers larger than this are not kept by cache.responses
 _VOLATILE = ("metadata", "user", "prompt_cache_key", "safety_identifier")  # not in a cache key
 T = TypeVar("T")
@@ -141,7 +143,11 @@ class _Settle:
             duration_s=time.monotonic() - self.started, route=self.route,
             redactions=self.redactions, client=att.caller.client,
             reason=core.mask_if_secret(gw.masker.policy, reason) if reason else "")
-        await durable(core.settle, gw.guard, self.reservation, record)
+        try:
+            await durable(core.settle, gw.guard, self.reservation, record)
+        except OSError as exc:  # a full disk, a read-only ledger: the answer has gone out
+            log.warning("could not record a %s call on tier %s in the ledger (%s); its "
+                        "budget reservation stays open", status, self.name, exc)
 
 
 class Attempts:
@@ -182,12 +188,10 @@ class Attempts:
             tried += 1
             outcome = await self._attempt(name, secret)
             if not isinstance(outcome, Failed):
-                if key is not None:
+                if key is not None and outcome.status < 400:
                     self._pin(key, state, name)
                 return outcome
             last = outcome
-            if not outcome.failover:
-                return passed_on(api, outcome)
             self.notes.append(f"{name}: {outcome.reason}")
             wait = outcome.retry_after
             is_last = i == len(order) - 1
