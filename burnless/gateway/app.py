@@ -155,7 +155,7 @@ class Gateway:
             caller = _caller(request, info)
         except BadRequest as exc:
             return error_response(api, 400, str(exc))
-        key = (caller.session, info.model) if caller.session else None
+        key = caller.session
         state = self.sessions.get(key) if key else None
         sensitive = self.masker.sensitivity(endpoint, body, caller.labels)
         if state is not None and state.sensitive and not sensitive:

@@ -163,8 +163,7 @@ class Attempts:
         self.spent = 0.0
         self._masked: Masked | None = None
 
-    async def run(self, key: tuple[str, str] | None,
-                  state: SessionState | None) -> web.StreamResponse:
+    async def run(self, key: str | None, state: SessionState | None) -> web.StreamResponse:
         api = self.endpoint.api
         last: Failed | None = None
         tried = 0
@@ -408,7 +407,7 @@ class Attempts:
         # Without a session every request is its own: max_cost_per_session bounds each one.
         return self.caller.session or f"gateway-request-{self.task_id}"
 
-    def _pin(self, key: tuple[str, str], state: SessionState | None, served: str) -> None:
+    def _pin(self, key: str, state: SessionState | None, served: str) -> None:
         plan = self.plan
         st = state or SessionState()
         if plan.engine:
@@ -416,7 +415,9 @@ class Attempts:
                 st.tier, st.role = served, PLANNING
             elif not plan.by_rule:
                 st.tier, st.role = served, EXECUTION
-            st.transcript = self.info.transcript
+            if len(st.transcripts) >= 16 and self.info.model not in st.transcripts:
+                st.transcripts.pop(next(iter(st.transcripts)))  # a client cycling model ids
+            st.transcripts[self.info.model] = self.info.transcript
         st.sensitive = st.sensitive or bool(plan.sensitive)
         if plan.engine or st.sensitive:
             self.gw.sessions.put(key, st)

@@ -14,10 +14,11 @@
 Then policy: a sensitive request goes only to ``local: true`` tiers of its protocol (the routed
 one if it is local, else the first local one on ``routing.ladder``, else any), or nowhere.
 
-Sessions are kept per (session id, the model the client asked for): Claude Code makes small
-side requests on another model (titles, checks) in the same session, which must not look like a
-compaction of the main conversation. Pins live ``gateway.affinity_ttl`` seconds after their
-last use, at most ``gateway.max_sessions`` of them (least recently used dropped).
+A session remembers the transcript size of its previous request per model the client asked
+for: Claude Code makes small side requests on another model (titles, checks) in the same
+session, which must not look like a compaction of the main conversation. Pins live
+``gateway.affinity_ttl`` seconds after their last use, at most ``gateway.max_sessions`` of them
+(least recently used dropped).
 """
 
 from __future__ import annotations
@@ -62,20 +63,21 @@ class Plan:
 class SessionState:
     tier: str | None = None  # the pinned tier
     role: str = EXECUTION  # the role it was pinned for
-    transcript: int = 0  # transcript size of the session's previous request
+    transcripts: dict[str, int] = field(default_factory=dict)  # per requested model: the
+    # transcript size of the session's previous request with it
     sensitive: bool = False  # once sensitive, the session stays on local tiers
     seen: float = field(default_factory=time.monotonic)
 
 
 class Sessions:
-    """Pins by (session, requested model), with a TTL refreshed on use and an LRU bound."""
+    """Pins by session id, with a TTL refreshed on use and an LRU bound."""
 
     def __init__(self, ttl: float, max_sessions: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl, self.max, self._clock = ttl, max_sessions, clock
-        self._items: OrderedDict[tuple[str, str], SessionState] = OrderedDict()
+        self._items: OrderedDict[str, SessionState] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> SessionState | None:
+    def get(self, key: str) -> SessionState | None:
         state = self._items.get(key)
         if state is None:
             return None
@@ -84,7 +86,7 @@ class Sessions:
             return None
         return state
 
-    def put(self, key: tuple[str, str], state: SessionState) -> None:
+    def put(self, key: str, state: SessionState) -> None:
         state.seen = self._clock()
         self._items[key] = state
         self._items.move_to_end(key)
@@ -125,11 +127,11 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
             tier, by_rule = rule[0], True
             reasons += [why, rule[1]]
         elif session and cfg.planner is not None and (
-                state is None or transcript < state.transcript):
+                state is None or transcript < state.transcripts.get(model, 0)):
             tier, role = cfg.planner, PLANNING
             first = "first request of the session" if state is None else (
-                f"the transcript shrank ({state.transcript} → {transcript} items): the "
-                "client compacted its context")
+                f"the transcript shrank ({state.transcripts[model]} → {transcript} items): "
+                "the client compacted its context")
             reasons += [why, f"planner {tier}: {first}"]
         elif state is not None and state.tier in cfg.tiers and state.role == EXECUTION:
             tier = state.tier

@@ -282,10 +282,17 @@ def test_claude_code_session_inside_metadata_user_id(ws: Workspace, gateway: Sta
     for text in ("one", "two"):
         ant(srv).messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=user(text),
                                  metadata={"user_id": user_id})
-    recs = records(ws, 2)
-    assert [r["session"] for r in recs] == ["0f1e2d3c-aaaa-bbbb-cccc-1234"] * 2
+    # A side request on another model (Claude Code's titles, checks): one message, yet no
+    # compaction of the main conversation, which goes on with the executor.
+    ant(srv).messages.create(model="claude-haiku-4-5", max_tokens=20, messages=user("title"),
+                             metadata={"user_id": user_id})
+    ant(srv).messages.create(model="claude-sonnet-4-5", max_tokens=20,
+                             messages=[*user("one"), {"role": "assistant", "content": "x"},
+                                       *user("three")], metadata={"user_id": user_id})
+    recs = records(ws, 4)
+    assert [r["session"] for r in recs] == ["0f1e2d3c-aaaa-bbbb-cccc-1234"] * 4
     # Same transcript length: the second request is the executor's, not a new plan.
-    assert [r["role"] for r in recs] == ["planning", "execution"]
+    assert [r["role"] for r in recs] == ["planning", "execution", "execution", "execution"]
 
 
 def test_sessions_ttl_and_lru_bound() -> None:
@@ -294,14 +301,14 @@ def test_sessions_ttl_and_lru_bound() -> None:
     now = [0.0]
     s = Sessions(ttl=10, max_sessions=3, clock=lambda: now[0])
     for i in range(4):
-        s.put((f"s{i}", "m"), SessionState(tier="silver"))
-    assert len(s) == 3 and s.get(("s0", "m")) is None  # least recently used, dropped
+        s.put(f"s{i}", SessionState(tier="silver"))
+    assert len(s) == 3 and s.get("s0") is None  # least recently used, dropped
     now[0] = 5
-    assert s.get(("s1", "m")) is not None
-    s.put(("s1", "m"), SessionState(tier="gold"))  # use refreshes the TTL
+    assert s.get("s1") is not None
+    s.put("s1", SessionState(tier="gold"))  # use refreshes the TTL
     now[0] = 12
-    assert s.get(("s2", "m")) is None  # last used at 0: expired
-    state = s.get(("s1", "m"))
+    assert s.get("s2") is None  # last used at 0: expired
+    state = s.get("s1")
     assert state is not None and state.tier == "gold"
 
 
