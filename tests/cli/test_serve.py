@@ -119,3 +119,14 @@ def test_the_readme_gateway_config_loads(ws: Workspace) -> None:
     p = ws.run("route", "anything", "--json")
     assert p.returncode == 0, p.stderr
     assert orjson.loads(p.stdout)["tier"] == "silver"
+
+
+def test_doctor_on_gateway_tiers(ws: Workspace) -> None:
+    ws.config("tiers:\n"
+              "  qwen: {api: openai, model: qwen3-coder, base_url: 'http://127.0.0.1:9/v1', "
+              "local: true, price: 0}\n"
+              "  cc: {api: anthropic, model: claude-opus-4-8, key: client}\n")
+    p = ws.run("doctor", "--json")
+    checks = {c["name"]: c for c in orjson.loads(p.stdout)["checks"]}
+    assert checks["tier qwen"]["status"] == "ok"  # a local OpenAI-compatible server: no key
+    assert checks["tier cc"]["status"] == "ok" and "key: client" in checks["tier cc"]["detail"]
