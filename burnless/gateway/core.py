@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from burnless import ledger, pricing, responses
+from burnless import ledger, responses
 from burnless.breaker import Breaker
 from burnless.budget import Guard, Reservation
 from burnless.config import Config, Tier
@@ -31,7 +31,7 @@ __all__ = [
     "account", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
     "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
     "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
-    "next_rungs", "price_known", "record_refusal", "release", "reserve", "retry_after",
+    "next_rungs", "record_refusal", "release", "reserve", "retry_after",
     "rule_for", "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
 ]
 
@@ -140,11 +140,6 @@ def release(guard: Guard, reservation: Reservation | None) -> None:
 
 def record_refusal(cfg: Config, record: LedgerRecord) -> None:
     ledger.append(cfg.state_dir, record)
-
-
-def price_known(tier: Tier, model: str | None) -> bool:
-    return pricing.price_for(model or tier.model,
-                             tier.price.as_mapping() if tier.price else None) is not None
 
 
 def estimate(n_bytes: int) -> int:
