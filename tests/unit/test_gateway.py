@@ -677,12 +677,12 @@ def test_a_thousand_idle_connections_and_slow_clients(ws: Workspace, gateway: St
 
         with urllib.request.urlopen(srv.url + "/metrics", timeout=5) as r:
             assert r.status == 200
-        assert time.monotonic() - t0 < 2
+        assert time.monotonic() - t0 < 3  # not held up by the 1,050 others
         for s in slow:  # a header line now and then does not keep a connection past the deadline
             s.sendall(b"X-A: b\r\n")
-        slow[0].settimeout(6)
-        assert slow[0].recv(100) == b""
-        assert time.monotonic() - t0 < 5
+        slow[0].settimeout(8)
+        assert slow[0].recv(100) == b""  # closed at its 2 s deadline (slack for a busy CI)
+        assert time.monotonic() - t0 < 8
         idle[0].settimeout(6)
         assert idle[0].recv(100) == b""
     finally:
