@@ -36,6 +36,9 @@ PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 AGENT_CLIS = ("claude", "codex", "gemini")
 AGENT_FORMATS = ("claude-json", "claude-stream-json", "codex-jsonl", "gemini-json")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+# The key variable of an api tier when `api_key_env` is not given.
+DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+KEY_SOURCES = ("env", "client")  # `key: client` forwards the gateway caller's own key
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,15 @@ class Tier:
     pass_env: tuple[str, ...] = ()
     price: PriceSettings | None = None
     base_url: str | None = None
-    api_key_env: str = "ANTHROPIC_API_KEY"
+    api_key_env: str = ""  # "" = the kind's default (DEFAULT_KEY_ENV)
     max_cost_per_call: float | None = None  # USD one call may cost (enforced where it can be)
+    fallback: tuple[str, ...] = ()  # tiers that serve when this one fails (gateway failover)
+    key: str = "env"  # env: api_key_env; client: the gateway caller's own credentials
+
+    def __post_init__(self) -> None:
+        if not self.api_key_env:  # the kind's own variable (OPENAI_API_KEY for api: openai)
+            object.__setattr__(self, "api_key_env",
+                               DEFAULT_KEY_ENV.get(self.api or "", "ANTHROPIC_API_KEY"))
 
     @property
     def argv(self) -> list[str]:
@@ -183,6 +193,21 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class GatewaySettings:
+    """``burnless serve`` as a gateway for the provider APIs (the README: "Use it with Claude
+    Code / any OpenAI client")."""
+
+    route_models: tuple[str, ...] = ()  # client model ids (globs) the router may re-route
+    passthrough: str | None = None  # tier whose upstream serves any other model id
+    affinity_ttl: float = 600.0  # seconds a session stays pinned after its last request
+    max_sessions: int = 10000  # pins kept (least recently used dropped first)
+    max_body_bytes: int = 32 * 1024 * 1024  # largest request body accepted (413 above)
+    request_timeout: float = 30.0  # seconds a client has for a request's headers, and its body
+    connect_timeout: float = 10.0  # seconds to connect to an upstream before failing over
+    max_retry_wait: float = 10.0  # longest retry-after honoured by waiting (else fail over)
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. ``workspace`` is the directory holding ``.burnless/``."""
 
@@ -198,6 +223,7 @@ class Config:
     cache: CacheSettings = field(default_factory=CacheSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
     path: Path = Path()
     workspace: Path = Path()
 
@@ -440,6 +466,17 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
                 and rule.min_chars > rule.max_chars):
             raise fail(src, (*where, "min_chars"), f"is above max_chars ({rule.min_chars} > "
                         f"{rule.max_chars}): the rule could never match")
+    for name, tier in tiers.items():
+        for i, t in enumerate(tier.fallback):
+            at = ("tiers", name, "fallback", str(i))
+            if t not in tiers:
+                raise fail(src, at, f"names tier {t!r}, which is not defined"
+                            f"{_suggest(t, tiers)}")
+            if t == name:
+                raise fail(src, at, "names the tier itself: a tier cannot be its own fallback")
+            if t in tier.fallback[:i]:
+                raise fail(src, at, f"names tier {t!r} twice")
+    _check_gateway(cfg.gateway, tiers, src)
     for i, cmd in enumerate(cfg.audit.verify):
         problem = command_problem(cmd)
         if problem:
@@ -462,6 +499,30 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         path=path,
         workspace=workspace_for(path),
     )
+
+
+def _check_gateway(gw: GatewaySettings, tiers: dict[str, Tier], src: Source) -> None:
+    if gw.passthrough is not None:
+        where = ("gateway", "passthrough")
+        if gw.passthrough not in tiers:
+            raise fail(src, where, f"names tier {gw.passthrough!r}, which is not defined"
+                        f"{_suggest(gw.passthrough, tiers)}")
+        if tiers[gw.passthrough].api is None:
+            raise fail(src, where, f"tier {gw.passthrough!r} is a command tier; the gateway "
+                        "passes requests through to an api tier (api: anthropic or openai)")
+    for i, glob in enumerate(gw.route_models):
+        if not glob.strip():
+            raise fail(src, ("gateway", "route_models", str(i)), "is empty")
+    positive: list[tuple[str, float]] = [
+        ("max_sessions", gw.max_sessions), ("max_body_bytes", gw.max_body_bytes),
+        ("request_timeout", gw.request_timeout), ("connect_timeout", gw.connect_timeout),
+    ]
+    for key, value in positive:
+        if value <= 0:
+            raise fail(src, ("gateway", key), f"must be > 0, not {value:g}")
+    for key, value in (("affinity_ttl", gw.affinity_ttl), ("max_retry_wait", gw.max_retry_wait)):
+        if value < 0:
+            raise fail(src, ("gateway", key), f"must be >= 0, not {value:g}")
 
 
 def _check_ranges(cfg: Config, src: Source) -> None:
@@ -506,6 +567,13 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
     if tier.api is not None and tier.api not in API_KINDS:
         raise fail(src, (*where, "api"),
                     f"unknown api {tier.api!r}; known: {', '.join(API_KINDS)}")
+    if tier.key not in KEY_SOURCES:
+        raise fail(src, (*where, "key"), f"must be 'env' (the key in api_key_env) or "
+                    f"'client' (the gateway caller's own key), not {tier.key!r}")
+    if tier.key == "client" and tier.api is None:
+        raise fail(src, (*where, "key"), "key: client needs an api tier (api: anthropic or "
+                    "openai): a command tier has no caller's key to forward")
+
     if tier.format not in FORMATS:
         raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "

@@ -27,6 +27,10 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
     out = [_check("config", "ok", f"{cfg.path} ({len(cfg.tiers)} tiers; planner "
                                   f"{cfg.planner or 'none'}, executor {cfg.executor})")]
     for name, tier in cfg.tiers.items():
+        if tier.key == "client":  # a gateway upstream: the caller brings the key
+            out.append(_check(f"tier {name}", "ok", f"api {tier.api}, model {tier.model}, "
+                              "the gateway caller's own key (key: client; not for run)"))
+            continue
         try:
             check_available(cfg, [name])  # the program on PATH; for API tiers, the SDK and key
         except ConfigError as exc:

@@ -471,6 +471,10 @@ def test_task_starting_with_a_dash(honest: Workspace) -> None:
 def test_a_5mb_task_on_stdin(honest: Workspace) -> None:
     task = "refactor " * (5 * 1024 * 1024 // 9)
     code, res = honest.json("run", "-", input=task, timeout=60)
+    assert code == 2 and "policy.max_task_bytes" in res["error"]  # refused, nothing sent
+    cfg = honest.state / "config.yaml"
+    cfg.write_text(cfg.read_text() + "policy: {max_task_bytes: 6000000}\n")
+    code, res = honest.json("run", "-", input=task, timeout=60)
     assert code == 0 and res["status"] == "ok"
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics computed from the ledger, and the small HTTP server that exposes them.
+"""Prometheus metrics computed from the ledger (served by ``burnless serve``: burnless.gateway).
 
 The figures are projections of the ledger's cells (``ledger_index``), never counters kept
 beside it: they survive restarts, and runs made while the server is up appear at the next
@@ -8,9 +8,8 @@ Prometheus exposition format 0.0.4; ``/stats`` serves the same samples as JSON.
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from burnless.accounting.index import (
     add,
     billed,
 )
+from burnless.config import STATE_DIR
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")  # = Sums[1:5]
@@ -212,9 +212,10 @@ def exposition(families: Iterable[Family]) -> str:
 
 
 def stats(families: Iterable[Family], index: LedgerIndex) -> dict[str, Any]:
-    """The same samples as JSON, with where they come from."""
+    """The same samples as JSON, with where they come from: the ledger's name inside the
+    workspace, never its absolute path (a scrape must not learn the machine's layout)."""
     return {
-        "ledger": {"path": str(index.path), "offset": index.offset},
+        "ledger": {"path": f"{STATE_DIR}/{index.path.name}", "offset": index.offset},
         "metrics": {f.name: f.to_dict() for f in families},
     }
 
@@ -246,135 +247,3 @@ class Live:
                 self.view = MetricsView()
             self.view.apply(done.tables.cells)
             return self.view.families()
-
-
-MAX_CLIENTS = 128  # connections handled at once; more wait in the listen backlog
-CLIENT_TIMEOUT_S = 5.0  # a socket read or write stalled longer frees its thread
-_ALLOW = "GET, HEAD"
-
-
-def make_server(state_dir: Path, host: str, port: int) -> Any:
-    """A ThreadingHTTPServer serving /metrics, /stats and /healthz (not started)."""
-    import socket
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import orjson
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "burnless"
-        timeout = CLIENT_TIMEOUT_S  # a client that connects and sends nothing is dropped
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            routes: dict[str, Callable[[], tuple[bytes, str]]] = {
-                "/metrics": lambda: (exposition(live.families()).encode(), CONTENT_TYPE),
-                "/stats": lambda: (orjson.dumps(stats(live.families(), live.index),
-                                                option=orjson.OPT_INDENT_2),
-                                   "application/json"),
-                "/healthz": lambda: (b"ok\n", "text/plain; charset=utf-8"),
-            }
-            route = routes.get(path)
-            if route is None:
-                self._send(404, b"not found: try /metrics, /stats or /healthz\n",
-                           "text/plain; charset=utf-8")
-                return
-            try:
-                body, ctype = route()
-            except Exception as exc:  # a scrape must get an answer, not a dropped connection
-                self._send(500, f"error: {exc}\n".encode(), "text/plain; charset=utf-8")
-                return
-            self._send(200, body, ctype)
-
-        do_HEAD = do_GET  # _send leaves the body out
-
-        def _not_allowed(self) -> None:
-            self._send(405, f"method not allowed: use {_ALLOW}\n".encode(),
-                       "text/plain; charset=utf-8", {"Allow": _ALLOW})
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = (
-            _not_allowed)
-
-        def _send(self, code: int, body: bytes, ctype: str,
-                  extra: dict[str, str] | None = None) -> None:
-            try:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (extra or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-            except OSError:  # the client went away (or stalled past ``timeout``) mid-answer
-                self.close_connection = True
-
-        def send_error(self, code: int, message: str | None = None,
-                       explain: str | None = None) -> None:
-            """The stdlib's own refusals (a malformed request line, an unknown method, headers
-            too long): with a status line even when the request line could not be read."""
-            if not str(self.request_version).startswith("HTTP/1."):
-                self.request_version = "HTTP/1.0"
-            try:
-                super().send_error(code, message, explain)
-            except OSError:
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # quiet: a scrape every few seconds is not news
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 128  # listen backlog: many scrapers may connect at once
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        _slots = threading.BoundedSemaphore(MAX_CLIENTS)
-
-        def process_request(self, request: Any, client_address: Any) -> None:
-            self._slots.acquire()  # threads never pile up: the next client waits its turn
-            try:
-                super().process_request(request, client_address)
-            except BaseException:
-                self._slots.release()
-                raise
-
-        def process_request_thread(self, request: Any, client_address: Any) -> None:
-            try:
-                super().process_request_thread(request, client_address)
-            finally:
-                self._slots.release()
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            if isinstance(sys.exc_info()[1], OSError):
-                return  # a client that reset or stalled: no traceback on stderr
-            super().handle_error(request, client_address)
-
-    server = Server((host, port), Handler)  # bind first: a busy port fails before any work
-    try:
-        live = Live(state_dir)
-    except BaseException:
-        server.server_close()
-        raise
-    return server
-
-
-def serve(state_dir: Path, host: str, port: int) -> None:
-    """Serve until interrupted. A port that cannot be bound is a usage error."""
-    from burnless.errors import UsageError
-
-    if not 0 <= port <= 65535:
-        raise UsageError(f"port {port}: expected 0..65535")
-    try:
-        server = make_server(state_dir, host, port)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                         "choose another with --port or metrics.port") from None
-    bound_host, bound_port = server.server_address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
-    sys.stderr.write(f"burnless: serving http://{shown}:{bound_port}/metrics "
-                     "(also /stats, /healthz); Ctrl-C stops\n")
-    sys.stderr.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()

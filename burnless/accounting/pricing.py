@@ -217,13 +217,15 @@ def tier_price(tier: Tier, model: str | None = None) -> Price | None:
 
 
 def cost_of_call(
-    tier: Tier, output: WorkerOutput, sent: str
+    tier: Tier, output: WorkerOutput, sent: str, *, estimated: bool = False
 ) -> tuple[Tokens, float | None, CostSource]:
     """Tokens, USD and cost source of one call that sent ``sent`` and answered ``output``.
 
     ``cost_source`` is the first that applies: ``reported`` (the worker said what it cost),
     ``priced`` (reported tokens x the price table), ``estimated`` (no usage reported: tokens
-    from bytes x the table), ``unknown`` (no price for the model: the cost is None, never 0).
+    from bytes x the table; or ``estimated``: the usage is partly burnless's estimate, as for a
+    stream cut before its final usage), ``unknown`` (no price for the model: the cost is None,
+    never 0).
     """
     price = tier_price(tier, output.model)
     tokens = output.usage or Tokens(
@@ -234,4 +236,4 @@ def cost_of_call(
     if price is None:
         return tokens, None, "unknown"
     usd = cost_usd(tokens, price, output.cache_write_1h)
-    return tokens, usd, "priced" if output.usage is not None else "estimated"
+    return tokens, usd, "priced" if output.usage is not None and not estimated else "estimated"

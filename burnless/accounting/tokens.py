@@ -15,6 +15,12 @@ def estimate_tokens(text: str | bytes) -> int:
         n = len(text)
     else:  # ASCII is one byte a character: no need to encode a copy of a large answer
         n = len(text) if text.isascii() else len(text.encode("utf-8"))
+    return estimate_bytes(n)
+
+
+def estimate_bytes(n: int) -> int:
+    """``estimate_tokens`` of a text known only by its size in UTF-8 bytes (a stream counted as
+    it passed, not kept)."""
     return -(-n // 4)
 
 

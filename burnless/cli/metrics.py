@@ -1,4 +1,4 @@
-"""burnless metrics / serve: Prometheus figures computed from the ledger."""
+"""burnless metrics / serve: Prometheus figures computed from the ledger, and the gateway."""
 
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port (default: metrics.port, "
                                              "4356; 0 picks a free one).",
                                              show_default=False)] = None,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth", help="Allow a host beyond this machine without virtual keys: "
+        "anyone who can connect spends your tiers' keys.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve /metrics (Prometheus), /stats (JSON) and /healthz until interrupted."""
-    from burnless.accounting.metrics import serve as run_server
+    """Serve /metrics, /stats, /healthz and the gateway (Anthropic and OpenAI APIs at /v1)."""
     from burnless.config import load_config
+    from burnless.gateway.app import serve as run_server
 
     cfg = load_config(config)
-    run_server(cfg.state_dir, host or cfg.metrics.host,
-               cfg.metrics.port if port is None else port)
+    run_server(cfg, host or cfg.metrics.host, cfg.metrics.port if port is None else port,
+               insecure_no_auth=insecure_no_auth)

@@ -52,6 +52,8 @@ class Breaker:
         return None
 
     def record(self, tier: str, failed: bool) -> None:
+        if not failed and not self._load().get(tier, {}).get("streak"):
+            return  # the usual success: nothing to reset, so no lock and no write
         with file_lock(self._lock_path, 60):
             data = self._load()
             state = data.get(tier, {})

@@ -27,6 +27,12 @@ def climb_from(cfg: Config, start: str) -> tuple[str, ...]:
     return (start, *ladder)
 
 
+def rungs_above(cfg: Config, tier: str) -> tuple[str, ...]:
+    """The rungs above ``tier`` on ``routing.ladder`` (none when it is not on the ladder)."""
+    ladder = cfg.routing.ladder
+    return ladder[ladder.index(tier) + 1:] if tier in ladder else ()
+
+
 def next_rung(cfg: Config, tier: str) -> str | None:
     ladder = cfg.routing.ladder
     if tier in ladder and ladder.index(tier) + 1 < len(ladder):

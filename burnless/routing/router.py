@@ -78,6 +78,19 @@ def rule_match(rule: RuleSettings, task: str, labels: Sequence[str]) -> list[str
     return why or ["rule has no conditions"]
 
 
+def first_rule(
+    cfg: Config, task: str, labels: Sequence[str]
+) -> tuple[RuleSettings, str] | None:
+    """The first ``routing.rules`` entry that matches, and the reason (``rule 'x' → tier: ...``).
+    ``burnless run`` and the gateway's ``burnless/auto`` both decide with it."""
+    for i, rule in enumerate(cfg.routing.rules):
+        why = rule_match(rule, task, labels)
+        if why is not None:
+            label = f"rule {rule.name!r}" if rule.name else f"rule {i + 1}"
+            return rule, f"{label} → {rule.tier}: " + "; ".join(why)
+    return None
+
+
 def route(
     cfg: Config,
     task: str,
@@ -100,14 +113,11 @@ def route(
         reasons.append(f"--tier {tier}")
     else:
         natural = ""
-        for i, rule in enumerate(cfg.routing.rules):
-            why = rule_match(rule, task, labels)
-            if why is not None:
-                natural = rule.tier
-                rule_cascade = rule.cascade
-                label = f"rule {rule.name!r}" if rule.name else f"rule {i + 1}"
-                reasons.append(f"{label} → {rule.tier}: " + "; ".join(why))
-                break
+        matched = first_rule(cfg, task, labels)
+        if matched is not None:
+            rule, why = matched
+            natural, rule_cascade = rule.tier, rule.cascade
+            reasons.append(why)
         if not natural and pinned is not None:
             natural = pinned
             reasons.append(f"pinned: the session's executor is {pinned}")

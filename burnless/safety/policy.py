@@ -47,16 +47,20 @@ class Policy:
         """``text`` with its secrets masked (as is when ``redact_secrets`` is off)."""
         return self.mask_counted(text)[0]
 
-    def mask_counted(self, text: str) -> tuple[str, int]:
+    def mask_counted(
+        self, text: str, originals: dict[str, str] | None = None
+    ) -> tuple[str, int]:
         """``mask``, and how many secrets it replaced. Text with no secret is returned as is
-        without touching ``redact.key`` (so ``route``, which writes nothing, stays read-only)."""
+        without touching ``redact.key`` (so ``route``, which writes nothing, stays read-only).
+        ``originals`` receives each mask and its secret (in memory only: the gateway restores
+        a secret where an answer echoes its mask)."""
         if not self.cfg.policy.redact_secrets or not text:
             return text, 0
         from burnless.safety.secrets import find_secrets
 
         if not find_secrets(text, self.known_secrets()):
             return text, 0
-        red = self.redactor().redact(text)
+        red = self.redactor().redact(text, originals)
         return red.text, red.count
 
     def redactor(self) -> Redactor:

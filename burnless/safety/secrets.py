@@ -983,7 +983,10 @@ class Redactor:
         digest = h.hexdigest()
         return f"[REDACTED:{kind}:{digest[:8]}]"
 
-    def redact(self, text: str) -> Redacted:
+    def redact(self, text: str, originals: dict[str, str] | None = None) -> Redacted:
+        """``text`` with its secrets masked. ``originals``, when given, receives each mask and
+        the secret it stands for (the gateway puts a secret back where an answer echoes its
+        mask); it lives in memory only."""
         findings = find_secrets(text, self._known)
         if not findings:
             return Redacted(text, 0, ())
@@ -996,6 +999,8 @@ class Redactor:
             mask = masks.get(secret)
             if mask is None:
                 mask = masks[secret] = self.mask(*secret)
+                if originals is not None:
+                    originals[mask] = secret[1]
             parts.append(mask)
             pos = f.end
         parts.append(text[pos:])

@@ -101,16 +101,21 @@ def check_available(cfg: Config, names: Sequence[str]) -> None:
         worker_for(tier).check(cfg, tier)
 
 
-def require_key(cfg: Config, tier: Tier, package: str) -> None:
-    """An API tier's check: its SDK is installed and its key reaches the worker (the
-    scrubbed-environment rule: ``pass_env`` or the tier's ``env``)."""
+def require_key(cfg: Config, tier: Tier, package: str | None = None) -> None:
+    """An API tier's check: its SDK (``package``, when it needs one) is installed and its key
+    reaches the worker (the scrubbed-environment rule: ``pass_env`` or the tier's ``env``)."""
     import importlib.util
 
     name = tier.name
-    if importlib.util.find_spec(package) is None:
+    if package is not None and importlib.util.find_spec(package) is None:
         raise TierUnavailable(
             f"tier {name!r}: api {tier.api} needs the {package} package: pip install {package}"
         )
+    if tier.key == "client":
+        raise TierUnavailable(
+            f"tier {name!r} forwards the gateway caller's key (key: client): it serves "
+            f"`burnless serve` only; a run has no caller's key to send (set tiers.{name}.key: "
+            f"env and give it a key in {tier.api_key_env})")
     var = tier.api_key_env
     if tier.env_value(var):
         return

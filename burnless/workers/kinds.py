@@ -11,5 +11,6 @@ from typing import Final
 KINDS: Final[dict[str, str]] = {
     "command": "burnless.workers.command",
     "anthropic": "burnless.workers.anthropic_api",
+    "openai": "burnless.workers.openai_api",
 }
 API_KINDS: Final[tuple[str, ...]] = tuple(k for k in KINDS if k != "command")

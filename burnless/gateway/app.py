@@ -1,0 +1,426 @@
+"""``burnless serve``: the metrics endpoints and the provider APIs on one aiohttp server.
+
+    GET  /metrics /stats /healthz             Prometheus text, the same as JSON, "ok"
+    POST /v1/messages[/count_tokens]          Anthropic Messages
+    POST /v1/chat/completions                 OpenAI Chat Completions
+    POST /v1/responses                        OpenAI Responses
+    GET  /v1/models                           the tiers and burnless/auto (both SDKs' shape)
+
+A provider request goes through the same steps as a ``run`` turn, in a straight line: read it
+(size and time bounded) → find its session → policy reads its text → route (routing.py) →
+for each candidate tier: breaker, key, response cache, budget reservation, masks, one upstream
+attempt (upstream.py) → relay the answer → settle the attempt's ledger record → pin the session.
+Every core call goes through ``core``.
+
+Slow clients cannot starve the server: there are no handler slots to hold (asyncio), a client
+has ``gateway.request_timeout`` seconds to send a request's headers (aiohttp's keep-alive timer
+closes a connection whose request is not complete by then) and as long again for its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from burnless.config import Config
+from burnless.errors import UsageError
+from burnless.gateway import core
+from burnless.gateway.attempts import Attempts, Caller, durable, error_response
+from burnless.gateway.masking import Masker
+from burnless.gateway.protocols import (
+    ANTHROPIC,
+    ENDPOINTS,
+    OPENAI,
+    BadRequest,
+    Endpoint,
+    RequestInfo,
+    inspect,
+)
+from burnless.gateway.routing import EXECUTION, NoRoute, Sessions, choose, served_models
+from burnless.gateway.upstream import VIA, Pool
+from burnless.vocab import RefusedBy, Role
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_ALLOW_METRICS = "GET, HEAD"
+log = logging.getLogger("burnless")
+
+
+class Gateway:
+    """The server's state: config, policy, pins, pools, budget guard, breaker, metrics."""
+
+    def __init__(self, cfg: Config, environ: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.environ = dict(os.environ if environ is None else environ)
+        self.masker = Masker(cfg)
+        self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
+        self.guard = core.make_guard(cfg)
+        self.breaker = core.make_breaker(cfg)
+        self.pool = Pool(cfg.gateway.connect_timeout)
+        self.live = core.metrics_source(cfg.state_dir)
+        self.cooling: dict[str, float] = {}  # tier -> monotonic time its retry-after ends
+
+    # ------------------------------------------------------------------ the aiohttp app
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.cfg.gateway.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _close(self, app: web.Application) -> None:
+        await self.pool.close()
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path, method = request.path, request.method
+        if path in ("/metrics", "/stats", "/healthz"):
+            if method not in ("GET", "HEAD"):
+                return web.Response(status=405, text=f"method not allowed: use {_ALLOW_METRICS}\n",
+                                    content_type="text/plain", headers={"Allow": _ALLOW_METRICS})
+            return await self.metrics(path)
+        if path == "/":
+            if method not in ("GET", "HEAD"):
+                return _text(405, f"method not allowed: use {_ALLOW_METRICS}\n",
+                             {"Allow": _ALLOW_METRICS})
+            return web.json_response({"name": "burnless gateway", "metrics": "/metrics"})
+        if path in ("/v1/models", "/models"):
+            if method not in ("GET", "HEAD"):
+                return error_response(_api_of(request), 405, f"{method} {path}: use GET",
+                                      {"Allow": _ALLOW_METRICS})
+            return self.models()
+        endpoint = ENDPOINTS.get(path) or ENDPOINTS.get("/v1" + path)  # /chat/completions too
+        if endpoint is not None:
+            if method != "POST":
+                return error_response(endpoint.api, 405, f"{method} {path}: use POST",
+                                      {"Allow": "POST"})
+            return await self.api(request, endpoint)
+        if path.startswith("/v1/"):
+            return error_response(
+                _api_of(request), 404, f"not found: {path} (the gateway serves /v1/messages, "
+                "/v1/messages/count_tokens, /v1/chat/completions, /v1/responses and /v1/models)")
+        return _text(404, "not found: try /metrics, /stats or /healthz\n")
+
+    async def metrics(self, path: str) -> web.StreamResponse:
+        if path == "/healthz":
+            return _text(200, "ok\n")
+        try:
+            if path == "/metrics":
+                body = await asyncio.to_thread(core.metrics_text, self.live)
+                return web.Response(body=body, headers={
+                    "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+            body = await asyncio.to_thread(core.stats_body, self.live)
+            return web.Response(body=body, content_type="application/json")
+        except Exception as exc:  # a scrape gets an answer, not a dropped connection
+            return _text(500, f"error: {exc}\n")
+
+    def models(self) -> web.Response:
+        """One listing both SDKs read: OpenAI's ``object``/``owned_by`` and Anthropic's
+        ``type``/``display_name``/``has_more``."""
+        data = [{"id": m, "object": "model", "type": "model", "display_name": m,
+                 "created": 0, "created_at": "1970-01-01T00:00:00Z", "owned_by": "burnless"}
+                for m in served_models(self.cfg)]
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+
+    # ------------------------------------------------------------------ a provider request
+
+    async def api(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        api = endpoint.api
+        if request.headers.get(VIA):
+            return error_response(api, 508, "loop detected: this request already went through "
+                                  "a burnless gateway; a tier's base_url points back at one")
+        try:
+            raw = await self._read_body(request)
+        except _Refused as exc:
+            return error_response(api, exc.status, str(exc), close=True)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return error_response(api, 400, f"the request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return error_response(api, 400, "the request body must be a JSON object")
+        try:
+            info = inspect(endpoint, body)
+            caller = _caller(request, info)
+        except BadRequest as exc:
+            return error_response(api, 400, str(exc))
+        key = caller.session
+        state = self.sessions.get(key) if key else None
+        sensitive = self.masker.sensitivity(endpoint, body, caller.labels)
+        if state is not None and state.sensitive and not sensitive:
+            sensitive = ("the session's earlier requests were sensitive",)
+        try:
+            plan = choose(self.cfg, api, info.model, text=info.last_user_text,
+                          labels=caller.labels, session=caller.session is not None,
+                          state=state, transcript=info.transcript,
+                          sensitive=sensitive)
+        except NoRoute as exc:
+            if exc.status == 403:
+                await durable(self.refusal, caller, core.new_task_id(), "", info.model,
+                              str(exc), "policy", (), EXECUTION)
+            return error_response(api, exc.status, str(exc), no_retry=exc.status == 403)
+        try:
+            return await Attempts(self, request, endpoint, body, info, plan, caller).run(
+                key, state)
+        except Exception as exc:  # a bug, a full disk: the client still gets its protocol's error
+            log.warning("gateway error on %s %s: %r", request.method, request.path, exc)
+            return error_response(api, 500, f"burnless gateway internal error: {exc}")
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.cfg.gateway.max_body_bytes
+        size = request.content_length
+        if size is not None and size > limit:
+            raise _Refused(413, f"request body of {size} bytes is over gateway.max_body_bytes "
+                           f"({limit})")
+        buf = bytearray()
+
+        async def read() -> None:
+            async for chunk in request.content.iter_any():
+                buf.extend(chunk)
+                if len(buf) > limit:
+                    raise _Refused(413, f"request body over gateway.max_body_bytes ({limit})")
+
+        try:
+            await asyncio.wait_for(read(), self.cfg.gateway.request_timeout)
+        except asyncio.TimeoutError:
+            raise _Refused(408, f"the request body did not arrive within "
+                           f"{self.cfg.gateway.request_timeout:g}s") from None
+        except aiohttp.web.HTTPException as exc:  # a malformed chunked body
+            raise _Refused(400, f"unreadable request body: {exc.reason}") from None
+        except (aiohttp.ClientPayloadError, ValueError) as exc:
+            raise _Refused(400, f"unreadable request body: {exc}") from None
+        return bytes(buf)
+
+    def refusal(self, caller: Caller, task_id: str, tier: str, model: str | None,
+                 reason: str, refused_by: RefusedBy, reasons: tuple[str, ...], role: Role
+                 ) -> None:
+        core.record_refusal(self.cfg, core.make_record(
+            run_id=core.new_run_id(), task_id=task_id, session=caller.session or "",
+            role=role, tier=tier, model=model, status="refused", tokens=core.Tokens(),
+            cost_usd=0.0, cost_source="priced", duration_s=0.0, route=(tier, reasons),
+            redactions=0, client=caller.client, reason=reason, refused_by=refused_by))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _api_of(request: web.Request) -> str:
+    h = request.headers
+    return ANTHROPIC if ("anthropic-version" in h or "x-api-key" in h) else OPENAI
+
+
+def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain",
+                        headers=dict(headers or {}))
+
+
+def _caller(request: web.Request, info: RequestInfo) -> Caller:
+    h = request.headers
+    explicit = h.get("x-model-affinity") or h.get("x-burnless-session")
+    session: str | None
+    if explicit is not None:
+        if not SESSION_ID.fullmatch(explicit):
+            raise BadRequest(f"X-Model-Affinity / X-Burnless-Session {explicit[:60]!r} is not a "
+                             "session id (letters, digits, '_', '-', '.', at most 128, no "
+                             "leading dot)")
+        session = explicit
+    else:
+        found = h.get("x-claude-code-session-id") or info.session
+        session = found if found and SESSION_ID.fullmatch(found) else None
+    labels = tuple(x.strip() for v in h.getall("x-burnless-label", ())
+                   for x in v.split(",") if x.strip())
+    return Caller(session, _client(h.get("user-agent", "")), labels)
+
+
+def _client(agent: str) -> str:
+    """A short, bounded name for the caller: its user agent up to the first comment."""
+    name = agent.split("(", 1)[0].strip()
+    name = "".join(c for c in name if c.isprintable())[:64]
+    return name or "unknown"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, insecure_no_auth: bool) -> None:
+    if loopback(host) or insecure_no_auth:
+        return
+    raise UsageError(
+        f"refusing to listen on {host}: the gateway sends requests upstream with its tiers' "
+        "API keys, so beyond this machine (127.0.0.1, ::1) anyone who can reach it would spend "
+        "them. Virtual keys (gateway.keys) are not available yet; pass --insecure-no-auth to "
+        "serve every client that can connect, or keep the default host")
+
+
+def _quiet_logger() -> logging.Logger:
+    """aiohttp logs every malformed request with a traceback; a hostile client is not news.
+    ``BURNLESS_GATEWAY_DEBUG=1`` shows them (and any error in a handler) on stderr."""
+    log = logging.getLogger("burnless.gateway.http")
+    if os.environ.get("BURNLESS_GATEWAY_DEBUG"):
+        log.addHandler(logging.StreamHandler())
+    else:
+        log.addHandler(logging.NullHandler())
+    log.propagate = False
+    return log
+
+
+class Server:
+    """The gateway on a port, from a background thread (tests, the demo) or the foreground."""
+
+    def __init__(self, cfg: Config, host: str = "127.0.0.1", port: int = 0,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.cfg, self.host, self.port = cfg, host, port
+        self.environ = environ
+        self.gateway: Gateway | None = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self.bound: tuple[str, int] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.bound is not None
+        host, port = self.bound
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    async def start_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=32,
+                                                     thread_name_prefix="burnless-gw"))
+        self.gateway = Gateway(self.cfg, self.environ)
+        gw = self.cfg.gateway
+        self._runner = web.AppRunner(
+            self.gateway.app(), access_log=None, handle_signals=False,
+            handler_cancellation=True, shutdown_timeout=2.0,
+            keepalive_timeout=gw.request_timeout, logger=_quiet_logger())
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        addr = sockets[0].getsockname() if sockets else (self.host, self.port)
+        self.bound = (str(addr[0]), int(addr[1]))
+
+    async def stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> Server:
+        """Serve from a background thread; returns once the port is bound."""
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._stop = asyncio.Event()
+
+            async def run() -> None:
+                try:
+                    await self.start_async()
+                except BaseException as exc:
+                    error.append(exc)
+                    ready.set()
+                    return
+                ready.set()
+                assert self._stop is not None
+                await self._stop.wait()
+                await self.stop_async()
+
+            try:
+                loop.run_until_complete(run())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=main, name="burnless-gateway", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            self._thread.join()
+            raise error[0]
+        return self
+
+    def close(self) -> None:
+        if self._thread is not None and self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+            self._thread = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(cfg: Config, host: str, port: int, *, insecure_no_auth: bool = False) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM. A port that cannot be bound is a usage
+    error, as is a host beyond loopback without ``insecure_no_auth``."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port}: expected 0..65535")
+    check_binding(host, insecure_no_auth)
+    server = Server(cfg, host, port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await server.start_async()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
+                             "another with --port or metrics.port") from None
+        bound_host, bound_port = server.bound or (host, port)
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        base = f"http://{shown}:{bound_port}"
+        warn = "" if loopback(host) else (" WARNING: listening beyond this machine with "
+                                          "--insecure-no-auth: anyone who can connect spends "
+                                          "your tiers' keys;")
+        sys.stderr.write(f"burnless: serving {base}/metrics (also /stats, /healthz) and the "
+                         f"gateway: ANTHROPIC_BASE_URL={base} OPENAI_BASE_URL={base}/v1;"
+                         f"{warn} Ctrl-C stops\n")
+        sys.stderr.flush()
+        try:
+            await stop.wait()
+        finally:
+            await server.stop_async()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
