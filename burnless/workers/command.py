@@ -94,7 +94,7 @@ def dispatch(call: Call) -> Reply:
         redact=call.redact,
         on_line=call.on_line,
     )
-    output = parse_output(result.stdout, call.tier.format)
+    output = parse_output(result.stdout, call.tier.format, stderr=result.stderr_tail)
     error = ""
     if result.start_error:
         error = result.start_error
@@ -103,7 +103,9 @@ def dispatch(call: Call) -> Reply:
     elif result.interrupted:
         error = "interrupted; process group killed"
     elif result.exit_code != 0:
-        tail = (result.stderr_tail.strip().splitlines() or [""])[-1]
+        # The error the worker reported (a 401, a missing key variable) says why; its last
+        # stderr line is often a banner ("Reading prompt from stdin...") or a brace.
+        tail = output.error or (result.stderr_tail.strip().splitlines() or [""])[-1]
         if call.redact is not None:
             tail = call.redact(tail)  # mask, then cut: a cut secret could no longer be found
         error = f"exit {result.exit_code}" + (f": {tail[:200]}" if tail else "")
