@@ -128,3 +128,13 @@ def test_doctor_warns_on_unpinned_codex_and_gemini_tiers(ws: Workspace, stubs: P
     assert "gemini context (bare_gemini, pinned2): context.includeDirectoryTree, skills." \
            "enabled not false" in warnings
     assert '{"context": {"includeDirectoryTree": false}, "skills": {"enabled": false}}' in warnings
+
+
+def test_the_readme_shows_the_commands_init_writes(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
+    for cli in ("codex", "gemini"):
+        root = tmp_path / cli
+        root.mkdir()
+        assert burnless(root, "init", "--cli", cli).returncode == 0
+        command = load_config(cwd=root).tiers["silver"].command
+        assert f'command: "{command}"' in readme, command
