@@ -20,8 +20,10 @@ one in the ``main`` role (else the one that processed the most tokens).
 
 Errors: Gemini CLI 0.61 prints its error object (``{session_id, error: {type, message,
 code}}``, no ``stats``) on **stderr**, after a stack trace, and exits with the HTTP status mod
-256 (400 -> 144), or 41 when no key is set; ``error_in`` finds that object in stderr. An
-authentication failure (the key missing or refused) happens before anything is billed; after
+256 (400 -> 144), or with its fatal error's code (41 no key; 55, an untrusted folder, with a
+plain line instead of the object); ``error_in`` finds either in stderr. An authentication
+failure (the key missing or refused) and the fatal errors of start-up (41 authentication,
+42 input, 44 sandbox, 52 config, 55 untrusted folder) happen before anything is billed; after
 any other error what was billed before it is unknown (the object carries no usage).
 """
 
@@ -36,8 +38,11 @@ from burnless.accounting.tokens import Tokens
 from burnless.formats.jsonio import JSON, as_dict, as_int, as_str, clean, has_count
 from burnless.formats.output import GEMINI_JSON, WorkerOutput
 
-# FatalAuthenticationError's exit code (no key, or an auth type headless mode cannot use)
-_AUTH_EXIT = 41
+# The CLI's fatal errors that stop it before any request (packages/core/src/utils/errors.ts):
+# authentication, input, sandbox, config, untrusted folder. 53 (turn limit) and 54 (tool
+# execution) come after requests.
+_START_UP_EXITS = frozenset({41, 42, 44, 52, 55})
+_UNTRUSTED = re.compile(r"not running in a trusted directory", re.I)
 _AUTH = re.compile(
     r"api key not valid|api_key_invalid|unauthenticated|permission_denied"
     r"|must specify the gemini_api_key|FatalAuthenticationError",
@@ -88,6 +93,10 @@ def error_in(stderr: str) -> JSON | None:
         if isinstance(value, dict) and isinstance(value.get("error"), dict) and is_gemini(value):
             return value
         return None  # the last object is something else: not the CLI's error
+    untrusted = next((line.strip() for line in lines if _UNTRUSTED.search(line)), None)
+    if untrusted is not None:  # printed as a plain line, not as the error object
+        return {"error": {"type": "FatalUntrustedWorkspaceError", "message": untrusted,
+                          "code": 55}}
     return None
 
 
@@ -108,9 +117,10 @@ def _error_text(error: JSON) -> str:
     return " ".join(message.split())
 
 
-def _is_auth(error: JSON) -> bool:
+def _before_any_request(error: JSON) -> bool:
+    """The key was missing or refused, or the CLI stopped at start-up: nothing was billed."""
     code = error.get("code")
-    if code in (_AUTH_EXIT, 401, 403) and not isinstance(code, bool):
+    if not isinstance(code, bool) and (code in _START_UP_EXITS or code in (401, 403)):
         return True
     return bool(_AUTH.search(f"{error.get('type', '')} {error.get('message', '')}"))
 
@@ -145,10 +155,11 @@ def parse_object(obj: JSON, findings: tuple[str, ...] = ()) -> WorkerOutput:
             main = main or name
     busiest = max(per_model, key=lambda m: m[1].total_input + m[1].output, default=None)
     model = main or (busiest[0] if busiest else None)
-    unbilled = is_error and _is_auth(error)
+    unbilled = is_error and _before_any_request(error)
     if usage is None:
         notes.append("gemini output reports no token stats" + (
-            ": the key was missing or refused, so nothing was billed" if unbilled else
+            ": it stopped before any request (its key missing or refused, or at start-up), "
+            "so nothing was billed" if unbilled else
             ": what was billed before the error is unknown" if is_error else ""))
     elif len(per_model) > 1:
         notes.append(f"usage of {len(per_model)} models, priced per model: "

@@ -114,6 +114,14 @@ def test_gemini_missing_key_on_stderr_is_not_billed() -> None:
     assert out.error.startswith("When using Gemini API, you must specify the GEMINI_API_KEY")
 
 
+def test_gemini_untrusted_folder_is_not_billed() -> None:
+    out = parse_output("", stderr=fixture("gemini_0.61_untrusted.stderr"))
+    assert out.is_error is True and out.no_usage == "unbilled"
+    assert out.error.startswith("FatalUntrustedWorkspaceError: Gemini CLI is not running in a "
+                                "trusted directory.")
+    assert cost_of_call(tier("gemini-2.5-flash"), out, SENT) == (Tokens(), 0.0, "reported")
+
+
 def test_gemini_other_error_on_stderr_is_unknown() -> None:
     stderr = fixture("gemini_0.61_wrong_key.stderr").replace(
         'API key not valid. Please pass a valid API key.\\",\\"status\\":\\"INVALID_ARGUMENT',
