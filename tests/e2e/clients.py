@@ -15,6 +15,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,12 +39,18 @@ def cache_root() -> Path:
 
 
 def installed_version(binary: Path) -> str | None:
+    """``--version`` of the binary, run with a throw-away home: even that writes there (Gemini
+    CLI creates ~/.gemini, Codex ~/.codex), and the tests write nothing under $HOME."""
     if not binary.exists():
         return None
-    try:
-        p = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    with tempfile.TemporaryDirectory(prefix="burnless-cli-home-") as home:
+        env = {**os.environ, "HOME": home, "CODEX_HOME": str(Path(home) / ".codex"),
+               "GEMINI_CLI_HOME": home}
+        try:
+            p = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                               timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
 
 

@@ -80,6 +80,7 @@ def configure(ws: Workspace, gemini: Path, home: Path, sim: Sim, times: Path) ->
     scratch.mkdir()
     env = {
         "GEMINI_CLI_HOME": str(home),
+        "HOME": str(home),  # nothing of the CLI's under the real home
         "GOOGLE_GEMINI_BASE_URL": sim.url,
         "GEMINI_API_KEY": KEY,
         "GEMINI_CLI_TRUST_WORKSPACE": "true",  # headless mode refuses an untrusted folder
