@@ -100,7 +100,7 @@ def error_in(stderr: str) -> JSON | None:
     return None
 
 
-def _error_text(error: JSON) -> str:
+def _error_text(error: JSON, with_type: bool = True) -> str:
     """The error in one line: an API error's status and message rather than its JSON."""
     message = as_str(error.get("message")) or "error"
     try:
@@ -112,7 +112,7 @@ def _error_text(error: JSON) -> str:
         status = " ".join(str(api[k]) for k in ("code", "status") if api.get(k) is not None)
         message = f"{status}: {api['message']}" if status else api["message"]
     kind = as_str(error.get("type"))
-    if kind and kind != "Error":
+    if with_type and kind and kind != "Error":
         message = f"{kind}: {message}"
     return " ".join(message.split())
 
@@ -135,7 +135,7 @@ def parse_object(obj: JSON, findings: tuple[str, ...] = ()) -> WorkerOutput:
         reported = _error_text(error) if error else str(obj.get("error"))
         notes.append(f"gemini reported an error: {reported}")
         if text is None:
-            text = as_str(error.get("message")) or reported
+            text = _error_text(error, with_type=False) if error else reported
     if text is None:
         notes.append("gemini output has no 'response'")
         text = ""

@@ -103,6 +103,7 @@ def test_gemini_wrong_key_on_stderr_is_not_billed() -> None:
     out = parse_output("", stderr=fixture("gemini_0.61_wrong_key.stderr"))
     assert out.format == "gemini-json" and out.is_error is True
     assert out.error == "400 INVALID_ARGUMENT: API key not valid. Please pass a valid API key."
+    assert out.text == out.error  # the answer text a capsule shows: readable, not JSON
     assert out.no_usage == "unbilled"
     assert out.findings[0] == "no output on stdout; the error was read from stderr"
     assert cost_of_call(tier("gemini-2.5-flash"), out, SENT) == (Tokens(), 0.0, "reported")
