@@ -19,6 +19,7 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
         cfg = load_config(config_path)
     except ConfigError as exc:
         return [_check("config", "fail", str(exc))]
+    from burnless import agent_clis
     from burnless.safety.policy import Policy
     from burnless.workers import check_available
     from burnless.workers.command import adapt_argv
@@ -47,9 +48,33 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
             out.append(_check(f"tier {name}", "warn", "its command holds a secret: move it to "
                               "the tier's env or pass_env (any user can read a command line "
                               "with ps, and burnless pins commands in session.json)"))
+        unpinned = agent_clis.model_warning(tier)
+        if unpinned:
+            out.append(_check(f"tier {name}", "warn", unpinned))
+    gemini = [n for n, t in cfg.tiers.items() if agent_clis.program(t) == "gemini"]
+    if gemini:
+        out.append(_gemini_context(cfg.workspace, gemini))
     out.append(_writable(cfg.state_dir))
     out.extend(_cacheable(cfg))
     return out
+
+
+def _gemini_context(workspace: Any, tiers: list[str]) -> dict[str, str]:
+    """Whether the Gemini CLI's project settings keep its context stable between calls."""
+    from burnless.agent_clis import check_gemini_settings, settings_snippet
+
+    check = check_gemini_settings(workspace)
+    name = f"gemini context ({', '.join(tiers)})"
+    fix = (f"add {settings_snippet()} to {check.path} (`burnless init --cli gemini` does), "
+           "or every call re-bills what follows the CLI's changing context")
+    if check.unreadable:
+        return _check(name, "warn", f"{check.path}: {check.unreadable}; {fix}")
+    if check.missing or check.overridden:
+        off = ", ".join((*check.missing, *check.overridden))
+        return _check(name, "warn", f"{off} not false: the CLI's context lists the directory "
+                                    f"tree (every file a worker writes) or the skills in a "
+                                    f"changing order; {fix}")
+    return _check(name, "ok", f"{check.path} keeps the CLI's context stable")
 
 
 def _writable(state_dir: Any) -> dict[str, str]:

@@ -1,25 +1,18 @@
 """The real Claude Code CLI, end to end and offline, against ``burnless sim serve``.
 
 Slow (``pytest -m slow``, run by ``.ci/run``): the first run installs Claude Code from the npm
-registry into a cache directory; later runs reuse it. ``BURNLESS_TEST_CACHE`` picks the
-directory (default ``$XDG_CACHE_HOME/burnless-tests``, i.e. ``~/.cache/burnless-tests``);
-``BURNLESS_CLAUDE_CODE_VERSION`` picks the version (default: the one the simulator was checked
-against; ``latest`` tries the newest).
+registry into a cache directory; later runs reuse it (``tests/e2e/clients.py``).
+``BURNLESS_TEST_CACHE`` picks the directory (default ``$XDG_CACHE_HOME/burnless-tests``, i.e.
+``~/.cache/burnless-tests``); ``BURNLESS_CLAUDE_CODE_VERSION`` picks the version (default: the
+one the simulator was checked against; ``latest`` tries the newest).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
-import select
 import shlex
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +21,13 @@ import pytest
 
 from burnless.accounting.tokens import estimate_tokens
 from burnless.sim.billing import BILLING_HEADER_PREFIX, split_blocks
+from tests.e2e.clients import CLAUDE_CODE, Sim, npm_install, sim_process
 
 if TYPE_CHECKING:  # the `ws` fixture itself comes from conftest.py
     from tests.conftest import Workspace
 
 pytestmark = pytest.mark.slow
 
-# The version docs/simulator.md was checked against. Pinned so that a new
-# Claude Code release cannot turn CI red overnight; set BURNLESS_CLAUDE_CODE_VERSION=latest to
-# check a newer one on purpose.
-CLAUDE_CODE_VERSION = "2.1.197"
-PACKAGE = "@anthropic-ai/claude-code"
 EXECUTOR_MODEL = "claude-haiku-4-5"
 PLANNER_MODEL = "claude-sonnet-4-5"
 
@@ -73,134 +62,20 @@ TURNS: list[tuple[str, dict[str, bytes]]] = [
 LIE = "create file notes/ghost.txt with content boo (lie)"
 
 
-# ---------------------------------------------------------------------- Claude Code install
-
-
-def _cache_root() -> Path:
-    explicit = os.environ.get("BURNLESS_TEST_CACHE")
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "burnless-tests"
-
-
-def _installed_version(claude: Path) -> str | None:
-    if not claude.exists():
-        return None
-    try:
-        p = subprocess.run([str(claude), "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
-
-
-def _usable(found: str | None, wanted: str) -> bool:
-    if found is None:
-        return False
-    # An exact version must match; a tag such as "latest" takes whatever works.
-    return not re.fullmatch(r"\d+(\.\d+)*", wanted) or found.split()[0] == wanted
+# ---------------------------------------------------------------------- Claude Code, the sim
 
 
 @pytest.fixture(scope="module")
 def claude() -> Path:
     """The Claude Code binary, installed once into the test cache and reused."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("npm is not on PATH: cannot install Claude Code (needs Node.js >= 18)")
-    wanted = os.environ.get("BURNLESS_CLAUDE_CODE_VERSION") or CLAUDE_CODE_VERSION
-    prefix = _cache_root() / "claude-code"
-    binary = prefix / "node_modules" / ".bin" / "claude"
-    prefix.mkdir(parents=True, exist_ok=True)
-    from burnless.storage.locks import file_lock
-
-    with file_lock(Path(str(prefix) + ".lock"), 900):  # two CI jobs sharing one cache
-        found = _installed_version(binary)
-        if _usable(found, wanted):
-            print(f"\nclaude code: reusing {found} from {prefix}")
-            return binary
-        t0 = time.monotonic()
-        p = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(prefix),
-                "--no-audit",
-                "--no-fund",
-                f"{PACKAGE}@{wanted}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        elapsed = time.monotonic() - t0
-        if p.returncode != 0:
-            pytest.fail(
-                f"npm install {PACKAGE}@{wanted} failed (exit {p.returncode}):\n"
-                f"{p.stdout[-4000:]}\n{p.stderr[-4000:]}",
-                pytrace=False,
-            )
-        found = _installed_version(binary)
-        if not _usable(found, wanted):
-            pytest.fail(
-                f"npm installed {PACKAGE}@{wanted} but `{binary} --version` gives "
-                f"{found!r}; npm said:\n{p.stderr[-4000:]}",
-                pytrace=False,
-            )
-        print(f"\nclaude code: installed {found} into {prefix} in {elapsed:.1f}s")
-        return binary
-
-
-# ---------------------------------------------------------------------- the simulator
-
-
-@dataclass
-class Sim:
-    url: str
-    log: Path
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Every POST /v1/messages the simulator answered, in order."""
-        if not self.log.exists():
-            return []
-        recs = [orjson.loads(line) for line in self.log.read_bytes().splitlines() if line]
-        return [
-            r
-            for r in recs
-            if r["method"] == "POST"
-            and r["path"].startswith("/v1/messages")
-            and "count_tokens" not in r["path"]
-        ]
+    return npm_install(CLAUDE_CODE)
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
     """``burnless sim serve --port 0`` as a real subprocess on 127.0.0.1."""
-    log = tmp_path / "sim.jsonl"
-    err = (tmp_path / "sim.stderr").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "burnless", "sim", "serve", "--port", "0", "--log", str(log)],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else ""
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert m, f"sim did not start: {line!r}; stderr: {(tmp_path / 'sim.stderr').read_text()}"
-        yield Sim(m.group(1), log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        err.close()
+    with sim_process(tmp_path) as server:
+        yield server
 
 
 # ---------------------------------------------------------------------- helpers

@@ -134,7 +134,12 @@ def test_gemini_json_sums_models_and_maps_fields() -> None:
     assert out.usage == Tokens(input=4237, output=1324, cache_read=5120, cache_write=0)
     assert out.model == "gemini-2.5-pro"
     assert out.cost_usd is None and out.is_error is False
-    assert out.findings == ("usage summed over 2 models; priced as gemini-2.5-pro",)
+    assert out.findings == ("usage of 2 models, priced per model: gemini-2.5-flash-lite, "
+                            "gemini-2.5-pro; the answer is gemini-2.5-pro's",)
+    assert out.by_model == (
+        ("gemini-2.5-flash-lite", Tokens(input=1234, output=56)),
+        ("gemini-2.5-pro", Tokens(input=3003, output=1268, cache_read=5120)),
+    )
 
 
 def test_gemini_error_object() -> None:

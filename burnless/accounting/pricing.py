@@ -216,23 +216,51 @@ def tier_price(tier: Tier, model: str | None = None) -> Price | None:
     return price_for(model or tier.model, tier.price.as_mapping() if tier.price else None)
 
 
+def _model_price(tier: Tier, model: str) -> Price | None:
+    """One model's price within a call that used several: the tier's ``price:`` describes the
+    tier's own model (every model, when the tier names none); others come from the table."""
+    table_id = canonical_model(model)
+    own = not tier.model or model == tier.model or (
+        table_id is not None and table_id == canonical_model(tier.model))
+    return tier_price(tier, model) if own else price_for(model)
+
+
+def _priced_per_model(tier: Tier, by_model: tuple[tuple[str, Tokens], ...]) -> float | None:
+    total = 0.0
+    for model, tokens in by_model:
+        price = _model_price(tier, model)
+        if price is None:
+            return None  # one unpriced model makes the whole call's cost unknown, never partial
+        total += cost_usd(tokens, price)
+    return total
+
+
 def cost_of_call(
     tier: Tier, output: WorkerOutput, sent: str, *, estimated: bool = False
 ) -> tuple[Tokens, float | None, CostSource]:
     """Tokens, USD and cost source of one call that sent ``sent`` and answered ``output``.
 
-    ``cost_source`` is the first that applies: ``reported`` (the worker said what it cost),
-    ``priced`` (reported tokens x the price table), ``estimated`` (no usage reported: tokens
-    from bytes x the table; or ``estimated``: the usage is partly burnless's estimate, as for a
-    stream cut before its final usage), ``unknown`` (no price for the model: the cost is None,
-    never 0).
+    ``cost_source`` is the first that applies: ``reported`` (the worker said what it cost, or
+    that the call failed before anything was billed: $0), ``priced`` (reported tokens x the
+    price table; each model at its own rate when the worker used several), ``estimated`` (no
+    usage in the output's format: tokens from bytes x the table; or ``estimated``: the usage is
+    partly burnless's estimate, as for a stream cut before its final usage), ``unknown`` (no
+    price for a model, or a worker that failed without saying what it billed: the cost is
+    None, never 0).
     """
+    if output.usage is None and output.no_usage == "unbilled":
+        return Tokens(), 0.0, "reported"
+    if output.usage is None and output.no_usage == "unknown":
+        return Tokens(), None, "unknown"
     price = tier_price(tier, output.model)
     tokens = output.usage or Tokens(
         input=estimate_tokens(sent), output=estimate_tokens(output.text)
     )
     if output.cost_usd is not None:
         return tokens, output.cost_usd, "reported"
+    if output.by_model:
+        usd = _priced_per_model(tier, output.by_model)
+        return tokens, usd, "priced" if usd is not None else "unknown"
     if price is None:
         return tokens, None, "unknown"
     usd = cost_usd(tokens, price, output.cache_write_1h)

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from importlib.abc import Traversable
 
 AGENT_CLIS = ("claude", "codex", "gemini", "ollama")
+TIER_CLIS = ("claude", "codex", "gemini")  # what --cli accepts: the example's tiers run claude
+# The example's Claude Code tiers run from this line up to the tier-0 comment; --cli swaps them.
+_TIERS_START = "  # Claude Code tiers."
+_TIERS_END = "  # Tier 0:"
 GITIGNORE = """\
 # burnless state: keep config.yaml and prefix.md under version control, not these.
 sessions/
@@ -31,6 +35,9 @@ breaker.json
 def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config "
                                         "(the old files are kept as *.bak).")] = False,
+    cli: Annotated[str, typer.Option(
+        "--cli", help="The agent CLI the gold/silver/bronze tiers run: claude, codex or gemini "
+        "(gemini also writes .gemini/settings.json).")] = "claude",
     json_: JsonOpt = False,
 ) -> None:
     """Create .burnless/config.yaml and prefix.md in the current directory."""
@@ -43,7 +50,10 @@ def init(
     state = Path.cwd() / ".burnless"
     config = state / "config.yaml"
     example = files("burnless") / "example"
+    notes: list[str] = []
     with console.json_errors(json_):
+        if cli not in TIER_CLIS:
+            raise UsageError(f"--cli {cli!r}: expected one of {', '.join(TIER_CLIS)}")
         if _present(state) and not state.is_dir():
             raise UsageError(f"{state} exists and is not a directory; move it away and run "
                              "`burnless init` again")
@@ -61,6 +71,8 @@ def init(
             for name in ("config.yaml", "prefix.md"):
                 target = state / name
                 data = (example / name).read_bytes()
+                if name == "config.yaml" and cli != "claude":
+                    data = _with_tiers(data, (example / "tiers" / f"{cli}.yaml").read_bytes())
                 if _present(target):
                     if name == "prefix.md" and not force:
                         continue
@@ -74,19 +86,58 @@ def init(
             gitignore = state / ".gitignore"
             if not _present(gitignore):
                 gitignore.write_text(GITIGNORE, encoding="utf-8")
+            if cli == "gemini":
+                notes.extend(_gemini_settings(Path.cwd(), written))
         except OSError as exc:
             raise UsageError(f"cannot write {state}: {exc}") from None
     found = {name: shutil.which(name) for name in AGENT_CLIS}
     if json_:
-        console.emit_json({"written": written, "clis": found})
+        console.emit_json({"written": written, "clis": found, "notes": notes})
         return
     for w in written:
         console.out(f"wrote {w}")
+    for note in notes:
+        console.out(note)
     for name, path in found.items():
         console.out(f"  {name:<7} {'found at ' + path if path else 'not found on PATH'}")
-    if not found["claude"]:
-        console.out("The example tiers run Claude Code (`claude`); install it or edit the tiers "
-                    "in .burnless/config.yaml. `burnless doctor` checks the setup.")
+    if not found[cli]:
+        console.out(f"The tiers run `{cli}`, which is not on PATH; install it, run "
+                    "`burnless init --force --cli codex|gemini|claude`, or edit the tiers in "
+                    ".burnless/config.yaml. `burnless doctor` checks the setup.")
+
+
+def _with_tiers(config: bytes, tiers: bytes) -> bytes:
+    """The example config with its Claude Code tiers replaced by another CLI's."""
+    text = config.decode("utf-8")
+    start, end = text.index(_TIERS_START), text.index(_TIERS_END)
+    return (text[:start] + tiers.decode("utf-8") + text[end:]).encode("utf-8")
+
+
+def _gemini_settings(root: Path, written: list[str]) -> list[str]:
+    """Add burnless's settings to the project's .gemini/settings.json (the user's own kept)."""
+    from burnless.agent_clis import check_gemini_settings, settings_snippet, with_gemini_settings
+    from burnless.storage.atomic import write_atomic
+
+    check = check_gemini_settings(root)
+    shown = str(check.path.relative_to(root))
+    if check.unreadable:
+        return [f"{shown}: {check.unreadable}; left as it is. Add {settings_snippet()} to it "
+                "so the Gemini CLI's context stays the same from call to call."]
+    notes = []
+    if check.missing:
+        data = with_gemini_settings(check)
+        check.path.parent.mkdir(parents=True, exist_ok=True)
+        if _present(check.path):
+            _backup(check.path, data)
+        write_atomic(check.path, data)
+        written.append(shown)
+        notes.append(f"{shown}: set {', '.join(check.missing)} to false: the Gemini CLI then "
+                     "sends the same context on every call (no directory tree, no skill list "
+                     "in a changing order), which the provider's prompt cache keeps serving")
+    if check.overridden:
+        notes.append(f"{shown}: {', '.join(check.overridden)} already set by you; left as "
+                     "it is (`burnless doctor` says what it costs)")
+    return notes
 
 
 def _present(path: Path) -> bool:

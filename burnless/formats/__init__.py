@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from burnless.formats import claude, codex, gemini
 from burnless.formats.detect import Sniffed, detect_format, sniff
+from burnless.formats.jsonio import clean
 from burnless.formats.output import (
     CLAUDE_JSON,
     CLAUDE_STREAM_JSON,
@@ -65,13 +66,28 @@ def _decode(raw: str | bytes) -> str:
     return raw
 
 
-def parse_output(raw: str | bytes, fmt: str = AUTO) -> WorkerOutput:
-    """Read a worker's stdout. ``fmt`` is a tier's ``format:`` (one of FORMATS, or "auto")."""
+def _from_stderr(stderr: str, fmt: str) -> WorkerOutput | None:
+    """A worker that printed nothing on stdout but its error object on stderr (Gemini CLI)."""
+    if fmt not in (AUTO, GEMINI_JSON) or not stderr.strip():
+        return None
+    obj = gemini.error_in(stderr)
+    if obj is None:
+        return None
+    return gemini.parse_object(obj, ("no output on stdout; the error was read from stderr",))
+
+
+def parse_output(raw: str | bytes, fmt: str = AUTO, stderr: str = "") -> WorkerOutput:
+    """Read a worker's stdout (and, when stdout is empty, the error a worker such as Gemini CLI
+    prints on ``stderr``). ``fmt`` is a tier's ``format:`` (one of FORMATS, or "auto")."""
     text = ""
     try:
         text = _decode(raw)
         if fmt == TEXT:
             return parse_text(text)  # the user said so: the JSON inside is the answer
+        if not clean(text):
+            err = _from_stderr(stderr, fmt)
+            if err is not None:
+                return err
         found = sniff(text)
         out = _parse_sniffed(text, found)
         if fmt in (AUTO, found.format):

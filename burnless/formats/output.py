@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from burnless.accounting.tokens import Tokens
 
@@ -13,6 +14,14 @@ GEMINI_JSON = "gemini-json"
 TEXT = "text"
 
 FORMATS: tuple[str, ...] = (CLAUDE_JSON, CLAUDE_STREAM_JSON, CODEX_JSONL, GEMINI_JSON, TEXT)
+
+# What ``usage is None`` means. "estimate": the output carries no usage at all (plain text, a
+# Claude stream cut short): the caller estimates from bytes. "unbilled": the worker says the
+# call failed before anything was billed (every request refused for its key, or the key
+# missing so nothing was sent): zero tokens, $0. "unknown": the worker failed without saying
+# what was billed before the failure (an agent CLI adds ~10k tokens of its own per request, so
+# an estimate from burnless's prompt would look like spend and be wrong either way).
+NoUsage = Literal["estimate", "unbilled", "unknown"]
 
 
 # A model name a worker reports goes into the ledger, capsules and /metrics labels, so it is
@@ -43,9 +52,12 @@ class WorkerOutput:
 
     ``usage`` follows burnless's convention: ``input`` is input billed at the full rate only;
     ``cache_read`` and ``cache_write`` are separate, so the four numbers never overlap.
-    ``usage`` is None when the output reports none (plain text, a truncated stream with no
-    usage in it): the caller estimates, it is never silently 0. ``model`` is a valid model name
-    (``valid_model_name``) or None.
+    ``usage`` is None when the output reports none; ``no_usage`` says what that means (the
+    caller estimates, records $0, or records the cost as unknown): it is never silently 0.
+    ``model`` is a valid model name (``valid_model_name``) or None. ``error`` is the failure
+    the worker itself reported (an API error, a missing key), which says more than its last
+    stderr line. ``by_model`` splits ``usage`` per model when the worker used several (a
+    routing call to a small model), so each is priced at its own rate.
     """
 
     text: str
@@ -56,6 +68,9 @@ class WorkerOutput:
     is_error: bool
     cache_write_1h: int = 0
     findings: tuple[str, ...] = ()
+    error: str = ""
+    no_usage: NoUsage = "estimate"
+    by_model: tuple[tuple[str, Tokens], ...] = ()
 
     def __post_init__(self) -> None:
         # Every parser (and every worker kind) builds this record: checking the model here

@@ -302,10 +302,13 @@ class PromptCache:
 
 @dataclass(frozen=True)
 class PrefixBill:
-    """What an automatic prefix cache bills: the whole prompt, and how much of it was read."""
+    """What an automatic prefix cache bills: the whole prompt, how much of it was read, and how
+    much of it this request newly wrote (the prompt beyond the longest stored prefix it found;
+    tokens between ``cached_tokens`` and that prefix, lost to the rounding, are neither)."""
 
     prompt_tokens: int
     cached_tokens: int
+    written_tokens: int = 0
 
 
 class PrefixCache:
@@ -354,7 +357,8 @@ class PrefixCache:
         cached = 0
         if hit >= self.minimum:
             cached = hit - (hit - self.minimum) % self.increment
-        return PrefixBill(total, cached)
+        written = total - hit if total >= self.minimum else 0
+        return PrefixBill(total, cached, written)
 
     def __len__(self) -> int:
         with self._lock:

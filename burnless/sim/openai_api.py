@@ -7,7 +7,9 @@ and developer messages (and ``instructions``) are system text, ``tool_calls`` /
 ``tool_result`` blocks. Usage follows OpenAI's conventions: the prompt's tokens include the
 cached ones (``prompt_tokens_details.cached_tokens`` / ``input_tokens_details.cached_tokens``),
 billed by automatic prefix caching (``billing.PrefixCache``); a thinking model's reasoning
-tokens are part of its output tokens.
+tokens are part of its output tokens. Models that bill cache writes (the GPT-5.6 family and
+later) also report the prompt tokens newly written to the cache, ``cache_write_tokens``, inside
+the same prompt figure.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from burnless.sim.billing import Block, PrefixCache, Section, plain_block
+from burnless.sim.billing import Block, PrefixBill, PrefixCache, Section, plain_block
 from burnless.sim.dialogue import Turn, next_turn
 from burnless.sim.wire import (
     Answer,
@@ -52,6 +54,22 @@ _CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _NO_LIMIT = 1 << 30
 # A tool result that reports a failure: Codex's "exit code" metadata, a non-zero exit.
 _EXIT = re.compile(r"""(?:exit(?:ed with)?[ _]code|"exit_code")["']?\s*[:=]?\s*(-?\d+)""", re.I)
+_GPT_VERSION = re.compile(r"gpt-(\d+)(?:\.(\d+))?(?![\d.])")
+
+
+def bills_cache_writes(model_id: str) -> bool:
+    """Whether OpenAI bills (and reports) cache writes for this model: from the GPT-5.6 family
+    on (OpenAI's prompt-caching guide: "cache writes have no additional fee on models before
+    the GPT-5.6 family")."""
+    m = _GPT_VERSION.match(model_id.lower())
+    return m is not None and (int(m.group(1)), int(m.group(2) or 0)) >= (5, 6)
+
+
+def _input_details(model_id: str, bill: PrefixBill) -> dict[str, int]:
+    details = {"cached_tokens": bill.cached_tokens}
+    if bills_cache_writes(model_id):
+        details["cache_write_tokens"] = bill.written_tokens
+    return details
 
 
 def error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
@@ -115,7 +133,8 @@ def chat_completions(
     limit = _limit(body, "max_completion_tokens", "max_tokens")
     reasoning = min(reasoning_tokens(model_id, orjson.dumps(request).decode()), limit)
     turn, visible = limited(next_turn(request, fail_rate=fail_rate), limit - reasoning)
-    usage = _chat_usage(bill.prompt_tokens, bill.cached_tokens, visible + reasoning, reasoning)
+    usage = _chat_usage(bill.prompt_tokens, _input_details(model_id, bill), visible + reasoning,
+                        reasoning)
     calls = [
         {
             "id": b["id"],
@@ -245,12 +264,14 @@ def _chat_blocks(body: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
-def _chat_usage(prompt: int, cached: int, completion: int, reasoning: int) -> dict[str, Any]:
+def _chat_usage(
+    prompt: int, details: dict[str, int], completion: int, reasoning: int
+) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "prompt_tokens_details": {**details, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": reasoning,
             "audio_tokens": 0,
@@ -274,7 +295,7 @@ def responses(cache: PrefixCache, body: Mapping[str, Any], *, fail_rate: float =
     output_tokens = visible + reasoning
     usage = {
         "input_tokens": bill.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": bill.cached_tokens},
+        "input_tokens_details": _input_details(model_id, bill),
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": bill.prompt_tokens + output_tokens,

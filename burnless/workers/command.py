@@ -143,7 +143,7 @@ def dispatch(call: Call) -> Reply:
         watch=CostWatch(call.tier, call.max_cost) if call.max_cost is not None
         and streams_usage(call.tier, argv) else None,
     )
-    output = parse_output(result.stdout, call.tier.format)
+    output = parse_output(result.stdout, call.tier.format, stderr=result.stderr_tail)
     if result.log_error:  # the call went on; what it printed is in the answer, not the log
         output = dataclasses.replace(output, findings=(
             *output.findings, f"the run log could not be written whole: {result.log_error}"))
@@ -157,7 +157,9 @@ def dispatch(call: Call) -> Reply:
     elif result.interrupted:
         error = "interrupted; process group killed"
     elif result.exit_code != 0:
-        tail = (result.stderr_tail.strip().splitlines() or [""])[-1]
+        # The error the worker reported (a 401, a missing key variable) says why; its last
+        # stderr line is often a banner ("Reading prompt from stdin...") or a brace.
+        tail = output.error or (result.stderr_tail.strip().splitlines() or [""])[-1]
         if call.redact is not None:
             tail = call.redact(tail)  # mask, then cut: a cut secret could no longer be found
         error = f"exit {result.exit_code}" + (f": {tail[:200]}" if tail else "")

@@ -242,6 +242,26 @@ def test_responses_json_usage(client: Any) -> None:
     assert u1.total_tokens == u1.input_tokens + u1.output_tokens
 
 
+def test_responses_report_cache_writes_for_models_that_bill_them(client: Any) -> None:
+    """GPT-5.6 and later bill cache writes and report them in ``cache_write_tokens`` (inside
+    ``input_tokens``); older models report only ``cached_tokens``."""
+    first = client.responses.create(model="gpt-5.6-codex", input=codex_input("explain the cache"))
+    second = client.responses.create(model="gpt-5.6-codex", input=codex_input("explain the log"))
+    again = client.responses.create(model="gpt-5.6-codex", input=codex_input("explain the log"))
+    d1, d2, d3 = (r.usage.model_dump()["input_tokens_details"] for r in (first, second, again))
+    assert (d1["cached_tokens"], d1["cache_write_tokens"]) == (0, first.usage.input_tokens)
+    # the shared start was read; what follows it was written, and the two never overlap
+    assert d2["cached_tokens"] >= 1024
+    assert 0 < d2["cache_write_tokens"] <= second.usage.input_tokens - d2["cached_tokens"]
+    assert d3["cache_write_tokens"] == 0  # the same prompt again: nothing new to write
+    old = client.responses.create(model="gpt-5-codex", input=codex_input("explain the cache"))
+    assert old.usage.model_dump()["input_tokens_details"].get("cache_write_tokens") is None
+    chat = client.chat.completions.create(
+        model="gpt-6", messages=[{"role": "system", "content": SYSTEM},
+                                 {"role": "user", "content": "explain the cache"}])
+    assert chat.usage.model_dump()["prompt_tokens_details"]["cache_write_tokens"] > 0
+
+
 def test_responses_stream_has_the_real_event_sequence(client: Any) -> None:
     task = codex_input("summarize the plan")
     plain = client.responses.create(model="gpt-4.1", input=task, instructions="be brief")
