@@ -94,14 +94,17 @@ def missing_flags(argv: Sequence[str], known: frozenset[str]) -> list[str]:
 
 
 def drop_flags(command: str, names: Sequence[str]) -> str:
-    """``command`` (config text) without the lean flags ``names`` and their values."""
+    """``command`` (config text: one line, or a YAML folded scalar over several) without the
+    lean flags ``names`` and their values; indentation and line structure are kept."""
     for name in names:
         arity = LEAN_FLAGS.get(name)
         if arity is None:
             continue
-        value = r"""(?:[ \t\n]+(?:"[^"]*"|'[^']*'|[^\s"']+))""" if arity else ""
-        command = re.sub(rf"[ \t]*(?<![\w-]){re.escape(name)}(?![\w-])(?:=\S*|{value})?",
-                         "", command)
+        value = r"""(?:=\S*|[ \t]+(?:"[^"]*"|'[^']*'|[^\s"']+))""" if arity else r"(?:=\S*)?"
+        flag = rf"(?<![\w-]){re.escape(name)}{value}"
+        command = re.sub(rf"(?m)^[ \t]*{flag}[ \t]*\n", "", command)  # alone on its line
+        command = re.sub(rf"(?m)^([ \t]*){flag}[ \t]+", r"\1", command)  # first on its line
+        command = re.sub(rf"[ \t]+{flag}(?=[ \t\n]|$)", "", command)  # after another word
     return command
 
 
