@@ -60,8 +60,8 @@ def flags(program: str, cache_dir: Path | None = None) -> frozenset[str] | None:
                                timeout=_HELP_TIMEOUT_S, env=_help_env(), stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        if p.returncode != 0 or "--" not in p.stdout:
-            return None
+        if p.returncode != 0 or not p.stdout.lstrip().startswith("Usage:"):
+            return None  # not a help text: nothing is known, rather than every flag missing
         text = p.stdout
         if cached is not None:
             try:
