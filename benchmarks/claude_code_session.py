@@ -20,7 +20,8 @@ the repository with its own simulator (own cache) and its own ``HOME``:
 - ``burnless``: ``burnless init``'s tiers (the lean Claude Code tiers of the example config,
   pointed at the simulator), ``burnless run TASK --session bench`` per task. On the same
   model: planner and executor tiers both on the baselines' model. Model mix: the planner on
-  Opus, the executor on Haiku, against the one conversation on Opus.
+  Opus, the executor on Haiku, against the one conversation on Opus. For comparison, the same
+  on the tiers of the previous README (every tool offered, skills on), same model.
 
 Targets (from issue 13): burnless on init's tiers <= 0.4x the one conversation and <= 0.75x
 the independent calls on the same model; with an Opus planner and a Haiku executor <= 0.15x
@@ -49,8 +50,9 @@ import orjson
 import yaml
 
 from burnless.accounting.pricing import cost_usd, price_for
-from burnless.accounting.tokens import Tokens
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.sim.server import sim_server
+from burnless.workers.claude_code import drop_flags
 
 SAME_MODEL = "claude-sonnet-4-6"  # init's executor model; both baselines and burnless on it
 OPUS = "claude-opus-4-8"
@@ -148,9 +150,12 @@ class Outcome:
     requests: int = 0
     tokens: Tokens = field(default_factory=Tokens)
     cost: float = 0.0  # simulator usage x burnless's price table
+    parts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("cache write", "cache read", "input", "output"), 0.0))
     reported: float = 0.0  # the client's own total_cost_usd, summed
     failed: int = 0  # tasks that did not end ok
     wall_s: float = 0.0
+    tool_results: dict[str, int] = field(default_factory=dict)  # tool_use_id -> tokens
 
     @property
     def read_share(self) -> float:
@@ -181,10 +186,21 @@ def _bill(log: Path, out: Outcome) -> None:
         tokens = Tokens(input=u["input_tokens"], output=u["output_tokens"],
                         cache_read=u["cache_read_input_tokens"],
                         cache_write=u["cache_creation_input_tokens"])
+        for message in rec["body"].get("messages") or []:
+            content = message.get("content")
+            for block in content if isinstance(content, list) else []:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    out.tool_results[str(block.get("tool_use_id"))] = estimate_tokens(
+                        orjson.dumps(block).decode())
         price = price_for(rec["body"]["model"])
         assert price is not None, rec["body"]["model"]
         one_hour = (u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens", 0)
         out.cost += cost_usd(tokens, price, one_hour)
+        for part, t in (("cache write", Tokens(cache_write=tokens.cache_write)),
+                        ("cache read", Tokens(cache_read=tokens.cache_read)),
+                        ("input", Tokens(input=tokens.input)),
+                        ("output", Tokens(output=tokens.output))):
+            out.parts[part] += cost_usd(t, price, one_hour if part == "cache write" else 0)
         out.tokens = out.tokens + tokens
         out.requests += 1
 
@@ -219,8 +235,10 @@ def run_claude_alone(claude: Path, model: str, tasks: Sequence[str], files: dict
 
 
 def run_burnless(claude: Path, name: str, planner_model: str, executor_model: str,
-                 tasks: Sequence[str], files: dict[str, str], work: Path) -> Outcome:
-    """burnless init's config, its Claude Code tiers pointed at the simulator."""
+                 tasks: Sequence[str], files: dict[str, str], work: Path,
+                 lean: bool = True) -> Outcome:
+    """burnless init's config, its Claude Code tiers pointed at the simulator. ``lean=False``:
+    the tiers of the previous README (every tool offered, skills on), for comparison."""
     out = Outcome(name, f"{planner_model} + {executor_model}" if planner_model != executor_model
                   else executor_model)
     repo, home, log = work / "repo", work / "home", work / "sim.jsonl"
@@ -243,6 +261,8 @@ def run_burnless(claude: Path, name: str, planner_model: str, executor_model: st
             if not command.startswith("claude "):
                 continue
             command = f"{claude} " + command[len("claude "):]
+            if not lean:
+                command = drop_flags(command, ["--tools", "--disable-slash-commands"])
             if tier_name in models:
                 old = command.split("--model ", 1)[1].split()[0]
                 command = command.replace(f"--model {old}", f"--model {models[tier_name]}")
@@ -287,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--tasks", type=int, default=DEFAULT_TASKS)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--keep", metavar="DIR", help="keep each run's repository, HOME and "
+                    "simulator log under DIR (default: a temporary directory, removed)")
     args = ap.parse_args(argv)
     claude = find_claude(args.claude)
     version = subprocess.run([str(claude), "--version"], capture_output=True, text=True,
@@ -296,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = make_tasks(rng, sorted(files), args.tasks)
     runs: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="burnless-cc-bench-") as tmp:
-        root = Path(tmp)
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
 
         def work(tag: str) -> Path:
             d = root / tag
@@ -312,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("burnless-same", lambda: run_burnless(claude, "burnless (init tiers)", SAME_MODEL,
                                                    SAME_MODEL, tasks, files,
                                                    work("burnless-same"))),
+            ("burnless-previous", lambda: run_burnless(
+                claude, "burnless (previous tiers)", SAME_MODEL, SAME_MODEL, tasks, files,
+                work("burnless-previous"), lean=False)),
             ("conv-opus", lambda: run_claude_alone(claude, OPUS, tasks, files,
                                                    work("conv-opus"), conversation=True)),
             ("burnless-mix", lambda: run_burnless(claude, "burnless (init tiers)", OPUS, HAIKU,
@@ -321,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.monotonic()
             runs.append(run())
             print(f"  {tag}: {time.monotonic() - t0:.0f}s", file=sys.stderr)
-    conv, indep, same, conv_opus, mix = runs
+    conv, indep, same, previous, conv_opus, mix = runs
     ratios = [same.cost / conv.cost, same.cost / indep.cost, mix.cost / conv_opus.cost]
     if args.json:
         print(orjson.dumps({
@@ -329,25 +355,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": [{"name": r.name, "model": r.model, "requests": r.requests,
                       "tokens": r.tokens.to_dict(), "cost_usd": round(r.cost, 6),
                       "reported_usd": round(r.reported, 6), "failed": r.failed,
+                      "cost_parts_usd": {k: round(v, 6) for k, v in r.parts.items()},
                       "cache_read_share": round(r.read_share, 4), "wall_s": round(r.wall_s, 1)}
                      for r in runs],
             "targets": [{"name": n, "ratio": round(x, 4), "target": t, "pass": x <= t}
                         for (n, t), x in zip(TARGETS, ratios, strict=True)],
+            "lean_vs_previous_tiers": round(same.cost / previous.cost, 4),
+            "tool_result_tokens": sum(indep.tool_results.values()),
         }, option=orjson.OPT_INDENT_2).decode())
         return 0
     print(f"Claude Code {version}, {len(tasks)} tasks (seed {args.seed}); simulated costs: "
           "the simulator's usage x burnless's price table")
-    print(f"  {'strategy':<24} {'model':<36} {'requests':>8} {'input tok':>10} "
+    print(f"  {'strategy':<26} {'model':<36} {'requests':>8} {'input tok':>10} "
           f"{'read %':>6} {'cost':>9} {'client $':>9} {'failed':>6}")
     for r in runs:
         total_in = r.tokens.input + r.tokens.cache_read + r.tokens.cache_write
-        print(f"  {r.name:<24} {r.model:<36} {r.requests:>8} {total_in:>10,} "
+        print(f"  {r.name:<26} {r.model:<36} {r.requests:>8} {total_in:>10,} "
               f"{r.read_share:>6.1%} {'$' + format(r.cost, '.4f'):>9} "
               f"{'$' + format(r.reported, '.4f'):>9} {r.failed:>6}")
+    print("where the money goes (share of each run's cost):")
+    for r in runs:
+        print(f"  {r.name:<26} {r.model:<36} " + "  ".join(
+            f"{k} {v / r.cost:.0%}" for k, v in r.parts.items()))
+    read = sum(indep.tool_results.values())
+    price = price_for(SAME_MODEL)
+    assert price is not None
+    floor = cost_usd(Tokens(cache_write=read), price)
+    print(f"the tasks' tool results (the files read, mostly): {read:,} tokens; written to the "
+          f"cache once on {SAME_MODEL} they cost ${floor:.4f}, {floor / indep.cost:.0%} of the "
+          "independent calls' cost, and every strategy that reads the files pays it")
     print("targets:")
     for (label, target), ratio in zip(TARGETS, ratios, strict=True):
         print(f"  {'PASS' if ratio <= target else 'FAIL'}  {label}: {ratio:.3f} "
               f"(target <= {target})")
+    print(f"the lean tiers: burnless on init's tiers / on the previous tiers, same model: "
+          f"{same.cost / previous.cost:.3f}; the previous tiers / one conversation "
+          f"{previous.cost / conv.cost:.3f}, / independent calls {previous.cost / indep.cost:.3f}")
     return 0
 
 
