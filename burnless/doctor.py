@@ -51,6 +51,9 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
         unpinned = agent_clis.model_warning(tier)
         if unpinned:
             out.append(_check(f"tier {name}", "warn", unpinned))
+        flags = _claude_flags(name, adapt_argv(tier.argv))
+        if flags is not None:
+            out.append(flags)
     gemini = [n for n, t in cfg.tiers.items() if agent_clis.program(t) == "gemini"]
     if gemini:
         out.append(_gemini_context(cfg.workspace, gemini))
@@ -77,6 +80,27 @@ def _gemini_context(workspace: Any, tiers: list[str]) -> dict[str, str]:
     return _check(name, "ok", f"{check.path} keeps the CLI's context stable")
 
 
+def _claude_flags(name: str, argv: list[str]) -> dict[str, str] | None:
+    """For a Claude Code tier: the flags it uses that the installed client does not accept
+    (``claude --help``, read once per installed binary and cached)."""
+    from burnless.config import global_config_path
+    from burnless.workers import claude_code
+
+    if not claude_code.is_claude(argv):
+        return None
+    known = claude_code.flags(argv[0], global_config_path().parent / "cache")
+    if known is None:
+        return _check(f"flags {name}", "warn", f"could not read `{argv[0]} --help`; the "
+                      "tier's flags are not checked")
+    missing = claude_code.missing_flags(argv, known)
+    if missing:
+        return _check(f"flags {name}", "fail", "the installed claude does not accept "
+                      f"{', '.join(missing)} (not in `claude --help`; it would refuse every "
+                      f"call): update Claude Code or remove them from tiers.{name}.command")
+    return _check(f"flags {name}", "ok", f"claude accepts all {len(claude_code.used_flags(argv))}"
+                  " flags of the tier")
+
+
 def _writable(state_dir: Any) -> dict[str, str]:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -87,19 +111,37 @@ def _writable(state_dir: Any) -> dict[str, str]:
     return _check("state dir", "ok", f"{state_dir} is writable")
 
 
+RECENT_CALLS = 5  # calls per tier that the cache report reads
+LEDGER_TAIL_BYTES = 4 << 20  # the end of the ledger is enough to find them, and stays fast
+
+
 def _cacheable(cfg: Any) -> list[dict[str, str]]:
-    """Warn when the stable prefix is below the model's minimum cacheable length."""
+    """What each tier's provider cache holds: from the usage its last calls reported when the
+    ledger has some, else (for a tier other than Claude Code, whose own system prompt and tool
+    definitions come before burnless's prefix) whether burnless's stable prefix alone reaches
+    the model's minimum cacheable length."""
     from burnless.accounting import pricing
     from burnless.accounting.tokens import estimate_tokens
     from burnless.prompt import header, project_block, read_prefix
+    from burnless.workers import claude_code
 
     try:
         prefix_md = read_prefix(cfg.state_dir)
     except (OSError, UnicodeDecodeError):
         prefix_md = ""
+    recent = _recent_calls(cfg.state_dir, set(cfg.tiers))
     out = []
     for name, tier in cfg.tiers.items():
         if tier.local:
+            continue
+        calls = recent.get(name, [])
+        if calls:
+            out.append(_cache_report(name, tier.model, calls))
+            continue
+        if tier.command is not None and claude_code.is_claude(tier.argv):
+            out.append(_check(f"cache {name}", "ok", "no call recorded yet; Claude Code's own "
+                              "system prompt and tools come before burnless's prefix and are "
+                              "cached with it (doctor reports the real figures after a call)"))
             continue
         minimum = pricing.min_cacheable_tokens(tier.model)
         if minimum is None:
@@ -116,3 +158,64 @@ def _cacheable(cfg: Any) -> list[dict[str, str]]:
             out.append(_check(f"cache {name}", "ok",
                               f"stable prefix ~{tokens} tokens >= minimum {minimum}"))
     return out
+
+
+def _recent_calls(state_dir: Any, tiers: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """The last ``RECENT_CALLS`` billed calls of each tier that reported tokens, newest last,
+    from the end of the ledger."""
+    import orjson
+
+    from burnless.accounting.index import billed
+    from burnless.accounting.ledger import ledger_path
+
+    path = ledger_path(state_dir)
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - LEDGER_TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return {}
+    lines = data.split(b"\n")
+    if size > LEDGER_TAIL_BYTES:
+        lines = lines[1:]  # the first line was cut by the seek
+    found: dict[str, list[dict[str, Any]]] = {}
+    for line in reversed(lines):
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # an empty or torn line
+        if not isinstance(rec, dict) or not billed(rec.get("status"), rec.get("cached")):
+            continue
+        tier, tokens = rec.get("tier"), rec.get("tokens")
+        if tier not in tiers or not isinstance(tokens, dict):
+            continue
+        bucket = found.setdefault(str(tier), [])
+        if len(bucket) < RECENT_CALLS:
+            bucket.insert(0, rec)
+    return found
+
+
+def _cache_report(name: str, model: str | None, calls: list[dict[str, Any]]) -> dict[str, str]:
+    """The cached prefix as the provider reported it: per call, the tokens read from the cache
+    and written to it, and the share of input tokens that were cache reads."""
+    from statistics import median
+
+    def figure(rec: dict[str, Any], key: str) -> int:
+        value = rec["tokens"].get(key)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    reads = [figure(r, "cache_read") for r in calls]
+    writes = [figure(r, "cache_write") for r in calls]
+    inputs = [figure(r, "input") for r in calls]
+    total_in = sum(reads) + sum(writes) + sum(inputs)
+    share = sum(reads) / total_in if total_in else 0.0
+    detail = (f"last {len(calls)} call(s){f' on {model}' if model else ''}: "
+              f"{int(median(reads)):,} tokens read from the cache and {int(median(writes)):,} "
+              f"written per call (median; the last read {reads[-1]:,}), "
+              f"{share:.0%} of input tokens were cache reads")
+    if len(calls) > 1 and not any(reads[1:]):
+        return _check(f"cache {name}", "warn", detail + "; nothing was read back after the "
+                      "first call: the prefix changes between calls, is below the model's "
+                      "minimum cacheable length, or the provider does not cache it")
+    return _check(f"cache {name}", "ok", detail)

@@ -63,7 +63,7 @@ def test_quick_start_with_a_claude_on_path(tmp_path: Path) -> None:
     assert usage.returncode == 0
     tiers = {row["key"] if "key" in row else row.get("tier"): row
              for row in orjson.loads(usage.stdout)["rows"]}
-    assert set(tiers) == {"gold", "silver"}
+    assert set(tiers) == {"plan", "silver"}  # the planner tier, then the executor
 
 
 def test_seed_config_from_the_readme_loads_unchanged(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("log", "log"),
     "init": ("init", "init"),
     "doctor": ("doctor", "doctor"),
+    "mcp": ("mcp", "mcp"),
     "sim": ("sim", "app"),
     "demo": ("demo", "demo"),
     "eval": ("eval", "eval_"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 AGENT_CLIS = ("claude", "codex", "gemini", "ollama")
 TIER_CLIS = ("claude", "codex", "gemini")  # what --cli accepts: the example's tiers run claude
 # The example's Claude Code tiers run from this line up to the tier-0 comment; --cli swaps them.
-_TIERS_START = "  # Claude Code tiers."
+_TIERS_START = "  # Claude Code tiers"
 _TIERS_END = "  # Tier 0:"
 GITIGNORE = """\
 # burnless state: keep config.yaml and prefix.md under version control, not these.
@@ -38,6 +38,9 @@ def init(
     cli: Annotated[str, typer.Option(
         "--cli", help="The agent CLI the gold/silver/bronze tiers run: claude, codex or gemini "
         "(gemini also writes .gemini/settings.json).")] = "claude",
+    claude_code: Annotated[bool, typer.Option(
+        "--claude-code", help="Also write .mcp.json (the `burnless mcp` server) and a Claude "
+        "Code subagent in .claude/agents/; an existing config is kept.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Create .burnless/config.yaml and prefix.md in the current directory."""
@@ -51,13 +54,15 @@ def init(
     config = state / "config.yaml"
     example = files("burnless") / "example"
     notes: list[str] = []
+    keep_config = claude_code and _present(config) and not force
+    dropped: list[str] = []
     with console.json_errors(json_):
         if cli not in TIER_CLIS:
             raise UsageError(f"--cli {cli!r}: expected one of {', '.join(TIER_CLIS)}")
         if _present(state) and not state.is_dir():
             raise UsageError(f"{state} exists and is not a directory; move it away and run "
                              "`burnless init` again")
-        if _present(config) and not force:
+        if _present(config) and not force and not claude_code:
             raise UsageError(f"{config} already exists; use --force to overwrite it "
                              "(the old file is kept as a .bak copy)")
         for name in ("config.yaml", "prefix.md"):
@@ -71,8 +76,13 @@ def init(
             for name in ("config.yaml", "prefix.md"):
                 target = state / name
                 data = (example / name).read_bytes()
-                if name == "config.yaml" and cli != "claude":
-                    data = _with_tiers(data, (example / "tiers" / f"{cli}.yaml").read_bytes())
+                if name == "config.yaml":
+                    if keep_config:
+                        continue
+                    if cli != "claude":
+                        data = _with_tiers(data, (example / "tiers" / f"{cli}.yaml").read_bytes())
+                    else:
+                        data, dropped = _lean(data)
                 if _present(target):
                     if name == "prefix.md" and not force:
                         continue
@@ -90,12 +100,22 @@ def init(
                 notes.extend(_gemini_settings(Path.cwd(), written))
         except OSError as exc:
             raise UsageError(f"cannot write {state}: {exc}") from None
+        planned = _claude_code_files(config, force) if claude_code else []
     found = {name: shutil.which(name) for name in AGENT_CLIS}
     if json_:
-        console.emit_json({"written": written, "clis": found, "notes": notes})
+        console.emit_json({
+            "written": written, "clis": found, "notes": notes, "dropped_flags": dropped,
+            "claude_code": [{"path": str(p.path.relative_to(Path.cwd())), "action": p.action,
+                             "undo": p.undo} for p in planned],
+        })
         return
     for w in written:
         console.out(f"wrote {w}")
+    if keep_config:
+        console.out(f"kept {config.relative_to(Path.cwd())} (--force replaces it)")
+    if dropped:
+        console.out(f"  the installed claude does not accept {', '.join(dropped)}: left out "
+                    "of the tiers (update Claude Code for leaner calls)")
     for note in notes:
         console.out(note)
     for name, path in found.items():
@@ -104,6 +124,71 @@ def init(
         console.out(f"The tiers run `{cli}`, which is not on PATH; install it, run "
                     "`burnless init --force --cli codex|gemini|claude`, or edit the tiers in "
                     ".burnless/config.yaml. `burnless doctor` checks the setup.")
+    if planned:
+        _print_claude_code(planned)
+
+
+def _lean(data: bytes) -> tuple[bytes, list[str]]:
+    """The example config, without the lean flags the installed `claude` does not accept."""
+    import shutil
+
+    from burnless.claude_setup import lean_config
+    from burnless.config import global_config_path
+    from burnless.workers.claude_code import flags
+
+    if shutil.which("claude") is None:
+        return data, []
+    known = flags("claude", global_config_path().parent / "cache")
+    text, dropped = lean_config(data.decode("utf-8"), known)
+    return text.encode("utf-8"), dropped
+
+
+def _claude_code_files(config: Path, force: bool) -> list[Any]:
+    """Write .mcp.json and the subagent (backing up what --force replaces)."""
+    from burnless import claude_setup
+    from burnless.config import load_config
+    from burnless.errors import BurnlessError, UsageError
+    from burnless.storage.atomic import write_atomic
+
+    root = Path.cwd()
+    try:
+        cfg = load_config(config)
+        models = [cfg.tiers[t].model for t in (cfg.executor, *cfg.routing.ladder)
+                  if t in cfg.tiers]
+    except BurnlessError:
+        models = []  # the subagent still works; `burnless doctor` reports the config
+    entry = claude_setup.mcp_entry(claude_setup.server_command())
+    planned = [claude_setup.plan_mcp_json(root, entry, force),
+               claude_setup.plan_agent(root, claude_setup.subagent_model(models), force)]
+    try:
+        for p in planned:
+            if p.data is None:
+                continue
+            if p.action == "replaced":
+                _backup(p.path, p.data)
+            p.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(p.path, p.data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or root}: {exc.strerror or exc}") from None
+    return planned
+
+
+def _print_claude_code(planned: list[Any]) -> None:
+    from burnless import claude_setup
+
+    console.out("Claude Code:")
+    for p in planned:
+        rel = p.path.relative_to(Path.cwd())
+        console.out(f"  {p.action} {rel}  (undo: {p.undo})")
+        if p.data is not None:
+            for line in p.data.decode("utf-8").splitlines():
+                console.out(f"    | {line}")
+    server = claude_setup.SERVER_NAME
+    console.out(f"  Claude Code asks once before it starts a project's MCP server. In `claude -p`,"
+                f" allow the tools with --allowedTools mcp__{server}__run,mcp__{server}__consult."
+                f" The subagent {claude_setup.AGENT_NAME} delegates through them; "
+                "`burnless mcp` needs pip install 'burnless[mcp]'.")
+
 
 
 def _with_tiers(config: bytes, tiers: bytes) -> bytes:

@@ -46,6 +46,7 @@ _SHA = re.compile(r"\bsha256[:= ]+([0-9a-f]{64})\b")
 # Tools that write a file whatever their exact name (Gemini CLI's write_file, agent
 # frameworks' create_file ...), and the names their schemas give the path and the text.
 _WRITE_TOOLS = ("write_file", "create_file", "writefile", "file_write", "write")
+_READ_TOOLS = ("read_file", "readfile", "file_read", "read", "view")
 _PATH_KEYS = ("file_path", "path", "absolute_path", "filename", "target_file")
 _CONTENT_KEYS = ("content", "contents", "text", "file_text")
 # Shell tools, in order of preference: Claude Code's, Codex's, Gemini CLI's, generic ones.
@@ -89,7 +90,7 @@ def next_turn(request: Mapping[str, Any], *, fail_rate: float = 0.0) -> Turn:
     last_user = next((t for _, t in reversed(user_texts) if not _is_reminder(t)), "")
     prompt = parse_prompt(full, last_user)
     reply = think(prompt, fail=fail_rate > 0 and _difficulty(prompt.task) < fail_rate)
-    if not reply.actions or reply.lie == "missing":
+    if not (reply.actions or reply.tool_uses) or reply.lie == "missing":
         return _final(reply, ())
 
     anchor = next((i for i, t in reversed(user_texts) if prompt.task and prompt.task in t), 0)
@@ -98,6 +99,22 @@ def next_turn(request: Mapping[str, Any], *, fail_rate: float = 0.0) -> Turn:
     tools = _tools(request.get("tools"))
     workdir = _workdir(full)
     outcomes: list[Outcome] = []
+    for k, use in enumerate(reply.tool_uses):
+        tool_id = f"{prefix}t{k:02d}"
+        if tool_id in results:
+            text, is_error = results[tool_id]
+            outcomes.append(Outcome(ok=not is_error, text=text, error=text if is_error else ""))
+            continue
+        if use.name not in tools:
+            outcomes.append(Outcome(ok=False, error=f"no tool named {use.name} was offered"))
+            continue
+        return Turn(
+            (
+                {"type": "text", "text": f"I will call {use.name}."},
+                {"type": "tool_use", "id": tool_id, "name": use.name, "input": use.input},
+            ),
+            "tool_use",
+        )
     for k, action in enumerate(reply.actions):
         tool_id = f"{prefix}{k:02d}"
         if tool_id in results:
@@ -146,6 +163,8 @@ def tool_call(
     """The call (tool name, input) that performs ``action`` with one of the offered tools."""
     path = action.path
     full = path if posixpath.isabs(path) or not workdir else posixpath.join(workdir, path)
+    if action.op == "read":
+        return _read_call(path, full, tools)
     if action.op == "write" and "Write" in tools:
         return "Write", {"file_path": full, "content": action.content}
     if action.op == "append" and "Append" in tools:
@@ -181,6 +200,30 @@ def tool_call(
     if workdir and "workdir" in props:
         args["workdir"] = workdir
     return name, args
+
+
+def _read_call(
+    path: str, full: str, tools: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, dict[str, Any]] | None:
+    """Claude Code's ``Read {file_path}``, a ``read_file``-like tool, else ``cat`` in a shell."""
+    if "Read" in tools:
+        return "Read", {"file_path": full}
+    for name, props in tools.items():
+        if name.lower() in _READ_TOOLS:
+            path_key = next((k for k in _PATH_KEYS if k in props), "file_path")
+            return name, {path_key: full}
+    name = next((n for n in _SHELL_TOOLS if n in tools), "")
+    if not name:
+        return None
+    script = f"cat -- {shlex.quote(path)}"
+    if name == "Bash":
+        return name, {"command": script, "description": f"read {path}"}
+    props = tools[name]
+    if "cmd" in props and "command" not in props:
+        return name, {"cmd": script}
+    if _schema_type(props.get("command")) == "array" or name in ("shell", "local_shell"):
+        return name, {"command": ["bash", "-lc", script]}
+    return name, {"command": script}
 
 
 def _schema_type(prop: Any) -> Any:

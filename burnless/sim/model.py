@@ -18,7 +18,7 @@ import orjson
 
 from burnless.envelope import FileClaim
 
-Op = Literal["write", "append", "delete"]
+Op = Literal["write", "append", "delete", "read"]
 Lie = Literal["", "missing", "size", "hash"]
 
 # Every pattern runs in linear time, whatever the prompt: a tag's attributes are bounded, and
@@ -46,6 +46,19 @@ _ACTION_SPECS: tuple[tuple[str, Op, int, int], ...] = (
     (rf"^(?:(?!\bappend\s).)*\bappend\s+{_LAZY}\s+to\s+(?:file\s+)?{_ARG}\s*$", "append", 2, 1),
     (rf"\b(?:delete|remove)\s+(?:the\s+)?file\s+{_ARG}", "delete", 1, 0),
     (r"\bdelete\s+(\"[^\"]+\"|'[^']+'|\S*[./]\S*)", "delete", 1, 0),
+)
+# "read file PATH", "read files PATH, PATH and PATH": only at the start of an instruction and
+# with the word "file(s)", so prose that mentions reading is not an instruction. A read is a
+# tool call whose result (the file's text) enters the conversation; it claims nothing.
+_READ = re.compile(r"^read\s+(?:the\s+)?files?\s+(.+)$", re.IGNORECASE)
+_READ_SPLIT = re.compile(r",|\s+and\s+|\s+", re.IGNORECASE)
+# "call tool NAME" or "call tool NAME with {JSON object}" (the object runs to the line's last
+# "}"): the model calls that tool, if the request offers it, before anything else.
+_TOOL_CALL = re.compile(
+    r"^[ \t]*(?:please[ \t]+)?call[ \t]+(?:the[ \t]+)?tool[ \t]+"
+    r"([A-Za-z0-9_.:-]{0,127}[A-Za-z0-9_])"
+    r"(?:[ \t]+with[ \t]+(\{.*\}))?[ \t]*\.?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 _ACTIONS = tuple(
     (re.compile(pattern, re.IGNORECASE), op, path_group, text_group)
@@ -82,6 +95,14 @@ class FileAction:
 
 
 @dataclass(frozen=True)
+class ToolUse:
+    """A named tool the task asks the model to call, with its input."""
+
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Reply:
     """The model's decision: prose, file actions, and what the envelope will say."""
 
@@ -94,6 +115,7 @@ class Reply:
     lie: Lie = ""
     plan: tuple[str, ...] = ()
     next: str = ""
+    tool_uses: tuple[ToolUse, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,7 @@ class Outcome:
     size: int | None = None
     sha256: str | None = None
     error: str = ""
+    text: str = ""  # the tool result's text (what a named tool answered)
 
 
 # The simulated model claims files in the same shape burnless parses: the envelope's.
@@ -157,6 +180,17 @@ def think(prompt: Prompt, *, fail: bool = False) -> Reply:
         return _plan(prompt)
     if prompt.role == "compactor":
         return _compact(prompt)
+    tool_uses = parse_tool_uses(task)
+    if tool_uses:
+        names = ", ".join(t.name for t in tool_uses)
+        return Reply(
+            "executor",
+            "ok",
+            "thought",
+            f"Called {names}",
+            _prose(task, f"I called {names} as asked."),
+            tool_uses=tool_uses,
+        )
     lie = _lie(task)
     clean = _PRETEND.sub("", _LIE.sub("", task))
     if fail:
@@ -178,6 +212,15 @@ def think(prompt: Prompt, *, fail: bool = False) -> Reply:
             _prose(task, "I tried and could not complete the task."),
         )
     actions = parse_actions(clean)
+    if actions and all(a.op == "read" for a in actions):
+        return Reply(
+            "executor",
+            "ok",
+            "thought",
+            f"Answered: {_short(clean)}",
+            _prose(task, "I read the files; here is my answer, no file needed to change."),
+            actions,
+        )
     if actions:
         status = "ok"
         if _PARTIAL.search(clean) and len(actions) > 1:
@@ -205,7 +248,8 @@ def _failed(task: str, clean: str, lie: Lie) -> Reply:
     actions = parse_actions(clean)
     if any(a.op in ("write", "append") for a in actions):
         wrong = tuple(
-            FileAction(a.op, a.path, garble(a.content)) if a.op != "delete" else a for a in actions
+            FileAction(a.op, a.path, garble(a.content)) if a.op in ("write", "append") else a
+            for a in actions
         )
         return Reply(
             "executor",
@@ -253,7 +297,35 @@ def parse_actions(task: str) -> tuple[FileAction, ...]:
                 if path:
                     actions.append(FileAction(op, path, text))
                 break
+        else:
+            m = _READ.match(clause)
+            if m:
+                actions.extend(FileAction("read", p) for p in _read_paths(m.group(1)))
     return tuple(actions)
+
+
+def _read_paths(text: str) -> list[str]:
+    """The paths of a read instruction: the words holding a ``.`` or a ``/``."""
+    words = (w.strip().strip("\"'`").rstrip(".,;:?!") for w in _READ_SPLIT.split(text))
+    return [w for w in words if w and ("." in w or "/" in w)]
+
+
+def parse_tool_uses(task: str) -> tuple[ToolUse, ...]:
+    """The named tool calls a task asks for (``call tool NAME [with {JSON}]``, one per line).
+
+    An input that is not a JSON object is passed as ``{"input": TEXT}``."""
+    uses: list[ToolUse] = []
+    for m in _TOOL_CALL.finditer(task):
+        raw = m.group(2)
+        args: dict[str, Any] = {}
+        if raw:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None
+            args = parsed if isinstance(parsed, dict) else {"input": raw}
+        uses.append(ToolUse(m.group(1), args))
+    return tuple(uses)
 
 
 def answer_text(reply: Reply, outcomes: Sequence[Outcome] = ()) -> str:
@@ -276,12 +348,16 @@ def envelope(reply: Reply, outcomes: Sequence[Outcome] = ()) -> dict[str, Any]:
     }
     if reply.plan:
         env["plan"] = list(reply.plan)
-    if not reply.actions:
+    if reply.tool_uses:
+        return _tool_envelope(env, reply, outcomes)
+    if not any(a.op != "read" for a in reply.actions):
         return env
     claims: list[Claim] = []
     errors: list[str] = []
     for i, action in enumerate(reply.actions):
         outcome = outcomes[i] if i < len(outcomes) else Outcome(ok=bool(reply.lie))
+        if action.op == "read":
+            continue  # a read claims nothing, and a read that failed changes nothing
         if reply.lie:
             claims.append(_lying_claim(action, reply.lie))
         elif outcome.ok:
@@ -294,6 +370,25 @@ def envelope(reply: Reply, outcomes: Sequence[Outcome] = ()) -> dict[str, Any]:
         env["summary"] = "Failed: " + "; ".join(errors)
     else:
         env["summary"] = "; ".join(_done(c) for c in claims)
+    return env
+
+
+def _tool_envelope(
+    env: dict[str, Any], reply: Reply, outcomes: Sequence[Outcome]
+) -> dict[str, Any]:
+    """The envelope after named tool calls: each tool's answer, one line each, in the summary."""
+    parts: list[str] = []
+    failed = False
+    for i, use in enumerate(reply.tool_uses):
+        outcome = outcomes[i] if i < len(outcomes) else Outcome(ok=False, error="not called")
+        if outcome.ok:
+            parts.append(f"{use.name} returned: {_short(outcome.text, 600)}")
+        else:
+            failed = True
+            parts.append(f"{use.name} failed: {_short(outcome.error or outcome.text, 600)}")
+    env["summary"] = " | ".join(parts)
+    if failed:
+        env["status"] = "failed"
     return env
 
 
@@ -427,10 +522,12 @@ __all__ = [
     "Outcome",
     "Prompt",
     "Reply",
+    "ToolUse",
     "answer_text",
     "envelope",
     "garble",
     "parse_actions",
     "parse_prompt",
+    "parse_tool_uses",
     "think",
 ]

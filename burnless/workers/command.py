@@ -21,7 +21,7 @@ from burnless.errors import TierUnavailable, UsageError
 from burnless.formats import parse_output
 from burnless.safety.environment import scrubbed_env
 from burnless.storage.atomic import write_atomic
-from burnless.workers import Call, Reply
+from burnless.workers import Call, Reply, claude_code
 
 # Linux refuses a single argument longer than MAX_ARG_STRLEN (32 pages).
 MAX_ARG_BYTES = 131072 - 1
@@ -134,7 +134,7 @@ def dispatch(call: Call) -> Reply:
     result = process.run(
         argv,
         cwd=call.workspace,
-        env=scrubbed_env(call.tier, call.env),
+        env=claude_code.worker_env(argv, scrubbed_env(call.tier, call.env)),
         stdin=stdin,
         timeout=call.timeout,
         log_path=call.log_path,

@@ -55,17 +55,20 @@ def test_init_writes_pinned_tiers_for_the_cli(
     p = burnless(tmp_path, "init", "--cli", cli, "--json")
     assert p.returncode == 0, p.stderr
     cfg = load_config(cwd=tmp_path)
-    for name, model in zip(("gold", "silver", "bronze"), models, strict=True):
+    for name, model in zip(("plan", "gold", "silver", "bronze"), (models[0], *models),
+                           strict=True):
         tier = cfg.tiers[name]
         assert tier.argv[0] == cli and tier.model == model
         assert "-m" in tier.argv and "{model}" in tier.argv
     if cli == "codex":
         assert "workspace-write" in cfg.tiers["silver"].argv  # writes need it
     assert cfg.tiers["checks"].local  # the rest of the example is unchanged
-    assert (cfg.planner, cfg.executor) == ("gold", "silver")
+    assert (cfg.planner, cfg.executor) == ("plan", "silver")
+    if cli == "codex":
+        assert "read-only" in cfg.tiers["plan"].argv  # a plan changes nothing
     checks = doctor(tmp_path, stubs)
     assert "warn" not in checks, checks
-    context_ok = "gemini context (gold, silver, bronze): " in " ".join(checks["ok"])
+    context_ok = "gemini context (plan, gold, silver, bronze): " in " ".join(checks["ok"])
     assert context_ok == (cli == "gemini")
     # Forcing back to Claude Code restores the example as shipped.
     assert burnless(tmp_path, "init", "--force").returncode == 0
