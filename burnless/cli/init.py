@@ -56,11 +56,16 @@ def init(
                 raise UsageError(f"{target} exists and is not a regular file (a directory, "
                                  "a broken symlink...); move it away and run init again")
         try:
+            # Read the example first: an install without it must not leave an empty .burnless/.
+            datas = {name: (example / name).read_bytes() for name in ("config.yaml", "prefix.md")}
+        except OSError as exc:
+            raise UsageError(f"this burnless install lacks its example config ({exc}); "
+                             "reinstall burnless") from None
+        try:
             state.mkdir(exist_ok=True)
             written: list[str] = []
-            for name in ("config.yaml", "prefix.md"):
+            for name, data in datas.items():
                 target = state / name
-                data = (example / name).read_bytes()
                 if _present(target):
                     if name == "prefix.md" and not force:
                         continue
