@@ -49,6 +49,7 @@ from burnless.session.context import (
     held_sensitive,
     needs_plan,
     next_seq,
+    plan_epoch,
 )
 from burnless.session.pins import PinBook
 from burnless.session.store import Session, check_session_id
@@ -289,23 +290,52 @@ class BurnlessAgent:
         steps = tuple(self.policy.mask(step) for step in steps)  # a plan may quote a file
         status: Status = "ok" if ok and steps else ("failed" if not ok else "partial")
         capsule = None
+        cause = "" if status == "ok" else self._cause(out)
         if status == "ok":
             capsule = Capsule.make(
-                seq=next_seq(capsules), epoch=current_epoch(capsules), role="plan",
+                seq=next_seq(capsules), epoch=plan_epoch(capsules), role="plan",
                 tier=planner, model=out.model or "", task=turn.task.stored, status="ok",
                 audit="skipped", summary=self.policy.mask(env.summary) if env else "",
                 plan=steps, run_id=out.run_id, ts=now_iso(), sensitive=bool(turn.task.sensitive),
             )
-        else:
-            why = out.reply.error or "no plan in the planner's envelope"
-            turn.warn(f"planner {planner} gave no plan ({why}); executing without one")
+        elif status == "failed":
+            # Kept (never rendered) so that the next turn knows to plan again: see
+            # session/context.py. An empty plan ("partial") is an answer, not retried.
+            capsule = Capsule.make(
+                seq=next_seq(capsules), epoch=current_epoch(capsules), role="plan",
+                tier=planner, model=out.model or "", task=turn.task.stored, status="failed",
+                audit="skipped", summary=cause, notes=(cause,), run_id=out.run_id,
+                ts=now_iso(), sensitive=bool(turn.task.sensitive),
+            )
+        if status != "ok":
+            log = out.log.relative_to(self.config.workspace)
+            retry = "; the next turn plans again" if status == "failed" else ""
+            turn.warn(f"planner {planner} {status}: {cause}; executing without a plan "
+                      f"(run {out.run_id}, log {log}){retry}")
         self.calls.record(turn, out, "planning", status, route=route,
-                          seq=capsule.seq if capsule else None, reason=out.reply.error)
+                          seq=capsule.seq if capsule else None, reason=cause)
         self.calls.remember("planning", out, prompt, read_only=status == "ok")
         if capsule is None:
             return capsules, ()
         turn.session.append(capsule)
+        if status != "ok":
+            return [*capsules, capsule], ()
         return [*capsules, capsule], steps
+
+    def _cause(self, out: Outcome) -> str:
+        """Why a call gave no usable answer, in one masked line: the call's error (exit code,
+        the last line of stderr, a timeout), then what the worker said (an error result's text,
+        a non-ok envelope's summary)."""
+        parts = [out.reply.error] if out.reply.error else []
+        env = out.envelope
+        if env is not None and env.status != "ok":
+            parts.append(f"status {env.status}" + (f": {env.summary}" if env.summary else ""))
+        elif env is None:
+            said = _last_line(out.reply.output.text or out.extraction.prose, self.policy.mask)
+            parts.append(said or "no answer")
+        elif not env.plan and not env.summary:
+            parts.append("no plan in the envelope")
+        return one_line(self.policy.mask("; ".join(parts)), 300)
 
     def _execute(
         self,

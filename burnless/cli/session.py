@@ -113,7 +113,7 @@ def show(session_id: IdArg, json_: JsonOpt = False, config: ConfigOpt = None) ->
     for c in caps:
         text = c.summary or c.task
         if c.role == "plan":
-            text = " / ".join(c.plan)
+            text = " / ".join(c.plan) or c.summary  # a failed planner's capsule: its cause
         elif c.role == "compact":
             text = f"folds {len(c.folds)}, keeps {len(c.keeps)}"
         console.out(f"  [{c.seq}] e{c.epoch} {c.role:<7} {c.tier:<8} {c.status:<8} "

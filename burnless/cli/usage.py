@@ -33,7 +33,7 @@ def usage(
     ] = "table",
     config: ConfigOpt = None,
 ) -> None:
-    """Calls, tokens, cache hits, cost and refusals from the ledger, per group."""
+    """Calls, failures, tokens, cache hits, cost and refusals from the ledger, per group."""
     from burnless.accounting.usage import report
     from burnless.config import load_config
     from burnless.errors import UsageError
@@ -58,8 +58,8 @@ def _table(rep: Report) -> None:
 
     rows = [_cells(r.key or "-", r.stats) for r in rep.rows]
     rows.append(_cells("TOTAL", rep.total))
-    columns = [rep.by, "calls", "input", "output", "cache read", "cache write", "cache hit",
-               "cost (USD)", "refused", "audit failed", "cached"]
+    columns = [rep.by, "calls", "failed", "input", "output", "cache read", "cache write",
+               "cache hit", "cost (USD)", "refused", "audit failed", "cached"]
     if not rep.total.cached_hits:  # the response cache is off by default: no empty column
         columns, rows = columns[:-1], [r[:-1] for r in rows]
     if rep.since is None:
@@ -112,7 +112,8 @@ def _cells(name: str, s: Stats) -> list[str]:
     else:
         digits = 4 if s.cost_usd < 1 else 2
         cost = f"${s.cost_usd:,.{digits}f}" + ("*" if s.unknown_cost_calls else "")
-    return [name, _n(s.calls), _n(s.input), _n(s.output), _n(s.cache_read), _n(s.cache_write),
+    return [name, _n(s.calls), _n(s.failures), _n(s.input), _n(s.output), _n(s.cache_read),
+            _n(s.cache_write),
             "-" if ratio is None else f"{ratio:.1%}", cost, _n(s.refusals),
             _n(s.audit_failures), _n(s.cached_hits)]
 
