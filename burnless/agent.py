@@ -76,6 +76,10 @@ class BurnlessAgent:
     >>> agent = BurnlessAgent()                       # finds .burnless/config.yaml
     >>> result = agent.run("Refactor auth", session_id="auth")
     >>> result.ok, result.tier, result.cost_usd
+
+    ``config_path`` only chooses the configuration; the workspace (where workers run and
+    state is written) is ``workspace``, else the project ``cwd`` (default: the process's cwd)
+    is in — see ``burnless.config``.
     """
 
     def __init__(
@@ -83,9 +87,11 @@ class BurnlessAgent:
         config_path: str | os.PathLike[str] | None = None,
         *,
         cwd: str | os.PathLike[str] | None = None,
+        workspace: str | os.PathLike[str] | None = None,
         config: Config | None = None,
     ) -> None:
-        self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None)
+        self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None,
+                                             workspace=workspace)
         self.policy = Policy(self.config)
         self.calls = Calls(self.config, self.policy)
 

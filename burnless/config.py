@@ -7,6 +7,12 @@ line and key path (``config.yaml:4: tiers.silver.comand: unknown key; did you me
 Lookup order: ``--config`` / ``BURNLESS_CONFIG``, else ``.burnless/config.yaml`` found by walking
 up from the cwd. ``$BURNLESS_HOME/config.yaml`` (``BURNLESS_HOME`` defaults to
 ``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides.
+
+The workspace (where workers run and state is written) is ``--workspace`` /
+``BURNLESS_WORKSPACE``, else the project the cwd is in: the folder holding the config found by
+walking up, or with an explicit config, the nearest folder up from the cwd holding a
+``.burnless/`` directory, else the cwd. An explicit config only chooses the configuration: a
+config shared by several projects (a CI file) never moves their state to its own folder.
 """
 
 from __future__ import annotations
@@ -212,9 +218,15 @@ def global_config_path() -> Path:
     return Path(xdg) / "burnless" / CONFIG_NAME
 
 
+def explicit_config(explicit: str | os.PathLike[str] | None = None) -> str | None:
+    """The config named by the caller or ``BURNLESS_CONFIG`` (None: find it by walking up)."""
+    chosen = explicit or os.environ.get("BURNLESS_CONFIG")
+    return str(chosen) if chosen else None
+
+
 def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | None = None) -> Path:
     """The project config path: explicit › ``BURNLESS_CONFIG`` › walk up from ``start``."""
-    chosen = explicit or os.environ.get("BURNLESS_CONFIG")
+    chosen = explicit_config(explicit)
     if chosen:
         p = Path(chosen).expanduser().resolve()
         try:
@@ -248,9 +260,49 @@ def _is_file(path: Path) -> bool:
 
 
 def workspace_for(config_path: Path) -> Path:
-    """The workspace holding the config: the parent of ``.burnless`` (else the file's dir)."""
+    """The workspace holding a config found by walking up: the parent of its ``.burnless``."""
     parent = config_path.parent
     return parent.parent if parent.name == STATE_DIR else parent
+
+
+def explicit_workspace(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The workspace named by ``--workspace`` / ``BURNLESS_WORKSPACE``: an existing directory."""
+    chosen = explicit or os.environ.get("BURNLESS_WORKSPACE")
+    if not chosen:
+        return None
+    p = Path(chosen).expanduser().resolve()
+    if not p.is_dir():
+        what = "does not exist" if not p.exists() else "is not a directory"
+        raise UsageError(f"workspace {p} {what}; --workspace (or $BURNLESS_WORKSPACE) names "
+                         "the project folder that holds (or will hold) .burnless/")
+    return p
+
+
+def project_of(start: Path | None = None) -> Path:
+    """The nearest folder up from ``start`` (the cwd) holding a ``.burnless/`` directory; else
+    ``start`` itself."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        try:
+            if (d / STATE_DIR).is_dir():
+                return d
+        except OSError:
+            continue  # a directory on the way we may not search
+    return here
+
+
+def find_workspace(
+    config_path: Path, *, start: Path | None = None,
+    config: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where workers run and state goes (see the module docstring)."""
+    ws = explicit_workspace(workspace)
+    if ws is not None:
+        return ws
+    if explicit_config(config):
+        return project_of(start)
+    return workspace_for(config_path)
 
 
 # --------------------------------------------------------------------------- loading
@@ -272,25 +324,32 @@ def _merge(
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None,
+    workspace: str | os.PathLike[str] | None = None,
 ) -> Config:
-    """Find, read, merge (global defaults › project) and validate the configuration."""
-    project = find_config(cwd, path)
+    """Find, read, merge (global defaults › project) and validate the configuration.
+
+    ``path`` (or ``BURNLESS_CONFIG``) chooses the file; ``workspace`` (or
+    ``BURNLESS_WORKSPACE``) the project; ``cwd`` is where discovery starts (default: the cwd).
+    """
+    ws_explicit = explicit_workspace(workspace)
+    project = find_config(ws_explicit or cwd, path)
+    ws = find_workspace(project, start=cwd, config=path, workspace=ws_explicit)
     src = Source(default_file=project)
     glob = global_config_path()
     files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
     key = _fingerprint(files)
-    cache = workspace_for(project) / STATE_DIR / "cache" / "config.json"
+    cache = ws / STATE_DIR / "cache" / "config.json"
     data = _cached(cache, key)
     if data is not None:
         try:
-            return build_config(data, src, project)
+            return build_config(data, src, project, ws)
         except ConfigError:
             pass  # said again below from the YAML itself, with line numbers
     data = {}
     for f in files:
         data = _merge(data, read_yaml(f, src))
-    cfg = build_config(data, src, project)
+    cfg = build_config(data, src, project, ws)
     _store(cache, key, data)
     return cfg
 
@@ -344,6 +403,8 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
 
     from burnless.storage.atomic import write_atomic
 
+    if not cache.parent.parent.is_dir():
+        return  # no state dir yet: a cache alone does not create one (`route` writes nothing)
     try:
         blob = orjson.dumps({"key": key, "data": data})
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +421,9 @@ def load_config_data(data: dict[str, Any], path: Path) -> Config:
 # --------------------------------------------------------------------------- validation
 
 
-def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
+def build_config(
+    data: dict[str, Any], src: Source, path: Path, workspace: Path | None = None
+) -> Config:
     if "tiers" not in data:
         raise fail(src, (), "the 'tiers' section is required (at least one tier)")
     raw = dict(data)
@@ -436,7 +499,7 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         executor=executor,
         routing=dataclasses.replace(cfg.routing, ladder=ladder),
         path=path,
-        workspace=workspace_for(path),
+        workspace=workspace if workspace is not None else workspace_for(path),
     )
 
 

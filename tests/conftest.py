@@ -31,7 +31,7 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the real home, config or an outer burnless session."""
     monkeypatch.setenv("BURNLESS_HOME", str(tmp_path / "_burnless_home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "_xdg"))
-    for var in ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_DEPTH",
+    for var in ("BURNLESS_CONFIG", "BURNLESS_WORKSPACE", "BURNLESS_SESSION", "BURNLESS_DEPTH",
                 "BURNLESS_ACTIVE_SESSIONS", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
 

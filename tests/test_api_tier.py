@@ -107,7 +107,7 @@ def hand_cost(model: str, t: dict[str, int]) -> float:
 def test_each_turn_reads_the_cache_the_previous_turn_wrote(ws: Workspace, sim_factory: Any) -> None:
     sim = sim_factory()
     api_config(ws, sim.url, planner=True)
-    agent = BurnlessAgent(ws.state / "config.yaml")
+    agent = BurnlessAgent(ws.state / "config.yaml", workspace=ws.root)
     tasks = ["explain the auth module", "review the session code", "list the open items"]
 
     first = agent.next_prompt("s", tasks[0])
@@ -119,7 +119,7 @@ def test_each_turn_reads_the_cache_the_previous_turn_wrote(ws: Workspace, sim_fa
 
     wanted = []
     for task in tasks[1:]:
-        prompt = BurnlessAgent(ws.state / "config.yaml").next_prompt("s", task)
+        prompt = BurnlessAgent(workspace=ws.root).next_prompt("s", task)
         assert prompt.role == "executor"
         wanted.append(expected(prompt, "claude-sonnet-4-5"))
         code, res, _ = run_json(ws, task, "--session", "s")

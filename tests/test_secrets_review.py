@@ -362,7 +362,7 @@ def test_which_config_values_count_as_secrets(ws: Workspace) -> None:
               "      OPAQUE: Xk9fQ2mZ7pL4vB8nR1tY6wC3\n      LANG: en_US.UTF-8\n"
               "      SSH_KEY_PATH: /home/me/.ssh/id_ed25519\n      REGION: eu-west-1-prod\n"
               "      BASE_URL_TOKEN: https://example.com/x\n      MONKEY_NAME: george-the-monkey\n")
-    known = set(Policy(load_config(ws.state / "config.yaml")).known_secrets())
+    known = set(Policy(load_config(cwd=ws.root)).known_secrets())
     assert known == {"hunter2-Fake", "abcdefgh", "Xk9fQ2mZ7pL4vB8nR1tY6wC3"}
     assert looks_random("Xk9fQ2mZ7pL4vB8nR1tY6wC3")
 
@@ -545,7 +545,7 @@ def test_sensitivity_reasons_never_quote_a_secret(tmp_path: Path) -> None:
     (root / ".burnless").mkdir(parents=True)
     (root / ".burnless" / "config.yaml").write_text(
         "tiers:\n  silver: {command: echo}\npolicy: {sensitive_paths: ['vault/**']}\n")
-    pol = Policy(load_config(root / ".burnless" / "config.yaml"))
+    pol = Policy(load_config(cwd=root))
     secret = SECRETS["github"][0]
     assert pol.sensitivity("read vault/plain.txt", ()) == ("path 'vault/plain.txt' matches "
                                                           "'vault/**'",)

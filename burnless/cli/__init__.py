@@ -41,7 +41,15 @@ def root(
     config: Annotated[
         str | None,
         typer.Option("--config", help="Config file (default: .burnless/config.yaml found "
-                     "walking up from the cwd; or $BURNLESS_CONFIG).", show_default=False),
+                     "walking up from the cwd; or $BURNLESS_CONFIG). It only chooses the "
+                     "configuration: the workspace stays the current project.",
+                     show_default=False),
+    ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", help="Project folder where workers run and state is "
+                     "written (default: the nearest folder up from the cwd holding .burnless/, "
+                     "else the cwd; or $BURNLESS_WORKSPACE).", show_default=False),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
@@ -50,6 +58,8 @@ def root(
     """burnless: a cheap model runs the loop, a frontier model plans, every claim is audited."""
     if config:
         os.environ["BURNLESS_CONFIG"] = config
+    if workspace:
+        os.environ["BURNLESS_WORKSPACE"] = workspace
 
 
 # Each command: (module in burnless.cli, attribute); a Typer attribute is a command group.
@@ -94,9 +104,9 @@ def invoked(argv: Sequence[str]) -> str | None:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--config":
+        if arg in ("--config", "--workspace"):
             i += 2
-        elif arg.startswith("--config="):
+        elif arg.startswith(("--config=", "--workspace=")):
             i += 1
         else:
             return arg if arg in COMMANDS else None

@@ -33,14 +33,17 @@ def init(
                                         "(the old files are kept as *.bak).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Create .burnless/config.yaml and prefix.md in the current directory."""
+    """Create .burnless/config.yaml and prefix.md in the current directory (or --workspace)."""
     import shutil
     from importlib.resources import files
 
+    from burnless.config import explicit_workspace
     from burnless.errors import UsageError
     from burnless.storage.atomic import write_atomic
 
-    state = Path.cwd() / ".burnless"
+    with console.json_errors(json_):
+        root = explicit_workspace() or Path.cwd()
+    state = root / ".burnless"
     config = state / "config.yaml"
     example = files("burnless") / "example"
     with console.json_errors(json_):
@@ -71,11 +74,11 @@ def init(
                         continue
                     _backup(target, data)
                 write_atomic(target, data)
-                written.append(str(target.relative_to(Path.cwd())))
+                written.append(_shown(target))
             checks = state / "checks"
             if not _present(checks):
                 _copy_tree(example / "checks", checks)
-                written.append(str(checks.relative_to(Path.cwd())) + "/")
+                written.append(_shown(checks) + "/")
             gitignore = state / ".gitignore"
             if not _present(gitignore):
                 gitignore.write_text(GITIGNORE, encoding="utf-8")
@@ -92,6 +95,14 @@ def init(
     if not found["claude"]:
         console.out("The example tiers run Claude Code (`claude`); install it or edit the tiers "
                     "in .burnless/config.yaml. `burnless doctor` checks the setup.")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the cwd when it is below it (the usual case), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _present(path: Path) -> bool:
