@@ -158,7 +158,7 @@ class BurnlessAgent:
         return router.route(
             cfg, self.policy.mask(task), labels=tuple(labels), tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
-            sensitive=sensitive + held_sensitive(context_of(session.capsules())),
+            sensitive=sensitive + held_sensitive(context_of(session.capsules()), session.id),
             cascade=cascade,
         )
 
@@ -246,7 +246,7 @@ class BurnlessAgent:
         cfg = self.config
         capsules = turn.session.capsules()
         ctx = context_of(capsules)
-        held = [r for r in held_sensitive(ctx) if r not in turn.task.sensitive]
+        held = [r for r in held_sensitive(ctx, turn.session.id) if r not in turn.task.sensitive]
         if held:
             turn.task = dataclasses.replace(turn.task, sensitive=(*turn.task.sensitive, *held))
         compact = (context_tokens(ctx) > cfg.compaction.max_context_tokens

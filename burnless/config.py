@@ -38,6 +38,7 @@ from burnless.yamlfile import Source, fail, kind_of, read_yaml
 STATE_DIR = ".burnless"
 CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
+TIER_KINDS = ("worker", "check")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
@@ -72,16 +73,26 @@ class Tier:
     price: PriceSettings | None = None
     base_url: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
+    # ``check``: a deterministic check script (the page audit), not a general worker. It
+    # serves only the routing rules that name it (as the first rung of their cascade); it is
+    # never the executor, the planner, the compactor, a rung of routing.ladder, or the local
+    # tier policy hands sensitive work to.
+    kind: str = "worker"
 
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.command or "")
 
     @property
+    def general(self) -> bool:
+        """May serve any work (the definition every 'a check is not a worker' rule uses)."""
+        return self.kind != "check"
+
+    @property
     def deterministic(self) -> bool:
-        """A tier-0: local and free (a script, not a model)."""
+        """A tier-0: a check, or local and free (a script, not a model); it reads no plan."""
         rates = self.price.as_mapping() if self.price else {}
-        return self.local and bool(rates) and not any(rates.values())
+        return not self.general or (self.local and bool(rates) and not any(rates.values()))
 
     @property
     def uses_prefix_file(self) -> bool:
@@ -408,7 +419,7 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
     try:
         blob = orjson.dumps({"key": key, "data": data})
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, blob)
+        write_atomic(cache, blob, mode=0o600)  # a copy of the config: it may hold a tier's env
     except (OSError, TypeError):
         pass  # not JSON-representable, or a read-only workspace: parse the YAML each time
 
@@ -446,19 +457,27 @@ def build_config(
         tier = _convert(Tier, {**body, "name": name}, ("tiers", name), src)
         tiers[name] = _check_tier(tier, ("tiers", name), src)
     cfg: Config = _convert(Config, raw, (), src)
-    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in tiers else None)
+    general = [name for name, t in tiers.items() if t.general]
+    if not general:
+        raise fail(src, ("tiers",), "every tier is kind: check; define a tier that does general "
+                    "work (the executor)")
+    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in general else None)
     executor = cfg.executor if cfg.executor is not None else (
-        "silver" if "silver" in tiers else next(iter(tiers)))
+        "silver" if "silver" in general else general[0])
     for key, value in (("planner", planner), ("executor", executor),
                        ("compaction.tier", cfg.compaction.tier)):
         if value is not None and value not in tiers:
             raise fail(src, tuple(key.split(".")),
                         f"names tier {value!r}, which is not defined{_suggest(value, tiers)}")
-    ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in tiers)
+        if value is not None and not tiers[value].general:
+            raise fail(src, tuple(key.split(".")), _not_general(value))
+    ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in general)
     for i, t in enumerate(cfg.routing.ladder):
         if t not in tiers:
             raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r}, which is not defined{_suggest(t, tiers)}")
+        if not tiers[t].general:
+            raise fail(src, ("routing", "ladder", str(i)), _not_general(t))
         if t in cfg.routing.ladder[:i]:
             raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r} twice; a ladder climbs each rung once")
@@ -501,6 +520,11 @@ def build_config(
         path=path,
         workspace=workspace if workspace is not None else workspace_for(path),
     )
+
+
+def _not_general(name: str) -> str:
+    return (f"names tier {name!r}, which is kind: check; a check serves only the routing "
+            "rules that name it (as the first rung of their cascade)")
 
 
 def _check_ranges(cfg: Config, src: Source) -> None:
@@ -548,6 +572,9 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
         raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
                     f"known: {', '.join(FORMATS)}")
+    if tier.kind not in TIER_KINDS:
+        raise fail(src, (*where, "kind"), f"must be 'worker' (the default) or 'check' (a "
+                    f"deterministic check script), not {tier.kind!r}")
     if tier.input not in ("stdin", "arg"):
         raise fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
     if tier.timeout <= 0 or tier.max_output_tokens <= 0:

@@ -93,11 +93,14 @@ def next_seq(capsules: Sequence[Capsule]) -> int:
     return max((c.seq for c in capsules), default=0) + 1
 
 
-def held_sensitive(ctx: Context) -> tuple[str, ...]:
+def held_sensitive(ctx: Context, session_id: str = "") -> tuple[str, ...]:
     """Why the session itself is sensitive: a capsule its prompts render came from sensitive
-    work (a digest that folded one inherits the flag), so every prompt would carry it."""
+    work (a digest that folded one inherits the flag), so every prompt would carry it. The
+    reason says how to leave it: it shows in ``route --explain`` and in a refusal."""
     held = [c.seq for c in (*([ctx.plan] if ctx.plan else []), *ctx.capsules) if c.sensitive]
     if not held:
         return ()
-    return (f"the session holds sensitive work (capsule {', '.join(map(str, held[:5]))}); "
-            "start another session for work that may leave this machine",)
+    rm = f"`burnless session rm {session_id}`" if session_id else "`burnless session rm ID`"
+    return (f"the session holds sensitive work (capsule {', '.join(map(str, held[:5]))}), so "
+            "every turn of it stays on local tiers; for work that may leave this machine, "
+            f"start another session (--session NEW) or remove this one ({rm})",)
