@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import JsonOpt
 
 if TYPE_CHECKING:
@@ -26,6 +26,13 @@ redact.key
 reservations.json
 breaker.json
 """
+
+
+EPILOG = {"init": epilog([
+    "burnless init && burnless doctor",
+    "burnless --workspace ~/src/app init",
+    "burnless init --force        # the old files are kept as *.bak",
+])}
 
 
 def init(

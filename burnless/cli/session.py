@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt
 
 if TYPE_CHECKING:
@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from burnless.session.store import Session
 
 app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next prompt).",
-                  no_args_is_help=True, rich_markup_mode=None)
+                  no_args_is_help=True, rich_markup_mode=None, epilog=epilog([
+                      "burnless session list --json",
+                      "burnless session show auth",
+                      'burnless session prompt auth --task "next step"   # exactly what is sent',
+                      "burnless session compact auth",
+                      "burnless session rm auth      # also how to leave a sensitive session",
+                  ]))
 
 IdArg = Annotated[str, typer.Argument(help="Session id.")]
 

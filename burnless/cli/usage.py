@@ -6,12 +6,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burnless.cli import epilog
 from burnless.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
     from burnless.accounting.usage import Report, Stats
 
 FORMATS = ("table", "json", "csv")
+
+EPILOG = {"usage": epilog([
+    "burnless usage                                   # last 30 days, by tier",
+    "burnless usage --period last7d --by day",
+    "burnless usage --since 2026-11-01 --by session --format csv > usage.csv",
+    "burnless usage --json | jq .total.cost_usd       # same as --format json",
+])}
 
 
 def usage(
@@ -31,6 +39,7 @@ def usage(
     format_: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv.")
     ] = "table",
+    json_: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Calls, failures, tokens, cache hits, cost and refusals from the ledger, per group."""
@@ -40,6 +49,10 @@ def usage(
 
     if format_ not in FORMATS:
         raise UsageError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+    if json_:
+        if format_ not in ("table", "json"):
+            raise UsageError(f"--json is --format json; it cannot be used with --format {format_}")
+        format_ = "json"
     rep = report(load_config(config).state_dir, by=by, period=period, since=since)
     if format_ == "json":
         from burnless.cli.console import emit_json

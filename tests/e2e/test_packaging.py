@@ -56,6 +56,13 @@ def test_the_wheel_built_from_the_sdist_holds_the_package_data(dist: Path) -> No
                    "burnless/data/prices.json", "burnless/py.typed"):
         assert needed in names, f"{needed} missing from the wheel"
     assert not any("__pycache__" in n for n in names)
+    from burnless import __version__
+
+    info = f"burnless-{__version__}.dist-info"
+    assert f"{info}/licenses/LICENSE" in names
+    meta = zipfile.ZipFile(_wheel(dist)).read(f"{info}/METADATA").decode()
+    assert f"Version: {__version__}\n" in meta and "License-Expression: Apache-2.0\n" in meta
+    assert "Author: burnless developers" in meta and "Classifier: Typing :: Typed" in meta
 
 
 def test_the_sdist_holds_the_example_once_under_the_package(dist: Path) -> None:
