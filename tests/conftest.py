@@ -11,6 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis's per-example deadline is wall time: under a parallel run (pytest-xdist) another
+# worker can take the CPU mid-example. Examples are still bounded by max_examples.
+settings.register_profile("burnless", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("burnless")
 
 FAKES = Path(__file__).parent / "fakes"
 WORKER = FAKES / "worker.py"

@@ -186,8 +186,10 @@ def test_the_watchdog_leaves_with_the_run_and_kills_nothing(tmp_path: Path) -> N
     assert _watchdogs_of(int(res.stdout.strip())) == []
     # While a run is in flight its watchdog is there, guarding exactly the worker's group.
     out: list[process.ProcessResult] = []
-    pidfile = tmp_path / "pid"
-    script = f"echo $$ > {pidfile}; sleep 2"
+    pidfile, release = tmp_path / "pid", tmp_path / "release"
+    # In flight until the test has looked (not for a fixed time a busy machine can eat up).
+    script = f"echo $$ > {pidfile}; i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do " \
+             "sleep 0.05; i=$((i+1)); done"
     t = threading.Thread(target=lambda: out.append(
         process.run(["/bin/sh", "-c", script], cwd=tmp_path, env=dict(os.environ))))
     t.start()
@@ -197,7 +199,8 @@ def test_the_watchdog_leaves_with_the_run_and_kills_nothing(tmp_path: Path) -> N
         time.sleep(0.02)
     pid = int(pidfile.read_text())
     assert len(_watchdogs_of(pid)) == 1
-    t.join(timeout=20)
+    release.touch()
+    t.join(timeout=40)
     assert out and out[0].ok and _watchdogs_of(pid) == []
 
 
