@@ -85,11 +85,15 @@ def test_chart_figures_equal_usage_by_day(week: Workspace) -> None:
     days = {r["day"]: r for r in orjson.loads(week.run(
         "usage", "--json", "--by", "day", "--period", "last7d").stdout)["rows"]}
     p = week.run("usage", "--chart", "--period", "last7d", env={"COLUMNS": "120"})
+    assert p.returncode == 0, p.stderr
+    checked = 0
     for line in p.stdout.splitlines():
         m = re.match(r"(\d{4}-\d{2}-\d{2}) .*\$([\d,.]+)$", line)
         if m:
             assert float(m.group(2).replace(",", "")) == pytest.approx(
                 days[m.group(1)]["cost_usd"], abs=5e-5)
+            checked += 1
+    assert checked == 7
 
 
 @pytest.mark.parametrize(("args", "needle"), [
