@@ -40,7 +40,7 @@ app = typer.Typer(
         'burnless route "design the cache layer" --explain',
         "burnless usage --period last7d --by tier --chart",
         "burnless --config ci/burnless.yaml run \"...\"   # the state stays in this project",
-        "burnless completion bash > ~/.bash_completion.d/burnless",
+        "burnless completion bash > ~/.local/share/bash-completion/completions/burnless",
     ], exit_codes=True),
     no_args_is_help=True,
     add_completion=False,  # `burnless completion SHELL` instead: no completion code at start-up
@@ -175,7 +175,7 @@ def main() -> None:
     logger.propagate = False
     if os.environ.get("_BURNLESS_COMPLETE"):
         # The shell asks for completions (`burnless completion SHELL` installed the hook):
-        # typer's completion classes answer; they are loaded only then.
+        # typer's completion classes answer; they are registered only then.
         from typer._completion_classes import completion_init
 
         completion_init()
