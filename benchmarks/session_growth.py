@@ -73,7 +73,7 @@ def main() -> None:
         (ws / ".burnless" / "config.yaml").write_text(json.dumps(
             {"tiers": {"gold": tier, "silver": tier}, "planner": "gold", "executor": "silver"}))
         os.environ["BURNLESS_HOME"] = str(ws / "home")
-        agent = BurnlessAgent(config_path=ws / ".burnless" / "config.yaml")
+        agent = BurnlessAgent(cwd=ws)
         transcript = len(PREFIX.encode())
         for i in range(1, args.turns + 1):
             prompt = agent.next_prompt("growth", task(i))

@@ -50,6 +50,7 @@ from burnless.session.context import (
     held_sensitive,
     needs_plan,
     next_seq,
+    plan_epoch,
 )
 from burnless.session.pins import PinBook
 from burnless.session.store import Session, check_session_id
@@ -76,6 +77,10 @@ class BurnlessAgent:
     >>> agent = BurnlessAgent()                       # finds .burnless/config.yaml
     >>> result = agent.run("Refactor auth", session_id="auth")
     >>> result.ok, result.tier, result.cost_usd
+
+    ``config_path`` only chooses the configuration; the workspace (where workers run and
+    state is written) is ``workspace``, else the project ``cwd`` (default: the process's cwd)
+    is in — see ``burnless.config``.
     """
 
     def __init__(
@@ -83,9 +88,11 @@ class BurnlessAgent:
         config_path: str | os.PathLike[str] | None = None,
         *,
         cwd: str | os.PathLike[str] | None = None,
+        workspace: str | os.PathLike[str] | None = None,
         config: Config | None = None,
     ) -> None:
-        self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None)
+        self.config = config or load_config(config_path, cwd=Path(cwd) if cwd else None,
+                                             workspace=workspace)
         self.policy = Policy(self.config)
         self.calls = Calls(self.config, self.policy)
 
@@ -176,7 +183,7 @@ class BurnlessAgent:
         return router.route(
             cfg, self.policy.mask(task), labels=labels, tier=tier,
             pinned=meta.executor if cfg.routing.pin else None,
-            sensitive=sensitive + held_sensitive(context_of(session.capsules())),
+            sensitive=sensitive + held_sensitive(context_of(session.capsules()), session.id),
             cascade=cascade,
         )
 
@@ -264,7 +271,7 @@ class BurnlessAgent:
         cfg = self.config
         capsules = turn.session.capsules()
         ctx = context_of(capsules)
-        held = [r for r in held_sensitive(ctx) if r not in turn.task.sensitive]
+        held = [r for r in held_sensitive(ctx, turn.session.id) if r not in turn.task.sensitive]
         if held:
             turn.task = dataclasses.replace(turn.task, sensitive=(*turn.task.sensitive, *held))
         compact = (context_tokens(ctx) > cfg.compaction.max_context_tokens
@@ -314,23 +321,52 @@ class BurnlessAgent:
         steps = tuple(self.policy.mask(step) for step in steps)  # a plan may quote a file
         status: Status = "ok" if ok and steps else ("failed" if not ok else "partial")
         capsule = None
+        cause = "" if status == "ok" else self._cause(out)
         if status == "ok":
             capsule = Capsule.make(
-                seq=next_seq(capsules), epoch=current_epoch(capsules), role="plan",
+                seq=next_seq(capsules), epoch=plan_epoch(capsules), role="plan",
                 tier=planner, model=out.model or "", task=turn.task.stored, status="ok",
                 audit="skipped", summary=self.policy.mask(env.summary) if env else "",
                 plan=steps, run_id=out.run_id, ts=now_iso(), sensitive=bool(turn.task.sensitive),
             )
-        else:
-            why = out.reply.error or "no plan in the planner's envelope"
-            turn.warn(f"planner {planner} gave no plan ({why}); executing without one")
+        elif status == "failed":
+            # Kept (never rendered) so that the next turn knows to plan again: see
+            # session/context.py. An empty plan ("partial") is an answer, not retried.
+            capsule = Capsule.make(
+                seq=next_seq(capsules), epoch=current_epoch(capsules), role="plan",
+                tier=planner, model=out.model or "", task=turn.task.stored, status="failed",
+                audit="skipped", summary=cause, notes=(cause,), run_id=out.run_id,
+                ts=now_iso(), sensitive=bool(turn.task.sensitive),
+            )
+        if status != "ok":
+            log = out.log.relative_to(self.config.workspace)
+            retry = "; the next turn plans again" if status == "failed" else ""
+            turn.warn(f"planner {planner} {status}: {cause}; executing without a plan "
+                      f"(run {out.run_id}, log {log}){retry}")
         self.calls.record(turn, out, "planning", status, route=route, capsule=capsule,
-                          reason=out.reply.error)
+                          reason=cause)
         self.calls.remember("planning", out, prompt, read_only=status == "ok")
         if capsule is None:
             return capsules, ()
         self._append(turn, out, capsule)
+        if status != "ok":
+            return [*capsules, capsule], ()
         return [*capsules, capsule], steps
+
+    def _cause(self, out: Outcome) -> str:
+        """Why a call gave no usable answer, in one masked line: the call's error (exit code,
+        the last line of stderr, a timeout), then what the worker said (an error result's text,
+        a non-ok envelope's summary)."""
+        parts = [out.reply.error] if out.reply.error else []
+        env = out.envelope
+        if env is not None and env.status != "ok":
+            parts.append(f"status {env.status}" + (f": {env.summary}" if env.summary else ""))
+        elif env is None:
+            said = _last_line(out.reply.output.text or out.extraction.prose, self.policy.mask)
+            parts.append(said or "no answer")
+        elif not env.plan and not env.summary:
+            parts.append("no plan in the envelope")
+        return one_line(self.policy.mask("; ".join(parts)), 300)
 
     def _execute(
         self,

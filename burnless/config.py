@@ -7,6 +7,12 @@ line and key path (``config.yaml:4: tiers.silver.comand: unknown key; did you me
 Lookup order: ``--config`` / ``BURNLESS_CONFIG``, else ``.burnless/config.yaml`` found by walking
 up from the cwd. ``$BURNLESS_HOME/config.yaml`` (``BURNLESS_HOME`` defaults to
 ``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides.
+
+The workspace (where workers run and state is written) is ``--workspace`` /
+``BURNLESS_WORKSPACE``, else the project the cwd is in: the folder holding the config found by
+walking up, or with an explicit config, the nearest folder up from the cwd holding a
+``.burnless/`` directory, else the cwd. An explicit config only chooses the configuration: a
+config shared by several projects (a CI file) never moves their state to its own folder.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from burnless.yamlfile import Source, fail, kind_of, read_yaml
 STATE_DIR = ".burnless"
 CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
+TIER_KINDS = ("worker", "check")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 AGENT_CLIS = ("claude", "codex", "gemini")
 AGENT_FORMATS = ("claude-json", "claude-stream-json", "codex-jsonl", "gemini-json")
@@ -79,6 +86,11 @@ class Tier:
         if not self.api_key_env:  # the kind's own variable (OPENAI_API_KEY for api: openai)
             object.__setattr__(self, "api_key_env",
                                DEFAULT_KEY_ENV.get(self.api or "", "ANTHROPIC_API_KEY"))
+    # ``check``: a deterministic check script (the page audit), not a general worker. It
+    # serves only the routing rules that name it (as the first rung of their cascade); it is
+    # never the executor, the planner, the compactor, a rung of routing.ladder, or the local
+    # tier policy hands sensitive work to.
+    kind: str = "worker"
 
     @property
     def argv(self) -> list[str]:
@@ -93,10 +105,15 @@ class Tier:
         return program in AGENT_CLIS or self.format in AGENT_FORMATS
 
     @property
+    def general(self) -> bool:
+        """May serve any work (the definition every 'a check is not a worker' rule uses)."""
+        return self.kind != "check"
+
+    @property
     def deterministic(self) -> bool:
-        """A tier-0: local and free (a script, not a model)."""
+        """A tier-0: a check, or local and free (a script, not a model); it reads no plan."""
         rates = self.price.as_mapping() if self.price else {}
-        return self.local and bool(rates) and not any(rates.values())
+        return not self.general or (self.local and bool(rates) and not any(rates.values()))
 
     @property
     def uses_prefix_file(self) -> bool:
@@ -250,9 +267,15 @@ def global_config_path() -> Path:
     return Path(xdg) / "burnless" / CONFIG_NAME
 
 
+def explicit_config(explicit: str | os.PathLike[str] | None = None) -> str | None:
+    """The config named by the caller or ``BURNLESS_CONFIG`` (None: find it by walking up)."""
+    chosen = explicit or os.environ.get("BURNLESS_CONFIG")
+    return str(chosen) if chosen else None
+
+
 def find_config(start: Path | None = None, explicit: str | os.PathLike[str] | None = None) -> Path:
     """The project config path: explicit › ``BURNLESS_CONFIG`` › walk up from ``start``."""
-    chosen = explicit or os.environ.get("BURNLESS_CONFIG")
+    chosen = explicit_config(explicit)
     if chosen:
         p = Path(chosen).expanduser().resolve()
         try:
@@ -286,9 +309,49 @@ def _is_file(path: Path) -> bool:
 
 
 def workspace_for(config_path: Path) -> Path:
-    """The workspace holding the config: the parent of ``.burnless`` (else the file's dir)."""
+    """The workspace holding a config found by walking up: the parent of its ``.burnless``."""
     parent = config_path.parent
     return parent.parent if parent.name == STATE_DIR else parent
+
+
+def explicit_workspace(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The workspace named by ``--workspace`` / ``BURNLESS_WORKSPACE``: an existing directory."""
+    chosen = explicit or os.environ.get("BURNLESS_WORKSPACE")
+    if not chosen:
+        return None
+    p = Path(chosen).expanduser().resolve()
+    if not p.is_dir():
+        what = "does not exist" if not p.exists() else "is not a directory"
+        raise UsageError(f"workspace {p} {what}; --workspace (or $BURNLESS_WORKSPACE) names "
+                         "the project folder that holds (or will hold) .burnless/")
+    return p
+
+
+def project_of(start: Path | None = None) -> Path:
+    """The nearest folder up from ``start`` (the cwd) holding a ``.burnless/`` directory; else
+    ``start`` itself."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        try:
+            if (d / STATE_DIR).is_dir():
+                return d
+        except OSError:
+            continue  # a directory on the way we may not search
+    return here
+
+
+def find_workspace(
+    config_path: Path, *, start: Path | None = None,
+    config: str | os.PathLike[str] | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where workers run and state goes (see the module docstring)."""
+    ws = explicit_workspace(workspace)
+    if ws is not None:
+        return ws
+    if explicit_config(config):
+        return project_of(start)
+    return workspace_for(config_path)
 
 
 # --------------------------------------------------------------------------- loading
@@ -310,25 +373,32 @@ def _merge(
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None
+    path: str | os.PathLike[str] | None = None, *, cwd: Path | None = None,
+    workspace: str | os.PathLike[str] | None = None,
 ) -> Config:
-    """Find, read, merge (global defaults › project) and validate the configuration."""
-    project = find_config(cwd, path)
+    """Find, read, merge (global defaults › project) and validate the configuration.
+
+    ``path`` (or ``BURNLESS_CONFIG``) chooses the file; ``workspace`` (or
+    ``BURNLESS_WORKSPACE``) the project; ``cwd`` is where discovery starts (default: the cwd).
+    """
+    ws_explicit = explicit_workspace(workspace)
+    project = find_config(ws_explicit or cwd, path)
+    ws = find_workspace(project, start=cwd, config=path, workspace=ws_explicit)
     src = Source(default_file=project)
     glob = global_config_path()
     files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
     key = _fingerprint(files)
-    cache = workspace_for(project) / STATE_DIR / "cache" / "config.json"
+    cache = ws / STATE_DIR / "cache" / "config.json"
     data = _cached(cache, key)
     if data is not None:
         try:
-            return build_config(data, src, project)
+            return build_config(data, src, project, ws)
         except ConfigError:
             pass  # said again below from the YAML itself, with line numbers
     data = {}
     for f in files:
         data = _merge(data, read_yaml(f, src))
-    cfg = build_config(data, src, project)
+    cfg = build_config(data, src, project, ws)
     _store(cache, key, data)
     return cfg
 
@@ -387,6 +457,8 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
 
     from burnless.storage.atomic import write_atomic
 
+    if not cache.parent.parent.is_dir():
+        return  # no state dir yet: a cache alone does not create one (`route` writes nothing)
     try:
         blob = orjson.dumps({"key": key, "data": data})
         from burnless.safety.secrets import find_secrets, looks_random
@@ -397,7 +469,7 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
         if env_values or find_secrets(blob.decode("utf-8")):
             return  # a secret written into the config is not copied to disk: parse each time
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, blob)
+        write_atomic(cache, blob, mode=0o600)  # a copy of the config: it may hold a tier's env
     except (OSError, TypeError):
         pass  # not JSON-representable, or a read-only workspace: parse the YAML each time
 
@@ -410,7 +482,9 @@ def load_config_data(data: dict[str, Any], path: Path) -> Config:
 # --------------------------------------------------------------------------- validation
 
 
-def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
+def build_config(
+    data: dict[str, Any], src: Source, path: Path, workspace: Path | None = None
+) -> Config:
     if "tiers" not in data:
         raise fail(src, (), "the 'tiers' section is required (at least one tier)")
     raw = dict(data)
@@ -433,19 +507,27 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         tier = convert(Tier, {**body, "name": name}, ("tiers", name), src)
         tiers[name] = _check_tier(tier, ("tiers", name), src)
     cfg: Config = convert(Config, raw, (), src)
-    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in tiers else None)
+    general = [name for name, t in tiers.items() if t.general]
+    if not general:
+        raise fail(src, ("tiers",), "every tier is kind: check; define a tier that does general "
+                    "work (the executor)")
+    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in general else None)
     executor = cfg.executor if cfg.executor is not None else (
-        "silver" if "silver" in tiers else next(iter(tiers)))
+        "silver" if "silver" in general else general[0])
     for key, value in (("planner", planner), ("executor", executor),
                        ("compaction.tier", cfg.compaction.tier)):
         if value is not None and value not in tiers:
             raise fail(src, tuple(key.split(".")),
                         f"names tier {value!r}, which is not defined{_suggest(value, tiers)}")
-    ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in tiers)
+        if value is not None and not tiers[value].general:
+            raise fail(src, tuple(key.split(".")), _not_general(value))
+    ladder = cfg.routing.ladder or tuple(t for t in ("bronze", "silver", "gold") if t in general)
     for i, t in enumerate(cfg.routing.ladder):
         if t not in tiers:
             raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r}, which is not defined{_suggest(t, tiers)}")
+        if not tiers[t].general:
+            raise fail(src, ("routing", "ladder", str(i)), _not_general(t))
         if t in cfg.routing.ladder[:i]:
             raise fail(src, ("routing", "ladder", str(i)),
                         f"names tier {t!r} twice; a ladder climbs each rung once")
@@ -497,7 +579,7 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
         executor=executor,
         routing=dataclasses.replace(cfg.routing, ladder=ladder),
         path=path,
-        workspace=workspace_for(path),
+        workspace=workspace if workspace is not None else workspace_for(path),
     )
 
 
@@ -523,6 +605,11 @@ def _check_gateway(gw: GatewaySettings, tiers: dict[str, Tier], src: Source) -> 
     for key, value in (("affinity_ttl", gw.affinity_ttl), ("max_retry_wait", gw.max_retry_wait)):
         if value < 0:
             raise fail(src, ("gateway", key), f"must be >= 0, not {value:g}")
+
+
+def _not_general(name: str) -> str:
+    return (f"names tier {name!r}, which is kind: check; a check serves only the routing "
+            "rules that name it (as the first rung of their cascade)")
 
 
 def _check_ranges(cfg: Config, src: Source) -> None:
@@ -578,6 +665,9 @@ def _check_tier(tier: Tier, where: tuple[str, ...], src: Source) -> Tier:
         raise fail(src, (*where, "format"),
                     f"unknown format {tier.format!r}{_suggest(tier.format, FORMATS)}; "
                     f"known: {', '.join(FORMATS)}")
+    if tier.kind not in TIER_KINDS:
+        raise fail(src, (*where, "kind"), f"must be 'worker' (the default) or 'check' (a "
+                    f"deterministic check script), not {tier.kind!r}")
     if tier.input not in ("stdin", "arg"):
         raise fail(src, (*where, "input"), f"must be 'stdin' or 'arg', not {tier.input!r}")
     if tier.timeout <= 0 or tier.max_output_tokens <= 0:

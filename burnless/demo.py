@@ -319,7 +319,7 @@ def run_demo(progress: Callable[[str], None] = lambda _: None) -> DemoReport:
         sim_log = Path(tmp) / "sim-requests.jsonl"
         with sim_server(log=sim_log) as url:
             (state / "config.yaml").write_text(_config(url), encoding="utf-8")
-            agent = BurnlessAgent(config_path=state / "config.yaml")
+            agent = BurnlessAgent(config_path=state / "config.yaml", workspace=ws)
             for n, turn in enumerate(TURNS, 1):
                 prompt, read = turn_prompt(turn, ws)
                 progress(f"turn {n}: {turn.title}")

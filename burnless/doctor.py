@@ -26,7 +26,9 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
 
     policy = Policy(cfg)  # one redactor for every tier's command
     out = [_check("config", "ok", f"{cfg.path} ({len(cfg.tiers)} tiers; planner "
-                                  f"{cfg.planner or 'none'}, executor {cfg.executor})")]
+                                  f"{cfg.planner or 'none'}, executor {cfg.executor})"),
+           _check("workspace", "ok", f"{cfg.workspace} (workers run here; state in "
+                                     f"{cfg.state_dir})")]
     for name, tier in cfg.tiers.items():
         if tier.key == "client":  # a gateway upstream: the caller brings the key
             out.append(_check(f"tier {name}", "ok", f"api {tier.api}, model {tier.model}, "

@@ -26,6 +26,20 @@ EXIT_POLICY = 5
 EXIT_BUSY = 6
 EXIT_INTERRUPTED = 130
 
+# What each exit code means: `burnless --help` prints it, the README's table says the same.
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "success: status ok, audit passed",
+    EXIT_FAILED: "the task failed or is partial (worker status, non-zero exit, timeout, "
+                 "escalate)",
+    EXIT_USAGE: "usage or configuration error; nothing dispatched",
+    EXIT_AUDIT: "the audit failed: the worker's claims do not hold",
+    EXIT_BUDGET: "refused by a budget; nothing dispatched",
+    EXIT_POLICY: "refused by policy; nothing sent",
+    EXIT_BUSY: "session busy (lock timeout, or a nested run on the session that called it)",
+    EXIT_INTERRUPTED: "interrupted; the worker's process group was killed and the ledger "
+                      "records it",
+}
+
 
 class BurnlessError(Exception):
     """Base of every error burnless raises on purpose."""

@@ -11,6 +11,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis's per-example deadline is wall time: under a parallel run (pytest-xdist) another
+# worker can take the CPU mid-example. Examples are still bounded by max_examples.
+settings.register_profile("burnless", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("burnless")
 
 FAKES = Path(__file__).parent / "fakes"
 WORKER = FAKES / "worker.py"
@@ -27,13 +34,17 @@ def fake(mode: str = "honest", *extra: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+             monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the real home, config or an outer burnless session."""
     monkeypatch.setenv("BURNLESS_HOME", str(tmp_path / "_burnless_home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "_xdg"))
-    for var in ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_DEPTH",
-                "BURNLESS_ACTIVE_SESSIONS", "ANTHROPIC_BASE_URL"):
+    for var in ("BURNLESS_CONFIG", "BURNLESS_WORKSPACE", "BURNLESS_SESSION", "BURNLESS_DEPTH",
+                "BURNLESS_ACTIVE_SESSIONS", "BURNLESS_PARENT_RUN", "BURNLESS_ROOT_RUN",
+                "BURNLESS_TREE", "ANTHROPIC_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+    # A test that forgets to say where its workspace is must not write into the checkout.
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 class Workspace:

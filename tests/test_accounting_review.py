@@ -73,7 +73,8 @@ def varied(n: int, seed: int = 3, day: date | None = None) -> list[LedgerRecord]
     day = day or utc_today()
     out = []
     for i in range(n):
-        status = rnd.choice(["ok", "ok", "ok", "failed", "partial", "refused"])
+        status = rnd.choice(["ok", "ok", "ok", "failed", "partial", "refused", "interrupted",
+                             "escalate"])
         cached = status != "refused" and rnd.random() < 0.15
         cost = None if rnd.random() < 0.25 else round(rnd.uniform(0, 0.3), 6)
         model = rnd.choice(["claude-sonnet-4-6", "claude-opus-4-8", None, "local"])
@@ -101,7 +102,7 @@ def recount(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any] 
     for r in records:
         acc = out.setdefault(key(r), {
             "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0), "cost": 0.0, "unknown": 0,
-            "refusals": 0, "cached": 0, "audit_failures": 0})
+            "refusals": 0, "cached": 0, "audit_failures": 0, "failures": 0})
         if r["status"] == "refused":
             acc["refusals"] += 1
             continue
@@ -116,6 +117,7 @@ def recount(records: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any] 
         else:
             acc["cost"] += r["cost_usd"]
         acc["audit_failures"] += r["audit"] == "failed"
+        acc["failures"] += r["status"] in ("failed", "partial", "interrupted", "lost")
     return out
 
 
@@ -132,6 +134,7 @@ def check_stats(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert int(got["refusals"]) == want["refusals"]
     assert int(got["cached_hits"]) == want["cached"]
     assert int(got["audit_failures"]) == want["audit_failures"]
+    assert int(got["failures"]) == want["failures"]
     cost = expected_cost(want)
     if cost is None:
         assert got["cost_usd"] in (None, ""), got  # unknown, never 0
@@ -170,7 +173,8 @@ def test_json_csv_and_table_totals_equal_the_records_for_every_grouping(ws: Work
         for row in doc["rows"]:
             check_stats(row, want[row[by]])
         # The groups add up to the total.
-        for f in ("calls", *TOKEN_FIELDS, "unknown_cost_calls", "refusals", "cached_hits"):
+        for f in ("calls", *TOKEN_FIELDS, "unknown_cost_calls", "refusals", "cached_hits",
+                  "failures"):
             assert sum(r[f] for r in doc["rows"]) == doc["total"][f], (by, f)
         assert sum(r["cost_usd"] or 0 for r in doc["rows"]) == pytest.approx(
             doc["total"]["cost_usd"], abs=1e-7)
@@ -186,11 +190,11 @@ def test_json_csv_and_table_totals_equal_the_records_for_every_grouping(ws: Work
     p = ws.run("usage", "--period", "all")
     assert p.returncode == 0, p.stderr
     total = next(line for line in p.stdout.splitlines() if line.startswith("TOTAL")).split()
-    assert [int(x.replace(",", "")) for x in total[1:6]] == [
-        everything[f] for f in ("calls", *TOKEN_FIELDS)]
-    assert total[7] == f"${everything['cost']:,.2f}*"  # '*': some calls' cost is unknown
-    assert int(total[8]) == everything["refusals"]
-    assert int(total[10]) == everything["cached"]
+    assert [int(x.replace(",", "")) for x in total[1:7]] == [
+        everything[f] for f in ("calls", "failures", *TOKEN_FIELDS)]
+    assert total[8] == f"${everything['cost']:,.2f}*"  # '*': some calls' cost is unknown
+    assert int(total[9]) == everything["refusals"]
+    assert int(total[11]) == everything["cached"]
     assert f"excludes {everything['unknown']} call(s) of unknown cost" in p.stdout
 
 

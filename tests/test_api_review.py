@@ -660,7 +660,7 @@ def test_ledger_matches_what_the_simulator_billed_after_retries(
     tier_yaml = f"api: anthropic, base_url: '{sim.url}', pass_env: [ANTHROPIC_API_KEY]"
     ws.config(f"tiers:\n  silver: {{{tier_yaml}, model: claude-sonnet-4-6}}\nplanner: null\n")
     (ws.state / "prefix.md").write_text(RULES, encoding="utf-8")
-    agent = BurnlessAgent(ws.state / "config.yaml")
+    agent = BurnlessAgent(ws.state / "config.yaml", workspace=ws.root)
     first = agent.run("explain the auth module", "s")
     second = agent.run("review the session code", "s")
     assert first.ok and second.ok, (first.summary, second.summary)

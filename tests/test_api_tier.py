@@ -107,7 +107,7 @@ def hand_cost(model: str, t: dict[str, int]) -> float:
 def test_each_turn_reads_the_cache_the_previous_turn_wrote(ws: Workspace, sim_factory: Any) -> None:
     sim = sim_factory()
     api_config(ws, sim.url, planner=True)
-    agent = BurnlessAgent(ws.state / "config.yaml")
+    agent = BurnlessAgent(ws.state / "config.yaml", workspace=ws.root)
     tasks = ["explain the auth module", "review the session code", "list the open items"]
 
     first = agent.next_prompt("s", tasks[0])
@@ -119,7 +119,7 @@ def test_each_turn_reads_the_cache_the_previous_turn_wrote(ws: Workspace, sim_fa
 
     wanted = []
     for task in tasks[1:]:
-        prompt = BurnlessAgent(ws.state / "config.yaml").next_prompt("s", task)
+        prompt = BurnlessAgent(workspace=ws.root).next_prompt("s", task)
         assert prompt.role == "executor"
         wanted.append(expected(prompt, "claude-sonnet-4-5"))
         code, res, _ = run_json(ws, task, "--session", "s")
@@ -215,12 +215,12 @@ def test_429_once_is_retried(ws: Workspace, sim_factory: Any) -> None:
 def test_500_always_gives_up_after_the_retries(ws: Workspace, sim_factory: Any) -> None:
     sim = sim_factory("500")
     api_config(ws, sim.url)
-    t0 = time.monotonic()
     code, res, _ = run_json(ws, "explain the auth module")
-    assert time.monotonic() - t0 < 12
     assert code == 1 and res["status"] == "failed"
     assert [r["status"] for r in sim.requests()] == [500] * 3
     (rec,) = ws.ledger()
+    # The call's own time (not the interpreter's start-up, which a busy machine stretches).
+    assert rec["duration_s"] < 12
     assert rec["reason"].startswith("API error 500 api_error")
     assert rec["reason"].endswith("(gave up after 3 attempts)")
     log = (ws.root / res["log"]).read_text()
@@ -228,13 +228,14 @@ def test_500_always_gives_up_after_the_retries(ws: Workspace, sim_factory: Any) 
 
 
 def test_timeout_is_bounded(ws: Workspace, sim_factory: Any) -> None:
-    sim = sim_factory("sleep=6")
+    sim = sim_factory("sleep=10")
     api_config(ws, sim.url, extra=", timeout: 1")
-    t0 = time.monotonic()
     code, res, _ = run_json(ws, "explain the auth module")
-    assert time.monotonic() - t0 < 5.5  # import + 1 s, not the server's 6 s
     assert code == 1 and res["status"] == "failed"
     (rec,) = ws.ledger()
+    # The call's own time (its deadline counts from before the SDK import, ~1 s, which a busy
+    # machine can stretch several-fold): far below the server's 10 s.
+    assert rec["duration_s"] < 8
     assert rec["reason"] == "timed out after 1s" and rec["exit"] is None
     assert rec["cost_source"] == "estimated"  # nothing reported: the prompt is estimated
 
@@ -260,7 +261,7 @@ def test_ctrl_c_during_the_call_exits_130(ws: Workspace, sim_factory: Any) -> No
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=10)
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 6  # not the server's 8 s (slack for a busy machine)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     (rec,) = ws.ledger()

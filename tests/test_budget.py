@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,12 +93,23 @@ def test_parallel_runs_never_overspend(ws: Workspace, tmp_path: Path) -> None:
     worst = (prompt_tokens + 1000) * 1000 / 1e6
     limit = round(2.2 * worst, 4)
 
-    ws.config("tiers:\n" + tier_line("silver", fake("slow"), price)
+    # Each dispatched worker holds its reservation until the refused runs have all ended, so
+    # the six runs are truly concurrent however a busy machine staggers their start (a run
+    # that settled first would free room: a real call costs less than its worst case).
+    go = tmp_path / "go"
+    held = " ".join(shlex.quote(a) for a in (
+        "sh", "-c", f"i=0; while [ ! -e {shlex.quote(str(go))} ] && [ $i -lt 1200 ]; do "
+        'sleep 0.05; i=$((i+1)); done; exec "$0" "$@"', *shlex.split(fake("honest"))))
+    ws.config("tiers:\n" + tier_line("silver", held, price)
               + f"budget: {{max_cost_per_day: {limit}}}\n")
     procs = [subprocess.Popen([sys.executable, "-m", "burnless", "run", f"write p{i}.txt x",
                                "--session", f"p{i}"], cwd=ws.root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(6)]
+    deadline = time.monotonic() + 60
+    while sum(p.poll() is not None for p in procs) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
     outcomes = []
     for p in procs:
         _, err = p.communicate(timeout=120)

@@ -39,7 +39,7 @@ def tier_line(name: str, cmd: str, extra: str = "") -> str:
 
 def guard(ws: Workspace, limits: str) -> Guard:
     ws.config("tiers:\n" + tier_line("silver", fake("honest"), PRICE) + f"budget: {limits}\n")
-    return Guard(load_config(ws.state / "config.yaml"))
+    return Guard(load_config(cwd=ws.root))
 
 
 def record(cost: float | None, session: str = "s", **kw: object) -> LedgerRecord:
@@ -193,7 +193,7 @@ def test_worst_case_is_prompt_at_input_price_plus_output_cap(ws: Workspace) -> N
     tier = g.cfg.tiers["silver"]
     assert budget.worst_case(tier, 500) == pytest.approx((500 + 1000) * 1000 / 1e6)
     ws.config("tiers:\n" + tier_line("silver", fake("honest")))  # no model, no price
-    cfg = load_config(ws.state / "config.yaml")
+    cfg = load_config(cwd=ws.root)
     assert budget.worst_case(cfg.tiers["silver"], 500) is None
 
 

@@ -35,7 +35,7 @@ def _burnless(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     p = _burnless("--help")
     assert p.returncode == 0
-    commands = p.stdout.split("Commands:")[1].splitlines()
+    commands = p.stdout.split("Commands:")[1].split("Examples:")[0].splitlines()
     listed = {line.split()[0] for line in commands if line.strip()}
     assert listed == set(COMMANDS)
 

@@ -304,19 +304,20 @@ def test_surrogates_and_invalid_utf8_bytes() -> None:
 
 
 def test_large_binary_output_is_linear() -> None:
-    # BUG fixed: 16 candidate spans were each re-joined and re-parsed (50 MB: ~15 s)
+    # BUG fixed: 16 candidate spans were each re-joined and re-parsed (50 MB: ~15 s).
+    # The bounds in this file are CPU time: a parallel or busy run must not fail them.
     raw = os.urandom(8_000_000)
-    start = time.perf_counter()
+    start = time.process_time()
     out = parse_output(raw)
     assert out.format == "text"
-    assert time.perf_counter() - start < 2.5
+    assert time.process_time() - start < 2.5
 
 
 def test_large_output_of_brace_lines_is_linear() -> None:
     raw = ("{" + "x" * 60 + "}\n") * 100_000  # 6 MB, every line a candidate
-    start = time.perf_counter()
+    start = time.process_time()
     assert parse_output(raw).format == "text"
-    assert time.perf_counter() - start < 2.5
+    assert time.process_time() - start < 2.5
 
 
 def test_large_answer_with_the_result_after_noise() -> None:
@@ -353,10 +354,10 @@ def test_envelope_extraction_on_hostile_text_is_fast() -> None:
         "```json\n{\n" * 200_000,
         os.urandom(4_000_000).decode("utf-8", "replace"),
     ):
-        start = time.perf_counter()
+        start = time.process_time()
         ex = extract(text)
         assert ex.envelope is None
-        assert time.perf_counter() - start < 1.0
+        assert time.process_time() - start < 1.0
 
 
 # --- pricing ----------------------------------------------------------------------------------

@@ -379,7 +379,7 @@ def test_python_api_returns_run_result_and_raises_typed_errors(ws: Workspace) ->
     from burnless import BurnlessAgent, ConfigError, RunResult, UsageError
 
     ws.tiers(silver="honest")
-    agent = BurnlessAgent(config_path=ws.state / "config.yaml")
+    agent = BurnlessAgent(config_path=ws.state / "config.yaml", workspace=ws.root)
     result = agent.run(task="write api.txt from python", session_id="py")
     assert isinstance(result, RunResult)
     assert result.ok and result.exit_code == 0 and result.files == ("api.txt",)

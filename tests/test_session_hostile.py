@@ -552,10 +552,13 @@ def test_two_session_compacts_at_once_fold_exactly_once(ws: Workspace) -> None:
 def test_session_rm_while_a_run_holds_the_lock_is_busy_and_loses_nothing(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    started = tmp_path / "started"
+    started, release = tmp_path / "started", tmp_path / "release"
+    # The worker holds the session until the test has tried `session rm` (not for a fixed
+    # time, which a busy machine can use up before rm even starts).
+    hold = (f'touch {shlex.quote(str(started))}; i=0; while [ ! -e {shlex.quote(str(release))} ]'
+            ' && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exec "$0" "$@"')
     slow = " ".join(shlex.quote(a) for a in (
-        "sh", "-c", f'touch {shlex.quote(str(started))}; sleep 0.8; exec "$0" "$@"',
-        sys.executable, str(WORKER), "--mode", "honest"))
+        "sh", "-c", hold, sys.executable, str(WORKER), "--mode", "honest"))
     ws.config(f"tiers:\n  silver: {{command: {quoted(slow)}}}\n{PLAIN}")  # lock_timeout 600
     seed(ws, "default", n=2)
     run = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt a"],
@@ -569,10 +572,12 @@ def test_session_rm_while_a_run_holds_the_lock_is_busy_and_loses_nothing(
         t0 = time.monotonic()
         p = ws.run("session", "rm", "default")
         clean(p, 6)
-        assert "busy" in p.stderr and time.monotonic() - t0 < 5  # it does not wait 600 s
-        out, err = run.communicate(timeout=30)
+        assert "busy" in p.stderr and time.monotonic() - t0 < 30  # it does not wait 600 s
+        release.touch()
+        out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
     finally:
+        release.touch()
         if run.poll() is None:
             run.kill()
             run.communicate()

@@ -4,7 +4,7 @@ Every ledger record falls into a *cell*: its UTC day and the fields reports grou
 A cell holds sums (records, the four token counts, known cost). Usage reports, metrics and
 budget spend are projections of the cells, so any period is a sum of whole days. Two tables
 keep the number of cells small: ``cells`` has every field but the session, ``sessions`` has
-only the day, the session and the flags reports need (refused, cached, audit failed, cost
+only the day, the session, the status and the flags reports need (cached, audit failed, cost
 known).
 
 CLI processes persist both tables with the ledger offset they cover in a checkpoint
@@ -40,7 +40,7 @@ from burnless.storage import jsonl
 
 log = logging.getLogger("burnless")
 
-FORMAT = 3  # bump when the cell layout changes: older checkpoints are ignored
+FORMAT = 4  # bump when the cell layout changes: older checkpoints are ignored
 CHECKPOINT = Path("cache") / "ledger-index.json"
 SAVE_AFTER_BYTES = 256 * 1024  # re-reading less than this from the checkpoint is cheaper
 PARALLEL_AFTER_BYTES = 64 << 20  # a cold build larger than this is split across processes
@@ -94,7 +94,7 @@ _MAX_COST = 1e9
 @dataclass
 class Tables:
     cells: Cells = field(default_factory=dict)  # every field but the session
-    sessions: Cells = field(default_factory=dict)  # day, session and flags only
+    sessions: Cells = field(default_factory=dict)  # day, session, status and flags only
 
     def merge(self, other: Tables) -> None:
         merge(self.cells, other.cells)
@@ -351,8 +351,7 @@ def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, in
             known = bool(known)
             add(tables.cells, (day, _s(tier), _s(model), _s(role), "", status, failed, cached,
                                 _s(refused_by), known), v)
-            add(tables.sessions, (day, "", "", "", _s(session),
-                                   "refused" if status == "refused" else "", failed, cached, "",
+            add(tables.sessions, (day, "", "", "", _s(session), status, failed, cached, "",
                                    known), v)
     return tables, recs.offset, n, recs.torn
 

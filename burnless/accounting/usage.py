@@ -16,6 +16,10 @@ What counts where, for every group:
   every call of a group is of unknown cost, its ``cost_usd`` is None (null), not 0.
 - ``cache_hit_ratio`` = cache_read / (input + cache_read + cache_write), None without input.
 - ``audit_failures``: calls whose audit verdict is ``failed``.
+- ``failures``: calls that did not complete their job: status ``failed``, ``partial``,
+  ``interrupted`` or ``lost``. ``escalate`` is not one (a tier handing work up the ladder, as a
+  tier-0 script does by design); a call that completed but whose claims did not hold is an
+  audit failure, not a failure.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ GROUPS: dict[str, int] = {"tier": TIER, "model": MODEL, "session": SESSION, "rol
                           "day": DAY}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+FAILED_STATUSES = frozenset({"failed", "partial", "interrupted", "lost"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Stats:
     refusals: int = 0
     audit_failures: int = 0
     cached_hits: int = 0
+    failures: int = 0
 
     @property
     def cost_unknown(self) -> bool:
@@ -91,7 +97,7 @@ class Stats:
             "cost_usd": None if self.cost_unknown else round(self.cost_usd, 8),
             "unknown_cost_calls": self.unknown_cost_calls,
             "refusals": self.refusals, "audit_failures": self.audit_failures,
-            "cached_hits": self.cached_hits,
+            "cached_hits": self.cached_hits, "failures": self.failures,
         }
 
 
@@ -104,7 +110,7 @@ class _Acc:
     __slots__ = ("v",)
 
     def __init__(self) -> None:
-        self.v: list[float] = [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0]
+        self.v: list[float] = [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0]
 
     def add(self, key: Key, s: Sums) -> None:
         v, n = self.v, s[RECORDS]
@@ -121,11 +127,13 @@ class _Acc:
             v[6] += n
         if key[AUDIT_FAILED]:
             v[8] += n
+        if key[STATUS] in FAILED_STATUSES:
+            v[10] += n
 
     def stats(self) -> Stats:
         v = self.v
         return Stats(int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), float(v[5]),
-                     int(v[6]), int(v[7]), int(v[8]), int(v[9]))
+                     int(v[6]), int(v[7]), int(v[8]), int(v[9]), int(v[10]))
 
 
 @dataclass(frozen=True)

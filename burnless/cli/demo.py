@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from burnless.cli import epilog
 from burnless.cli.options import JsonOpt
 
 if TYPE_CHECKING:
@@ -11,14 +12,15 @@ if TYPE_CHECKING:
     from burnless.demo import DemoReport
 
 
+EPILOG = {"demo": epilog([
+    "burnless demo",
+    "burnless demo --json | jq .ratio_vs_cached",
+])}
+
+
 def demo(json_: JsonOpt = False) -> None:
     """Run a simulated session end to end and compare its cost with one compacting conversation
-    on the same model (everything simulated, offline).
-
-    Examples:
-      burnless demo
-      burnless demo --json | jq .ratio_vs_cached
-    """
+    on the same model (everything simulated, offline)."""
     from burnless.cli import console
     from burnless.demo import run_demo
 

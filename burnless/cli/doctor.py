@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt
+
+EPILOG = {"doctor": epilog([
+    "burnless doctor",
+    "burnless doctor --json | jq '.checks[] | select(.status != \"ok\")'",
+])}
 
 
 def doctor(json_: JsonOpt = False, config: ConfigOpt = None) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burnless.cli import epilog
 from burnless.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
@@ -107,3 +108,10 @@ class _progress:
 
     def close(self) -> None:
         self._bar.stop()
+
+
+EPILOG = {"eval_": epilog([
+    "burnless eval tasks.yaml --pairs gold:silver,gold:bronze",
+    "burnless eval tasks.yaml --pairs gold:silver,silver:bronze --repeat 3 --jobs 2",
+    "burnless eval tasks.yaml --pairs gold:bronze --budget 5 --format html > pairs.html",
+], exit_codes=True)}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import JsonOpt
 
 if TYPE_CHECKING:
@@ -32,6 +32,13 @@ breaker.json
 """
 
 
+EPILOG = {"init": epilog([
+    "burnless init && burnless doctor",
+    "burnless --workspace ~/src/app init",
+    "burnless init --force        # the old files are kept as *.bak",
+])}
+
+
 def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config "
                                         "(the old files are kept as *.bak).")] = False,
@@ -43,14 +50,17 @@ def init(
         "Code subagent in .claude/agents/; an existing config is kept.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Create .burnless/config.yaml and prefix.md in the current directory."""
+    """Create .burnless/config.yaml and prefix.md in the current directory (or --workspace)."""
     import shutil
     from importlib.resources import files
 
+    from burnless.config import explicit_workspace
     from burnless.errors import UsageError
     from burnless.storage.atomic import write_atomic
 
-    state = Path.cwd() / ".burnless"
+    with console.json_errors(json_):
+        root = explicit_workspace() or Path.cwd()
+    state = root / ".burnless"
     config = state / "config.yaml"
     example = files("burnless") / "example"
     notes: list[str] = []
@@ -71,11 +81,16 @@ def init(
                 raise UsageError(f"{target} exists and is not a regular file (a directory, "
                                  "a broken symlink...); move it away and run init again")
         try:
+            # Read the example first: an install without it must not leave an empty .burnless/.
+            datas = {name: (example / name).read_bytes() for name in ("config.yaml", "prefix.md")}
+        except OSError as exc:
+            raise UsageError(f"this burnless install lacks its example config ({exc}); "
+                             "reinstall burnless") from None
+        try:
             state.mkdir(exist_ok=True)
             written: list[str] = []
-            for name in ("config.yaml", "prefix.md"):
+            for name, data in datas.items():
                 target = state / name
-                data = (example / name).read_bytes()
                 if name == "config.yaml":
                     if keep_config:
                         continue
@@ -88,31 +103,31 @@ def init(
                         continue
                     _backup(target, data)
                 write_atomic(target, data)
-                written.append(str(target.relative_to(Path.cwd())))
+                written.append(_shown(target))
             checks = state / "checks"
             if not _present(checks):
                 _copy_tree(example / "checks", checks)
-                written.append(str(checks.relative_to(Path.cwd())) + "/")
+                written.append(_shown(checks) + "/")
             gitignore = state / ".gitignore"
             if not _present(gitignore):
                 gitignore.write_text(GITIGNORE, encoding="utf-8")
             if cli == "gemini":
-                notes.extend(_gemini_settings(Path.cwd(), written))
+                notes.extend(_gemini_settings(root, written))
         except OSError as exc:
             raise UsageError(f"cannot write {state}: {exc}") from None
-        planned = _claude_code_files(config, force) if claude_code else []
+        planned = _claude_code_files(root, config, force) if claude_code else []
     found = {name: shutil.which(name) for name in AGENT_CLIS}
     if json_:
         console.emit_json({
             "written": written, "clis": found, "notes": notes, "dropped_flags": dropped,
-            "claude_code": [{"path": str(p.path.relative_to(Path.cwd())), "action": p.action,
+            "claude_code": [{"path": _shown(p.path), "action": p.action,
                              "undo": p.undo} for p in planned],
         })
         return
     for w in written:
         console.out(f"wrote {w}")
     if keep_config:
-        console.out(f"kept {config.relative_to(Path.cwd())} (--force replaces it)")
+        console.out(f"kept {_shown(config)} (--force replaces it)")
     if dropped:
         console.out(f"  the installed claude does not accept {', '.join(dropped)}: left out "
                     "of the tiers (update Claude Code for leaner calls)")
@@ -143,14 +158,13 @@ def _lean(data: bytes) -> tuple[bytes, list[str]]:
     return text.encode("utf-8"), dropped
 
 
-def _claude_code_files(config: Path, force: bool) -> list[Any]:
+def _claude_code_files(root: Path, config: Path, force: bool) -> list[Any]:
     """Write .mcp.json and the subagent (backing up what --force replaces)."""
     from burnless import claude_setup
     from burnless.config import load_config
     from burnless.errors import BurnlessError, UsageError
     from burnless.storage.atomic import write_atomic
 
-    root = Path.cwd()
     try:
         cfg = load_config(config)
         models = [cfg.tiers[t].model for t in (cfg.executor, *cfg.routing.ladder)
@@ -178,7 +192,7 @@ def _print_claude_code(planned: list[Any]) -> None:
 
     console.out("Claude Code:")
     for p in planned:
-        rel = p.path.relative_to(Path.cwd())
+        rel = _shown(p.path)
         console.out(f"  {p.action} {rel}  (undo: {p.undo})")
         if p.data is not None:
             for line in p.data.decode("utf-8").splitlines():
@@ -223,6 +237,14 @@ def _gemini_settings(root: Path, written: list[str]) -> list[str]:
         notes.append(f"{shown}: {', '.join(check.overridden)} already set by you; left as "
                      "it is (`burnless doctor` says what it costs)")
     return notes
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the cwd when it is below it (the usual case), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _present(path: Path) -> bool:

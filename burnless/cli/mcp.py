@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from burnless.cli import epilog
 from burnless.cli.options import ConfigOpt
 
 
@@ -21,3 +22,9 @@ def mcp(config: ConfigOpt = None) -> None:
                              "pip install 'burnless[mcp]'") from None
         raise
     serve(config)
+
+
+EPILOG = {"mcp": epilog([
+    "burnless init --claude-code          # writes .mcp.json: Claude Code starts this server",
+    "claude mcp add burnless -- burnless mcp",
+])}

@@ -6,17 +6,39 @@ from typing import Annotated
 
 import typer
 
-from burnless.cli.options import ConfigOpt
+from burnless.cli import epilog
+from burnless.cli.options import ConfigOpt, JsonOpt
+
+EPILOG = {
+    "metrics": epilog([
+        "burnless metrics | grep burnless_cost_usd_total",
+        "burnless metrics --json | jq '.metrics | keys'",
+    ]),
+    "serve": epilog([
+        "burnless serve                       # 127.0.0.1:4356 (metrics.host, metrics.port)",
+        "curl -s localhost:4356/metrics; curl -s localhost:4356/stats",
+    ]),
+}
 
 
-def metrics(config: ConfigOpt = None) -> None:
-    """Print the Prometheus metrics once (what `serve` exposes at /metrics)."""
+def metrics(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Print the Prometheus metrics once (what `serve` exposes at /metrics; with --json,
+    what it exposes at /stats)."""
     import sys
 
-    from burnless.accounting.metrics import exposition, families_for
+    from burnless.accounting.index import LedgerIndex
+    from burnless.accounting.metrics import MetricsView, exposition, stats
+    from burnless.cli import console
     from burnless.config import load_config
 
-    sys.stdout.write(exposition(families_for(load_config(config).state_dir)))
+    with console.json_errors(json_):
+        index = LedgerIndex.open(load_config(config).state_dir)
+    view = MetricsView()
+    view.apply(index.cells)
+    if json_:
+        console.emit_json(stats(view.families(), index))
+        return
+    sys.stdout.write(exposition(view.families()))
 
 
 def serve(

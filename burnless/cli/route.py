@@ -6,8 +6,14 @@ from typing import Annotated
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
+
+EPILOG = {"route": epilog([
+    'burnless route "design the cache layer"                 # prints the tier',
+    'burnless route "design the cache layer" --explain       # and every reason',
+    'burnless route "read secrets/prod.env" --session ops --json',
+])}
 
 
 def route(

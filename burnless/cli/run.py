@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
 
 if TYPE_CHECKING:
@@ -63,6 +63,15 @@ def run(
     else:
         _human(result)
     raise typer.Exit(result.exit_code)
+
+
+EPILOG = {"run": epilog([
+    'burnless run "Refactor the auth module" --session auth',
+    'burnless run "fix the failing test" --verify "pytest -q"     # must exit 0 after',
+    'burnless run "page audit of site/index.html" --cascade        # cheapest rung first',
+    'git diff | burnless run - --label sensitive --json           # local tiers only',
+    'burnless run "write docs/api.md" --dry-run                    # route and render only',
+], exit_codes=True)}
 
 
 def _human(r: RunResult) -> None:

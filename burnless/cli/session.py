@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from burnless.cli import console
+from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt
 
 if TYPE_CHECKING:
@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from burnless.session.store import Session
 
 app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next prompt).",
-                  no_args_is_help=True, rich_markup_mode=None)
+                  no_args_is_help=True, rich_markup_mode=None, epilog=epilog([
+                      "burnless session list --json",
+                      "burnless session show auth",
+                      'burnless session prompt auth --task "next step"   # exactly what is sent',
+                      "burnless session compact auth",
+                      "burnless session rm auth      # also how to leave a sensitive session",
+                  ]))
 
 IdArg = Annotated[str, typer.Argument(help="Session id.")]
 
@@ -113,7 +119,7 @@ def show(session_id: IdArg, json_: JsonOpt = False, config: ConfigOpt = None) ->
     for c in caps:
         text = c.summary or c.task
         if c.role == "plan":
-            text = " / ".join(c.plan)
+            text = " / ".join(c.plan) or c.summary  # a failed planner's capsule: its cause
         elif c.role == "compact":
             text = f"folds {len(c.folds)}, keeps {len(c.keeps)}"
         console.out(f"  [{c.seq}] e{c.epoch} {c.role:<7} {c.tier:<8} {c.status:<8} "

@@ -7,10 +7,16 @@ from typing import Annotated
 
 import typer
 
+from burnless.cli import epilog
+
 app = typer.Typer(
     help="The offline simulator (simulated model, real HTTP).",
     no_args_is_help=True,
     rich_markup_mode=None,
+    epilog=epilog([
+        "burnless sim serve --port 4357 --log sim.jsonl",
+        "ANTHROPIC_BASE_URL=http://127.0.0.1:4357 ANTHROPIC_API_KEY=dummy claude -p hi",
+    ]),
 )
 
 DEFAULT_PORT = 4357  # burnless serve (metrics) uses 4356

@@ -6,12 +6,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from burnless.cli import epilog
 from burnless.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from burnless.accounting.usage import Report, Stats
 
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "csv", "html")
+
+EPILOG = {"usage": epilog([
+    "burnless usage                                   # last 30 days, by tier",
+    "burnless usage --period last7d --by day",
+    "burnless usage --chart                           # cost and tokens per day and tier",
+    "burnless usage --period all --format html > report.html",
+    "burnless usage --since 2026-11-01 --by session --format csv > usage.csv",
+    "burnless usage --json | jq .total.cost_usd       # same as --format json",
+])}
 
 
 def usage(
@@ -26,21 +38,40 @@ def usage(
                      show_default=False),
     ] = None,
     by: Annotated[
-        str, typer.Option("--by", "-b", help="Group by tier | model | session | role | day.")
-    ] = "tier",
+        str | None,
+        typer.Option("--by", "-b", help="Group by tier | model | session | role | day "
+                     "(default tier).", show_default=False)
+    ] = None,
     format_: Annotated[
-        str, typer.Option("--format", "-f", help="table | json | csv.")
+        str, typer.Option("--format", "-f", help="table | json | csv | html (one "
+                          "self-contained page with charts, on stdout).")
     ] = "table",
+    json_: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    chart: Annotated[bool, typer.Option("--chart", help="Cost and tokens per day and per "
+                                        "tier as bars, instead of the table.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Calls, tokens, cache hits, cost and refusals from the ledger, per group."""
+    """Calls, failures, tokens, cache hits, cost and refusals from the ledger, per group."""
     from burnless.accounting.usage import report
     from burnless.config import load_config
     from burnless.errors import UsageError
 
     if format_ not in FORMATS:
         raise UsageError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
-    rep = report(load_config(config).state_dir, by=by, period=period, since=since)
+    if json_:
+        if format_ not in ("table", "json"):
+            raise UsageError(f"--json is --format json; it cannot be used with --format {format_}")
+        format_ = "json"
+    if chart and format_ != "table":
+        raise UsageError(f"--chart draws on the terminal; it cannot be used with --format "
+                         f"{format_} (--format html has its own charts)")
+    if (chart or format_ == "html") and by not in (None, "tier"):
+        raise UsageError(f"--by {by} groups the table, json and csv; "
+                         f"{'--chart' if chart else '--format html'} shows per day and per tier")
+    if chart or format_ == "html":
+        _pictures(load_config(config).state_dir, html=not chart, period=period, since=since)
+        return
+    rep = report(load_config(config).state_dir, by=by or "tier", period=period, since=since)
     if format_ == "json":
         from burnless.cli.console import emit_json
 
@@ -53,13 +84,32 @@ def usage(
         _table(rep)
 
 
+def _pictures(state_dir: Path, *, html: bool, period: str | None, since: str | None) -> None:
+    from burnless.accounting.timeline import timeline
+
+    t = timeline(state_dir, period=period, since=since)
+    if html:
+        import sys
+        from datetime import datetime, timezone
+
+        from burnless import __version__
+        from burnless.accounting.htmlreport import render
+
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        sys.stdout.write(render(t, __version__, now))
+        return
+    from burnless.cli.chart import print_chart  # rich: only now
+
+    print_chart(t)
+
+
 def _table(rep: Report) -> None:
     from burnless.cli import console
 
     rows = [_cells(r.key or "-", r.stats) for r in rep.rows]
     rows.append(_cells("TOTAL", rep.total))
-    columns = [rep.by, "calls", "input", "output", "cache read", "cache write", "cache hit",
-               "cost (USD)", "refused", "audit failed", "cached"]
+    columns = [rep.by, "calls", "failed", "input", "output", "cache read", "cache write",
+               "cache hit", "cost (USD)", "refused", "audit failed", "cached"]
     if not rep.total.cached_hits:  # the response cache is off by default: no empty column
         columns, rows = columns[:-1], [r[:-1] for r in rows]
     if rep.since is None:
@@ -112,7 +162,8 @@ def _cells(name: str, s: Stats) -> list[str]:
     else:
         digits = 4 if s.cost_usd < 1 else 2
         cost = f"${s.cost_usd:,.{digits}f}" + ("*" if s.unknown_cost_calls else "")
-    return [name, _n(s.calls), _n(s.input), _n(s.output), _n(s.cache_read), _n(s.cache_write),
+    return [name, _n(s.calls), _n(s.failures), _n(s.input), _n(s.output), _n(s.cache_read),
+            _n(s.cache_write),
             "-" if ratio is None else f"{ratio:.1%}", cost, _n(s.refusals),
             _n(s.audit_failures), _n(s.cached_hits)]
 

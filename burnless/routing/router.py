@@ -2,7 +2,9 @@
 
 Order of decision: ``--tier`` › the first matching rule › the session's pinned executor ›
 ``executor``. Then policy filters the choice (``safety.policy.allows``): sensitive work goes
-to local tiers only, even against ``--tier``. Deterministic: no model is asked.
+to local tiers only, even against ``--tier``. When the choice may not receive it, the work
+moves to a local tier that does general work: never to a ``kind: check`` tier, which serves
+only the rules that name it; with none, it is refused. Deterministic: no model is asked.
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ def route(
     if pinned is not None and pinned not in cfg.tiers:
         reasons.append(f"pinned executor {pinned!r} is no longer defined; ignored")
         pinned = None
+    elif pinned is not None and not cfg.tiers[pinned].general:
+        reasons.append(f"pinned executor {pinned!r} is now kind: check; ignored")
+        pinned = None
     if tier is not None:
         cfg.tier(tier)
         natural = tier
@@ -135,16 +140,22 @@ def route(
         reasons.append("cascade: " + " → ".join(ladder))
     chosen, policy = natural, None
     if sensitive:
-        locals_ = [name for name, t in cfg.tiers.items() if allows(t, sensitive)]
         because = "; ".join(sensitive)
-        if not locals_:
-            raise PolicyRefused(
-                f"sensitive work ({because}) may only go to a tier with local: true, and none is "
-                "configured; nothing was sent"
-            )
         if allows(cfg.tiers[natural], sensitive):
             policy = f"sensitive ({because}): {natural} is local"
         else:
+            locals_ = [name for name, t in cfg.tiers.items()
+                       if t.general and allows(t, sensitive)]
+            if not locals_:
+                checks = [name for name, t in cfg.tiers.items()
+                          if not t.general and allows(t, sensitive)]
+                only = (f" ({', '.join(checks)}: kind check, which serves only the rules that "
+                        "name it)" if checks else "")
+                raise PolicyRefused(
+                    f"sensitive work ({because}) may only go to a tier with local: true, and no "
+                    f"local tier that does general work is configured{only}; nothing was sent. "
+                    "Add one (a local model, e.g. `ollama run ...` with local: true)"
+                )
             local_ladder = [t for t in cfg.routing.ladder if t in locals_]
             chosen = (local_ladder or locals_)[0]
             policy = f"sensitive ({because}): {natural} is not local → {chosen}"

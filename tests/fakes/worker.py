@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A fake worker: a real program that reads a burnless prompt on stdin and acts on it.
 
-Usage: worker.py --mode MODE [--record DIR] [--prefix-file PATH]
+Usage: worker.py --mode MODE [--record DIR] [--prefix-file PATH] [--fail-while FILE]
 
 The task (between the last ``<task>`` and ``</task>`` lines) drives file work:
 ``write PATH CONTENT...`` writes CONTENT to PATH. Modes:
@@ -88,6 +88,8 @@ def main() -> int:
     ap.add_argument("--mode", default="honest")
     ap.add_argument("--record")
     ap.add_argument("--prefix-file")
+    ap.add_argument("--fail-while", help="while this file exists, answer as Claude Code does "
+                    "when the API refuses the request (is_error, exit 1), whatever the role")
     ap.add_argument("rest", nargs="*")
     args = ap.parse_args()
     if args.mode == "chatty":  # fills both pipes before reading: burnless must keep draining
@@ -102,6 +104,14 @@ def main() -> int:
     if args.rest:
         prompt = " ".join(args.rest)
     record(args.record, prompt, sys.argv)
+    if args.fail_while and Path(args.fail_while).exists():
+        sys.stdout.write(json.dumps({
+            "type": "result", "subtype": "success", "is_error": True, "duration_ms": 5,
+            "result": 'API Error: 400 {"type":"error","error":{"type":"invalid_request_error",'
+                      '"message":"system: unexpected role"}}',
+            "session_id": "fake", "num_turns": 1, "total_cost_usd": 0,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}))
+        return 1
     header = Path(args.prefix_file).read_text() if args.prefix_file else prompt
     task = task_of(prompt)
     mode = args.mode

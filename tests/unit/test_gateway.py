@@ -44,7 +44,7 @@ def gateway(ws: Workspace) -> Iterator[Start]:
 
     def start(config: str, env: dict[str, str] | None = None) -> Server:
         ws.config(config)
-        cfg = load_config(ws.state / "config.yaml")
+        cfg = load_config(cwd=ws.root)
         srv = Server(cfg, environ={"ANTHROPIC_API_KEY": KEY, "OPENAI_API_KEY": OKEY,
                                    **(env or {})}).start()
         servers.append(srv)
