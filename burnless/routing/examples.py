@@ -299,13 +299,18 @@ class Index:
     def close(self) -> None:
         self._db.close()
 
-    def search(self, text: str, k: int = K) -> list[tuple[Example, float]]:
+    def search(self, text: str, k: int = K, *, budget: int = POSTINGS_BUDGET,
+               candidates: int = CANDIDATES) -> list[tuple[Example, float]]:
         """The ``k`` examples most similar to ``text`` that share a word with it, most similar
-        first (ties: the example listed first), with their cosine similarity."""
-        with self._lock:
-            return self._search(text, k)
+        first (ties: the example listed first), with their cosine similarity.
 
-    def _search(self, text: str, k: int) -> list[tuple[Example, float]]:
+        Exact while the task's words have at most ``budget`` postings in all and at most
+        ``candidates`` examples share one; past that, the commonest words only re-rank."""
+        with self._lock:
+            return self._search(text, k, budget, candidates)
+
+    def _search(self, text: str, k: int, budget: int,
+                candidates: int) -> list[tuple[Example, float]]:
         if not self._n or k < 1:
             return []
         words, shape = _hashed(text)
@@ -322,7 +327,7 @@ class Index:
         chosen: list[int] = []
         read = 0
         for t in sorted(df, key=lambda t: (df[t], t)):
-            if chosen and read + df[t] > POSTINGS_BUDGET:
+            if chosen and read + df[t] > budget:
                 break
             chosen.append(t)
             read += df[t]
@@ -338,7 +343,7 @@ class Index:
                 ws.frombytes(weights)
                 for d, w in zip(ids, ws, strict=True):
                     acc[d] = get(d, 0.0) + q * w
-        best = heapq.nlargest(CANDIDATES, acc.items(), key=lambda kv: (kv[1], -kv[0]))
+        best = heapq.nlargest(candidates, acc.items(), key=lambda kv: (kv[1], -kv[0]))
         query = {**qwords, **qshape}
         rows: dict[int, tuple[str, str, str, str, bytes]] = {}
         for part in _chunks(sorted(d for d, _ in best)):
