@@ -5,6 +5,7 @@
     python benchmarks/routing_examples.py --cv             # tuning: 5-fold CV on the examples only
     python benchmarks/routing_examples.py --test FILE      # another labelled set, all held out
     python benchmarks/routing_examples.py --quick          # skip the 100,000-example timing
+    python benchmarks/routing_examples.py --quick --shape-weight 0   # ablation: words only
 
 Data: ``benchmarks/data/routing_tasks.jsonl``, 405 tasks written by hand for this benchmark,
 each labelled with the tier it needs (bronze: local and mechanical; silver: a contained feature
@@ -363,7 +364,16 @@ def main() -> None:
     ap.add_argument("--min-similarity", type=float, default=None)
     ap.add_argument("--quick", action="store_true", help="skip the 100,000-example timing")
     ap.add_argument("--scale", type=int, default=100_000)
+    ap.add_argument("--shape-weight", type=float, default=None,
+                    help=f"ablation: the shape block's share (default {ex.SHAPE_WEIGHT})")
     args = ap.parse_args()
+    if args.shape_weight is not None:
+        ex.SHAPE_WEIGHT = args.shape_weight  # every index here is built in a fresh workspace
+    # pip compiles bytecode at install; an editable checkout under PYTHONDONTWRITEBYTECODE would
+    # time the compiler in the fresh-process measurement instead of burnless.
+    import compileall
+
+    compileall.compile_dir(Path(ex.__file__).parent.parent, quiet=1)
     rows = load(DATA)
     examples, held = split(rows)
     if args.cv:
