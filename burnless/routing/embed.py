@@ -31,7 +31,7 @@ import re
 import sqlite3
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -235,7 +235,8 @@ def _index(cfg: Config, name: str, key: str, examples: Sequence[Example],
     return index
 
 
-def match(cfg: Config, task: str, *, sensitive: Sequence[str] = ()) -> Match:
+def match(cfg: Config, task: str, *, sensitive: Sequence[str] = (),
+          mask: Callable[[str], str] | None = None) -> Match:
     """``examples.match`` with the embed command's vectors."""
     settings = cfg.routing.embed
     assert settings is not None
@@ -243,8 +244,8 @@ def match(cfg: Config, task: str, *, sensitive: Sequence[str] = ()) -> Match:
     if sensitive and not settings.local:
         return Match(None, "examples: not consulted: the task is sensitive and the embed "
                      "command (routing.embed) is not local", min_similarity=routing.min_similarity)
-    mask = MaskFn(cfg)
-    embed_one = EmbedFn(cfg, mask)
+    sending = MaskFn(cfg)
+    embed_one = EmbedFn(cfg, sending)
     # What decides the vectors: the program, and (when it is not local) what it may be sent.
     pol = cfg.policy
     backend = orjson.dumps(["embed", settings.command, settings.local, sorted(settings.env),
@@ -253,16 +254,16 @@ def match(cfg: Config, task: str, *, sensitive: Sequence[str] = ()) -> Match:
                                 pol.sensitive_paths]]).decode()
     try:
         indexes = [_index(cfg, "given", given_key(cfg, backend), given_examples(cfg),
-                          embed_one, mask)]
+                          embed_one, sending)]
         if routing.learn:
             from burnless.routing.learning import learned_examples
 
             learned = learned_examples(cfg)
             if learned:
                 indexes.append(_index(cfg, "learned", examples_key(learned, backend), learned,
-                                      embed_one, mask))
+                                      embed_one, sending))
         return decide(indexes, task, min_similarity=routing.min_similarity,
-                      ladder=routing.ladder)
+                      ladder=routing.ladder, mask=mask)
     except EmbedError as exc:
         return Match(None, f"examples: not consulted: the embed command failed: {exc}",
                      min_similarity=routing.min_similarity)

@@ -46,7 +46,7 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -401,14 +401,20 @@ def vote(
     *,
     min_similarity: float,
     ladder: Sequence[str],
+    mask: Callable[[str], str] | None = None,
 ) -> Match:
     """What the nearest examples decide. Each example at or above ``min_similarity`` votes with
     the square of its similarity: an example for its tier, a counter-example for the next rung
     up ``ladder`` (the tier itself on the top rung; no vote off the ladder). A tier decides
-    with a strict majority of the vote; a tie or no majority decides nothing."""
+    with a strict majority of the vote; a tie or no majority decides nothing.
+
+    ``mask`` (``Policy.mask``) is applied to each example's text, whole, before it is quoted
+    or returned (a secret cut short is no longer found)."""
     neighbours: list[Neighbour] = []
     weight: dict[str, float] = {}
     for example, sim in found:
+        if mask is not None:
+            example = replace(example, text=mask(example.text))
         target: str | None = example.tier
         if example.kind == "counter":
             if example.tier in ladder:
@@ -568,20 +574,21 @@ def cached_index(
                 index = Index.build(examples, path, key=key)
             except (OSError, sqlite3.Error):
                 index = Index.build(examples, None, key=key)  # a read-only workspace
-        old = _OPEN.pop(path, None)
-        if old is not None:
-            old.close()
+        # The one it replaces is not closed: another thread may be searching it (the gateway);
+        # its connection closes when the last reference goes.
         _OPEN[path] = index
         return index
 
 
-def match(cfg: Config, task: str, *, sensitive: Sequence[str] = ()) -> Match:
-    """What the workspace's examples say about ``task`` (already masked by the caller)."""
+def match(cfg: Config, task: str, *, sensitive: Sequence[str] = (),
+          mask: Callable[[str], str] | None = None) -> Match:
+    """What the workspace's examples say about ``task`` (already masked by the caller);
+    ``mask`` is applied to the examples' text shown in the result (see ``vote``)."""
     routing = cfg.routing
     if routing.embed is not None:
         from burnless.routing import embed
 
-        return embed.match(cfg, task, sensitive=sensitive)
+        return embed.match(cfg, task, sensitive=sensitive, mask=mask)
     indexes: list[Searchable] = []
     given = cached_index(cfg, "given", given_key(cfg, "builtin"), lambda: given_examples(cfg))
     if len(given):
@@ -594,7 +601,7 @@ def match(cfg: Config, task: str, *, sensitive: Sequence[str] = ()) -> Match:
             indexes.append(cached_index(cfg, "learned", examples_key(learned, "builtin"),
                                         lambda: learned))
     return decide(indexes, task, min_similarity=routing.min_similarity,
-                  ladder=routing.ladder)
+                  ladder=routing.ladder, mask=mask)
 
 
 def decide(
@@ -604,6 +611,7 @@ def decide(
     min_similarity: float,
     ladder: Sequence[str],
     k: int = K,
+    mask: Callable[[str], str] | None = None,
 ) -> Match:
     """Search every index, merge the nearest ``k`` (by similarity, then index order) and vote."""
     if not any(len(ix) for ix in indexes):
@@ -615,7 +623,7 @@ def decide(
             found.append((sim, i, rank, example))
     found.sort(key=lambda f: (-f[0], f[1], f[2]))
     return vote([(e, s) for s, _, _, e in found[:k]], min_similarity=min_similarity,
-                ladder=ladder)
+                ladder=ladder, mask=mask)
 
 
 __all__ = ["Example", "Index", "Match", "Neighbour", "decide", "match", "terms", "vote"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from burnless.config import Config, RuleSettings
 from burnless.errors import PolicyRefused
 from burnless.routing.ladder import climb_from
-from burnless.safety.policy import allows
+from burnless.safety.policy import Policy, allows
 
 if TYPE_CHECKING:
     from burnless.routing.examples import Neighbour
@@ -139,7 +139,9 @@ def route(
         if not natural and examples_exist(cfg):
             from burnless.routing import examples
 
-            found = examples.match(cfg, task, sensitive=sensitive)
+            # The examples' text (a file the user wrote) is quoted in the reason, which the
+            # ledger keeps, and listed by --explain: masked like everything else shown.
+            found = examples.match(cfg, task, sensitive=sensitive, mask=Policy(cfg).mask)
             neighbours, min_similarity = found.neighbours, found.min_similarity
             reasons.append(found.reason)
             if found.tier is not None:

@@ -307,3 +307,14 @@ def test_a_workspace_where_the_cache_cannot_be_written_routes_in_memory(
     (state / "cache").write_text("a file where the cache directory would be")
     assert route(cfg, "fix the typo in the README").tier == "bronze"
     assert route(cfg, "fix the typo in the README").tier == "bronze"
+
+
+def test_a_secret_in_an_example_is_masked_in_the_reason_and_the_neighbours(
+        tmp_path: Path) -> None:
+    secret = "sk-ant-api03-" + "Z" * 90
+    cfg = cfg_with(tmp_path, examples={"gold": [f"rotate the key {secret} in the vault"]})
+    d = route(cfg, "rotate the key in the vault")
+    assert d.tier == "gold"
+    shown = orjson.dumps(d.to_dict()).decode()
+    assert secret not in shown and "[REDACTED:" in d.reasons[0]
+    assert "[REDACTED:" in d.examples[0].example.text
