@@ -77,15 +77,24 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
+LEVELS = {"easy": "bronze", "medium": "silver", "hard": "gold"}
+
+
 def load(path: Path) -> list[dict[str, str]]:
+    """JSON lines: a task (``task``, ``prompt`` or ``text``) and its label (``tier``: bronze,
+    silver, gold; or ``label``/``difficulty``: easy, medium, hard)."""
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            row = orjson.loads(line)
-            if row.get("tier") not in TIERS or not str(row.get("task", "")).strip():
-                raise SystemExit(f"{path}:{lineno}: need {{'tier': bronze|silver|gold, "
-                                 "'task': text}")
-            rows.append({"tier": row["tier"], "task": " ".join(str(row["task"]).split())})
+        if not line.strip():
+            continue
+        row = orjson.loads(line)
+        label = str(row.get("tier") or row.get("label") or row.get("difficulty") or "").lower()
+        tier = LEVELS.get(label, label)
+        task = " ".join(str(row.get("task") or row.get("prompt") or row.get("text") or "").split())
+        if tier not in TIERS or not task:
+            raise SystemExit(f"{path}:{lineno}: need a task and a label (bronze|silver|gold or "
+                             "easy|medium|hard)")
+        rows.append({"tier": tier, "task": task})
     return rows
 
 
