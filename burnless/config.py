@@ -127,7 +127,7 @@ class RoutingSettings:
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
     learn: bool = False  # also learn examples from the ledger's audited outcomes
     # Learned examples kept per tier (and as many counter-examples). Each learning event
-    # rebuilds the learned index: ~0.2 s of CPU at 300 x 3 tiers x 2 kinds.
+    # rebuilds the learned index: ~0.4 s of CPU at 300 x 3 tiers x 2 kinds.
     learn_max: int = 300
     min_similarity: float = 0.15
     embed: EmbedSettings | None = None  # None: the built-in vectoriser (no model, no network)
