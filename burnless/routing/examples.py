@@ -530,8 +530,13 @@ def _file_key(path: Path) -> object:
     """What identifies a file's content: its metadata, or a digest of it while the metadata
     cannot prove the next edit differs (edited in the last two seconds)."""
     st = path.stat()
-    if not stat.S_ISREG(st.st_mode) or time.time_ns() - st.st_mtime_ns < 2_000_000_000:
-        return _digest(path.read_bytes())
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would hang the read
+        raise ConfigError(f"{path}: not a regular file; examples are read from plain text files")
+    if time.time_ns() - st.st_mtime_ns < 2_000_000_000:
+        from burnless.storage.atomic import open_regular
+
+        with open_regular(path) as f:
+            return _digest(f.read())
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 

@@ -285,6 +285,10 @@ def test_example_files_are_read_and_an_unknown_tier_file_is_an_error(tmp_path: P
     (folder / "gold.txt").write_bytes(b"ok\n\xff\xfe broken\n")
     with pytest.raises(ConfigError, match=r"gold\.txt:2: not UTF-8"):
         route(cfg, "fix the typo in the README")
+    (folder / "gold.txt").unlink()
+    os.mkfifo(folder / "gold.txt")  # planted: must not hang the route
+    with pytest.raises(ConfigError, match=r"gold\.txt: not a regular file"):
+        route(cfg, "fix the typo in the README")
 
 
 def test_the_cached_index_follows_edits_of_the_examples(tmp_path: Path) -> None:
