@@ -45,6 +45,7 @@ from burnless.routing.examples import (
     examples_key,
     given_examples,
     given_key,
+    plain_file,
 )
 
 BATCH = 256
@@ -166,6 +167,8 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path, key: str, embed_one: EmbedFn) -> DenseIndex | None:
+        if not plain_file(path):
+            return None
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         except sqlite3.Error:

@@ -283,6 +283,8 @@ class Index:
     @classmethod
     def open(cls, path: Path, key: str) -> Index | None:
         """The index stored at ``path`` if it was built for ``key``; None otherwise."""
+        if not plain_file(path):
+            return None
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         except sqlite3.Error:
@@ -364,6 +366,15 @@ class Index:
             out.append((Example(tier, ex_text, "counter" if kind == "counter" else "example",
                                 source), min(1.0, max(0.0, sim))))
         return out
+
+
+def plain_file(path: Path) -> bool:
+    """A regular file, not a link (a cache file is ours: whatever else is there, planted or
+    damaged, is rebuilt over; a FIFO would hang SQLite's open)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _fill(db: sqlite3.Connection, examples: Sequence[Example], key: str) -> None:

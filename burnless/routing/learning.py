@@ -91,8 +91,11 @@ class _State:
 
 
 def _load(path: Path) -> _State:
+    from burnless.storage.atomic import open_regular
+
     try:
-        data = orjson.loads(path.read_bytes())
+        with open_regular(path) as f:  # a FIFO planted here must not hang every route
+            data = orjson.loads(f.read())
         ledger = data["ledger"]
         learned = [Learned(str(x["tier"]), "counter" if x["kind"] == "counter" else "example",
                            str(x["text"]), str(x["run_id"]), str(x["ts"]))

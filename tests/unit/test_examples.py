@@ -322,3 +322,17 @@ def test_a_secret_in_an_example_is_masked_in_the_reason_and_the_neighbours(
     shown = orjson.dumps(d.to_dict()).decode()
     assert secret not in shown and "[REDACTED:" in d.reasons[0]
     assert "[REDACTED:" in d.examples[0].example.text
+
+
+def test_whatever_is_planted_where_the_index_goes_is_rebuilt_over(tmp_path: Path) -> None:
+    cfg = cfg_with(tmp_path, examples={"bronze": EASY})
+    cache = tmp_path / ".burnless" / "cache"
+    cache.mkdir(parents=True)
+    os.mkfifo(cache / "examples-given.sqlite")  # SQLite would block opening it
+    assert route(cfg, "fix the typo in the README").tier == "bronze"
+    assert (cache / "examples-given.sqlite").is_file()
+    (cache / "examples-given.sqlite").unlink()
+    (tmp_path / "elsewhere.sqlite").write_text("not ours")
+    (cache / "examples-given.sqlite").symlink_to(tmp_path / "elsewhere.sqlite")
+    assert route(cfg, "fix the typo in the README").tier == "bronze"
+    assert (tmp_path / "elsewhere.sqlite").read_text() == "not ours"

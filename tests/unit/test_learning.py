@@ -174,3 +174,13 @@ def test_learning_off_reads_nothing(tmp_path: Path) -> None:
     d = route(cfg, "write a.txt one")
     assert d.tier == "silver" and d.min_similarity is None
     assert not store_path(cfg).exists()
+
+
+def test_a_fifo_planted_as_the_store_does_not_hang(tmp_path: Path) -> None:
+    import os
+
+    cfg = config(tmp_path)
+    turn(cfg, "write a.txt one", "bronze")
+    store_path(cfg).parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(store_path(cfg))
+    assert learned(cfg) == [("bronze", "example", "write a.txt one")]
