@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
+
+if TYPE_CHECKING:
+    from burnless.routing.router import Decision
 
 EPILOG = {"route": epilog([
     'burnless route "design the cache layer"                 # prints the tier',
@@ -50,3 +53,32 @@ def route(
     console.out("reasons:")
     for r in decision.reasons:
         console.out(f"  - {r}")
+    if decision.min_similarity is not None:
+        explain_examples(decision)
+
+
+SHOWN = 10
+
+
+def explain_examples(decision: Decision) -> None:
+    """The nearest examples, their similarity, and whether (and for what) each one voted."""
+    near = decision.examples
+    ms = decision.min_similarity
+    if not near:
+        return
+    console.out(f"nearest examples (a vote counts at similarity >= {ms:g}):")
+    for n in near[:SHOWN]:
+        ex = n.example
+        if not n.counted:
+            why = "below min_similarity"
+        elif n.vote is None:
+            why = f"counter-example of {ex.tier}, off routing.ladder: no vote"
+        elif ex.kind == "counter":
+            why = f"counter-example of {ex.tier}: votes {n.vote}"
+        else:
+            why = f"votes {n.vote}"
+        text = " ".join(ex.text.split())
+        text = text if len(text) <= 60 else text[:59] + "…"
+        console.out(f"  {n.similarity:.2f}  {ex.tier:<8} {text!r}  ({ex.source}; {why})")
+    if len(near) > SHOWN:
+        console.out(f"  … {len(near) - SHOWN} more (--json lists them all)")

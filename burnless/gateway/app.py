@@ -165,7 +165,7 @@ class Gateway:
             plan = choose(self.cfg, api, info.model, text=info.last_user_text,
                           labels=caller.labels, session=caller.session is not None,
                           state=state, transcript=info.transcript,
-                          sensitive=sensitive)
+                          sensitive=sensitive, policy=self.masker.policy)
         except NoRoute as exc:
             if exc.status == 403:
                 await durable(self.refusal, caller, core.new_task_id(), "", info.model,

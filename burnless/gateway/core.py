@@ -31,7 +31,7 @@ from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 __all__ = [
     "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation", "Tokens",
-    "account", "allows", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
+    "account", "allows", "example_for", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
     "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
     "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
     "next_rungs", "record_refusal", "release", "reserve", "retry_after",
@@ -50,6 +50,20 @@ def rule_for(cfg: Config, text: str, labels: Sequence[str]) -> tuple[str, str] |
 
     matched = first_rule(cfg, text, labels)
     return (matched[0].tier, matched[1]) if matched is not None else None
+
+
+def example_for(cfg: Config, policy: Policy, text: str, sensitive: Sequence[str]
+                ) -> tuple[str | None, str] | None:
+    """What ``routing.examples`` say of ``text`` (the tier, or None when they do not decide,
+    and why), as for ``run``; None when no examples are configured."""
+    from burnless.routing.router import examples_exist
+
+    if not examples_exist(cfg):
+        return None
+    from burnless.routing import examples
+
+    found = examples.match(cfg, text, sensitive=tuple(sensitive), mask=policy.mask)
+    return found.tier, found.reason
 
 
 def next_rungs(cfg: Config, tier: str) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 1. ``model`` names a tier → that tier.
 2. ``model`` is ``burnless/auto`` or matches ``gateway.route_models`` → the routing engine:
-   ``routing.rules`` on the text of the last user message (and ``X-Burnless-Label`` labels);
+   ``routing.rules``, then ``routing.examples``, on the text of the last user message (and
+   ``X-Burnless-Label`` labels);
    else the planner/executor split: the first request of a session, and the first after the
    client compacted its context (a transcript shorter than the session's previous request), go
    to the ``planner``; every other request to the executor — the session's pinned tier when a
@@ -110,7 +111,7 @@ def served_models(cfg: Config) -> list[str]:
 
 def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str],
            session: bool, state: SessionState | None, transcript: int,
-           sensitive: tuple[str, ...]) -> Plan:
+           sensitive: tuple[str, ...], policy: core.Policy | None = None) -> Plan:
     """The plan for one request. ``session``: the request has one (without, there is no
     "first request" to plan: it goes to the executor); ``state``: what the session left (None
     for its first request, or after its pin expired)."""
@@ -125,9 +126,14 @@ def choose(cfg: Config, api: str, model: str, *, text: str, labels: Sequence[str
         engine = True
         why = "burnless/auto" if model == AUTO else f"model {model!r} is in gateway.route_models"
         rule = core.rule_for(cfg, text, labels)
+        example = None if rule is not None else core.example_for(
+            cfg, policy or core.make_policy(cfg), text, sensitive)
         if rule is not None:
             tier, by_rule = rule[0], True
             reasons += [why, rule[1]]
+        elif example is not None and example[0] is not None:
+            tier, by_rule = example[0], True
+            reasons += [why, example[1]]
         elif session and cfg.planner is not None and (
                 state is None or transcript < state.transcripts.get(model, 0)):
             tier, role = cfg.planner, PLANNING

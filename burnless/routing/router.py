@@ -1,23 +1,33 @@
 """The router: which tier serves a turn, and every reason why.
 
-Order of decision: ``--tier`` › the first matching rule › the session's pinned executor ›
-``executor``. Then policy filters the choice (``safety.policy.allows``): sensitive work goes
-to local tiers only, even against ``--tier``. When the choice may not receive it, the work
-moves to a local tier that does general work: never to a ``kind: check`` tier, which serves
-only the rules that name it; with none, it is refused. Deterministic: no model is asked.
+Order of decision: ``--tier`` › the first matching rule › the examples (``routing.examples``,
+see ``examples``) › the session's pinned executor › ``executor``. Then policy filters the
+choice (``safety.policy.allows``): sensitive work goes to local tiers only, even against
+``--tier``. When the choice may not receive it, the work moves to a local tier that does
+general work: never to a ``kind: check`` tier, which serves only the rules that name it;
+with none, it is refused. Deterministic: no model is asked (unless ``routing.embed`` names
+one to compare tasks with; it never answers them).
+
+``route(cfg, task)`` takes the task as plain text, already masked by the caller: the CLI, the
+Python API and the gateway (``burnless/auto``, on the last user message) all route through it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from burnless.config import Config, RuleSettings
 from burnless.errors import PolicyRefused
 from burnless.routing.ladder import climb_from
-from burnless.safety.policy import allows
+from burnless.safety.policy import Policy, allows
+
+if TYPE_CHECKING:
+    from burnless.routing.examples import Neighbour
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class Decision:
     cascade: bool = False  # a rule asked for the cascade
     sensitive: bool = False
     ladder: tuple[str, ...] = field(default=())  # the rungs a cascade would climb
+    examples: tuple[Neighbour, ...] = ()  # the nearest examples, when they were consulted
+    min_similarity: float | None = None  # routing.min_similarity, when they were consulted
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -41,6 +53,7 @@ class Decision:
             "cascade": self.cascade,
             "sensitive": self.sensitive,
             "ladder": list(self.ladder),
+            "examples": [n.to_dict() for n in self.examples],
         }
 
 
@@ -93,6 +106,18 @@ def first_rule(
     return None
 
 
+def examples_exist(cfg: Config) -> bool:
+    """Are there examples to route by? Cheap (no import, at most one directory read): a
+    config without them must not pay for routing by example."""
+    if cfg.routing.examples or cfg.routing.learn:
+        return True
+    try:
+        with os.scandir(cfg.state_dir / "examples") as it:
+            return any(e.name.endswith(".txt") for e in it)
+    except OSError:
+        return False
+
+
 def route(
     cfg: Config,
     task: str,
@@ -106,6 +131,9 @@ def route(
     """Decide the tier of an execution turn. ``sensitive`` holds the sensitivity reasons."""
     reasons: list[str] = []
     rule_cascade = False
+    by_example = False
+    neighbours: tuple[Neighbour, ...] = ()
+    min_similarity: float | None = None
     if pinned is not None and pinned not in cfg.tiers:
         reasons.append(f"pinned executor {pinned!r} is no longer defined; ignored")
         pinned = None
@@ -123,6 +151,16 @@ def route(
             rule, why = matched
             natural, rule_cascade = rule.tier, rule.cascade
             reasons.append(why)
+        if not natural and examples_exist(cfg):
+            from burnless.routing import examples
+
+            # The examples' text (a file the user wrote) is quoted in the reason, which the
+            # ledger keeps, and listed by --explain: masked like everything else shown.
+            found = examples.match(cfg, task, sensitive=sensitive, mask=Policy(cfg).mask)
+            neighbours, min_similarity = found.neighbours, found.min_similarity
+            reasons.append(found.reason)
+            if found.tier is not None:
+                natural, by_example = found.tier, True
         if not natural and pinned is not None:
             natural = pinned
             reasons.append(f"pinned: the session's executor is {pinned}")
@@ -130,8 +168,9 @@ def route(
             natural = cfg.executor or next(iter(cfg.tiers))
             reasons.append(f"default executor {natural}")
     use_cascade = cascade or rule_cascade
-    # A cascade climbs from the cheapest rung, or from the rung that --tier or a rule named.
-    named = tier is not None or any(r.startswith("rule ") for r in reasons)
+    # A cascade climbs from the cheapest rung, or from the rung that --tier, a rule or the
+    # examples named (they say the rungs below it were not enough for work like this).
+    named = tier is not None or by_example or any(r.startswith("rule ") for r in reasons)
     ladder = climb_from(cfg, natural) if named else (cfg.routing.ladder or (natural,))
     if use_cascade and not named and ladder and natural != ladder[0]:
         natural = ladder[0]
@@ -170,4 +209,6 @@ def route(
         cascade=use_cascade,
         sensitive=bool(sensitive),
         ladder=ladder if use_cascade else (),
+        examples=neighbours,
+        min_similarity=min_similarity,
     )
