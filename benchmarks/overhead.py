@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""How much time burnless adds: `--help`, and `run` minus the worker's own wall time.
+"""How much time burnless adds: `--help`, and `run`, side by side with the floor.
 
     python benchmarks/overhead.py [--runs 21]
 
-Medians over interleaved runs on this machine (noisy: compare figures from one run only).
-The worker is a tiny shell command (it reads the prompt and prints an envelope), timed alone
-with the same stdin, so `run` overhead = median(burnless run) - median(worker alone).
-Also checks with `python -X importtime` that the run path imports no module it does not use
-(the anthropic SDK above all).
+Medians over interleaved runs on this machine (noisy: compare figures from one run only). The
+floor is `benchmarks/floor_dispatcher.py`: a minimal Python dispatcher that reads the same YAML
+config, spawns the same worker and appends one JSONL line under a lock — what any Python tool
+doing burnless's job pays at the least. Targets (issue 15): `run` <= 1.6x the floor, `--help`
+<= 1.2x the floor. The worker is a tiny shell command (it reads the prompt and prints an
+envelope), also timed alone with the same stdin, so `run` overhead = median(burnless run) -
+median(worker alone). Also checks with `python -X importtime` that the run path imports no
+module it does not use (the anthropic SDK above all).
 """
 
 from __future__ import annotations
@@ -66,9 +69,11 @@ def main() -> None:
             timed([*burnless, "--help"], ws)
             timed([*burnless, "run", "warm up", "--session", "warm"], ws)
         prompt_path = ws / "prompt.txt"
-        help_t, run_t, worker_t = [], [], []
+        help_t, run_t, worker_t, floor_t = [], [], [], []
+        floor = [sys.executable, str(Path(__file__).with_name("floor_dispatcher.py"))]
         worker_argv = shlex.split(WORKER)
         for i in range(args.runs):
+            floor_t.append(timed([*floor, f"task number {i}"], ws))
             help_t.append(timed([*burnless, "--help"], ws))
             run_t.append(timed([*burnless, "run", f"task number {i}", "--session", "bench"], ws))
             # The worker alone, fed the prompt burnless would send next.
@@ -84,11 +89,19 @@ def main() -> None:
              or "prometheus" in ln or "burnless.sim" in ln]
     med = statistics.median
     overhead = med(run_t) - med(worker_t)
+    base = med(floor_t)
     print(f"burnless overhead benchmark ({args.runs} interleaved runs, medians)")
-    print(f"  burnless --help            {med(help_t) * 1000:7.1f} ms   (target <= 150 ms)")
-    print(f"  burnless run (wall)        {med(run_t) * 1000:7.1f} ms")
+    print(f"  floor dispatcher (wall)    {base * 1000:7.1f} ms")
+    print(f"  burnless --help            {med(help_t) * 1000:7.1f} ms   "
+          f"{med(help_t) / base:5.2f}x the floor (target <= 1.2x)")
+    print(f"  burnless run (wall)        {med(run_t) * 1000:7.1f} ms   "
+          f"{med(run_t) / base:5.2f}x the floor (target <= 1.6x)")
     print(f"  worker alone (wall)        {med(worker_t) * 1000:7.1f} ms")
-    print(f"  run overhead               {overhead * 1000:7.1f} ms   (target <= 150 ms)")
+    print(f"  run overhead               {overhead * 1000:7.1f} ms")
+    for name, ratio, target in (("--help", med(help_t) / base, 1.2),
+                                ("run", med(run_t) / base, 1.6)):
+        print(f"  {'PASS' if ratio <= target else 'FAIL'}  {name} / floor: {ratio:.2f} "
+              f"(target <= {target})")
     print(f"  unused heavy imports on the run path: {len(heavy)}"
           + ("" if not heavy else "\n    " + "\n    ".join(heavy[:10])))
 

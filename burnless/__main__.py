@@ -1,3 +1,3 @@
-from burnless.cli import main
+from burnless.entry import main
 
 main()

@@ -39,6 +39,7 @@ def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     """No test touches the real home, config or an outer burnless session."""
     monkeypatch.setenv("BURNLESS_HOME", str(tmp_path / "_burnless_home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "_xdg"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     for var in ("BURNLESS_CONFIG", "BURNLESS_WORKSPACE", "BURNLESS_SESSION", "BURNLESS_DEPTH",
                 "BURNLESS_ACTIVE_SESSIONS", "BURNLESS_PARENT_RUN", "BURNLESS_ROOT_RUN",
                 "BURNLESS_TREE", "ANTHROPIC_BASE_URL"):

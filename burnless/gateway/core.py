@@ -30,8 +30,9 @@ from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 __all__ = [
-    "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation", "Tokens",
-    "account", "allows", "example_for", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
+    "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation",
+    "Tokens", "account", "allows", "example_for", "breaker_open", "breaker_record",
+    "cache_get", "cache_key", "cache_put",
     "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
     "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
     "next_rungs", "record_refusal", "release", "reserve", "retry_after",
