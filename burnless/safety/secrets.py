@@ -142,7 +142,7 @@ _MASK = _Re(MASK_PATTERN, _A)
 
 
 @dataclass(frozen=True)
-class Finding:
+class SecretMatch:
     kind: str
     start: int  # span of the secret value in the text
     end: int
@@ -934,7 +934,7 @@ def _strip_span(text: str, c: _Cand) -> _Cand | None:
     return c._replace(start=start, end=end) if start < end else None
 
 
-def find_secrets(text: str, known: Sequence[str] = ()) -> list[Finding]:
+def find_secrets(text: str, known: Sequence[str] = ()) -> list[SecretMatch]:
     """Secrets in ``text``: non-overlapping spans, sorted; overlapping candidates are merged.
 
     ``known`` are literal secrets (the values of a tier's ``env`` and ``pass_env``): each
@@ -942,13 +942,13 @@ def find_secrets(text: str, known: Sequence[str] = ()) -> list[Finding]:
     """
     spans = _clip(_candidates(text, known), text)
     spans.sort(key=lambda c: (c.start, c.prio))
-    out: list[Finding] = []
+    out: list[SecretMatch] = []
     for c in spans:
         if out and c.start < out[-1].end:
             last = out[-1]
-            out[-1] = Finding(last.kind, last.start, max(last.end, c.end))
+            out[-1] = SecretMatch(last.kind, last.start, max(last.end, c.end))
         else:
-            out.append(Finding(c.kind, c.start, c.end))
+            out.append(SecretMatch(c.kind, c.start, c.end))
     return out
 
 
