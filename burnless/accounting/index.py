@@ -32,6 +32,7 @@ import gc
 import hashlib
 import logging
 import math
+import operator
 import os
 import sqlite3
 import sys
@@ -46,8 +47,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeGuard, TypeVar
 
+import orjson
+
 from burnless.accounting.ledger import ledger_path
-from burnless.storage import jsonl
 
 log = logging.getLogger("burnless")
 T = TypeVar("T")
@@ -352,8 +354,8 @@ class LedgerIndex:
     def _ingest(self, start: int, end: int) -> tuple[int, int, int]:
         """Add the records of ``[start, end)``: (offset reached, records, torn bytes)."""
         offset, records, torn = start, 0, 0
-        for tables, reached, n, left in scan_pieces(self.path, start, end):
-            write(self.db, tables)
+        for rows, reached, n, left in scan_rows(self.path, start, end):
+            write(self.db, rows)
             offset, records, torn = reached, records + n, left
         return offset, records, torn
 
@@ -509,15 +511,23 @@ def _upsert_sql(table: str) -> str:
 _UPSERT = {t: _upsert_sql(t) for t in _TABLES}
 
 
-def write(db: sqlite3.Connection, tables: Tables) -> None:
-    """Add ``tables`` to the index's rows (inside the caller's transaction)."""
+Rows = dict[str, list[list[Any]]]  # per table, the parameters of its upserts
+
+
+def rows_of(tables: Tables) -> Rows:
+    """The upserts that add ``tables`` to the index (``totals`` summed from the cells)."""
     totals: dict[TotalKey, Sums] = {}
     for k, v in tables.cells.items():
         add(totals, k[1:], v)
-    for name, rows in (("cells", tables.cells), ("totals", totals),
-                       ("sessions", tables.sessions), ("roots", tables.roots)):
-        if rows:
-            db.executemany(_UPSERT[name], [(*k, *_bind(v)) for k, v in rows.items()])
+    return {name: [[*k, *_bind(v)] for k, v in part.items()]
+            for name, part in (("cells", tables.cells), ("totals", totals),
+                               ("sessions", tables.sessions), ("roots", tables.roots)) if part}
+
+
+def write(db: sqlite3.Connection, rows: Rows) -> None:
+    """Add ``rows`` to the index (inside the caller's transaction)."""
+    for name, params in rows.items():
+        db.executemany(_UPSERT[name], params)
 
 
 def _bind(v: Sums) -> Sums:
@@ -560,15 +570,24 @@ def scan(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
     torn bytes). ``start`` and ``end`` fall on line boundaries."""
     tables = Tables()
     offset, records, torn = start, 0, 0
-    for part, reached, n, left in scan_pieces(path, start, end):
+    for part, reached, n, left in _pieces(_scan_range, path, start, end):
         tables.merge(part)
         offset, records, torn = reached, records + n, left
     return tables, offset, records, torn
 
 
-def scan_pieces(path: Path, start: int, end: int) -> Iterator[tuple[Tables, int, int, int]]:
-    """``scan`` piece by piece, in order (each piece's rows, offset, records, torn bytes); a
-    large range is parsed by forked processes while the caller writes what they return."""
+def scan_rows(path: Path, start: int, end: int) -> Iterator[tuple[Rows, int, int, int]]:
+    """``scan`` piece by piece, in order, as upserts (each piece's rows, offset reached,
+    records, torn bytes); a large range is read by forked processes while the caller writes
+    what they return."""
+    return _pieces(_scan_rows, path, start, end)
+
+
+Piece = TypeVar("Piece")
+
+
+def _pieces(fn: Callable[[Path, int, int], tuple[Piece, int, int, int]], path: Path, start: int,
+            end: int) -> Iterator[tuple[Piece, int, int, int]]:
     bounds = _split(path, start, end, max(1, -(-(end - start) // PIECE_BYTES)))
     if end - start >= PARALLEL_AFTER_BYTES and len(bounds) > 1 and _can_fork():
         import multiprocessing
@@ -577,81 +596,143 @@ def scan_pieces(path: Path, start: int, end: int) -> Iterator[tuple[Tables, int,
         ctx = multiprocessing.get_context("fork")
         workers = max(2, min(_cpus(), 8))
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            yield from pool.map(_scan_range, [path] * len(bounds), *zip(*bounds, strict=True))
+            yield from pool.map(fn, [path] * len(bounds), *zip(*bounds, strict=True))
         return
     for lo, hi in bounds:
-        yield _scan_range(path, lo, hi)
+        yield fn(path, lo, hi)
 
 
-def _scan_range(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, int]:
+def _scan_rows(path: Path, start: int, end: int) -> tuple[Rows, int, int, int]:
+    # Lists are what a worker process sends back cheapest (Tables, keyed by tuples, cost the
+    # parent twice as much to unpickle), and what the parent passes to SQLite as they are.
+    tables, offset, n, torn = _scan_range(path, start, end)
+    return rows_of(tables), offset, n, torn
+
+
+def _scan_range(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
+    """The rows of the whole lines in ``[start, end)`` (``start`` on a line boundary):
+    (tables, offset just past the last whole line, records, torn bytes after it)."""
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    fields, tokens_of, get = _FIELDS, _TOKENS, dict.get
+    # Sums per key: every field a row needs, as the record gives it (normalised per key, in
+    # ``_fold``, not per record: this loop is the cost of reading a large ledger).
     raw: dict[Any, list[Any]] = {}
-    recs = jsonl.Records(path, start, end)
     days: set[str] = set()  # the ts[:10] seen so far that are real days
-    n = 0
-    with _gc_paused():
-        for r in recs:
-            n += 1
-            # The fast path reads records as burnless writes them; anything else (hand-written
-            # lines, missing or odd fields) takes the careful path. Nothing is mutated before
-            # every field has been read and type-checked by the arithmetic below.
-            try:
-                ts = r["ts"]
-                cost = r["cost_usd"]
-                i, o, cr, cw = _TOKENS(r["tokens"])
-                total = i + o + cr + cw + (cost or 0.0)
-                # ts with an offset needs converting to UTC; x - x is non-zero for NaN and inf.
-                if (ts[-1] != "Z" or ts[10] != "T" or total - total or (i | o | cr | cw) < 0
-                        or total > _MAX_TOKENS or not 0.0 <= (cost or 0.0) <= _MAX_COST):
-                    raise ValueError  # the careful path drops what is out of range
-                day = ts[:10]
-                if day not in days:  # "2026-13-45" or "not a tim" is no day
-                    if day_of(day) != day:
+    offset = start
+    rest = b""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:  # gone since it was measured: nothing to read
+        return Tables(), offset, 0, 0
+    with f, _gc_paused():
+        f.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            block = f.read(min(_CHUNK, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            for line in data[:cut].splitlines():
+                try:
+                    r = loads(line)
+                except decode_error:
+                    if line.strip():
+                        log.warning("%s: skipping a line that is not valid JSON (near byte %d)",
+                                    path, offset)
+                    continue
+                # The fast path reads records as burnless writes them; anything else
+                # (hand-written lines, missing or odd fields) takes the careful path. Nothing
+                # is added before every value has been read and checked by the arithmetic.
+                try:
+                    ts = r["ts"]
+                    cost = r["cost_usd"]
+                    i, o, cr, cw = tokens_of(r["tokens"])
+                    c = cost or 0.0
+                    total = i + o + cr + cw + c
+                    # ts with an offset needs converting to UTC; x - x is non-zero for NaN
+                    # and inf; past these bounds a value is damage, not a figure.
+                    if (ts[-1] != "Z" or ts[10] != "T" or total - total or (i | o | cr | cw) < 0
+                            or total > _MAX_TOKENS or not 0.0 <= c <= _MAX_COST):
                         raise ValueError
-                    days.add(day)
-                key: Any = (day, _FIELDS(r), r.get("refused_by"), cost is not None,
-                            r.get("key"), r.get("root_run_id"))
-                acc = raw.get(key)
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-                key, (i, o, cr, cw, cost) = _careful(r)
-                acc = raw.get(key)
-            if acc is None:
-                raw[key] = [1, i, o, cr, cw, cost or 0.0]
-            else:
-                acc[0] += 1
-                acc[1] += i
-                acc[2] += o
-                acc[3] += cr
-                acc[4] += cw
-                if cost:
-                    acc[5] += cost
-        tables = _fold(raw)
-    return tables, recs.offset, n, recs.torn
+                    day = ts[:10]
+                    if day not in days:  # "2026-13-45" or "not a tim" is no day
+                        if day_of(day) != day:
+                            raise ValueError
+                        days.add(day)
+                    key: Any = (day, fields(r), get(r, "refused_by"), cost is None,
+                                get(r, "key"), get(r, "root_run_id"))
+                    acc = raw.get(key)
+                except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                    if type(r) is not dict:
+                        log.warning("%s: skipping a line that is not a JSON object "
+                                    "(near byte %d)", path, offset)
+                        continue
+                    key, (i, o, cr, cw, c) = _careful(r)
+                    acc = raw.get(key)
+                if acc is None:
+                    raw[key] = [1, i, o, cr, cw, c]
+                else:
+                    acc[0] += 1
+                    acc[1] += i
+                    acc[2] += o
+                    acc[3] += cr
+                    acc[4] += cw
+                    acc[5] += c
+            offset += cut
+    tables, n = _fold(raw)
+    return tables, offset, n, len(rest)
 
 
-def _fold(raw: dict[Any, list[Any]]) -> Tables:
-    """The rows of the records summed in ``raw`` (keyed by every field a row needs)."""
-    tables = Tables()
-    cells, sessions, roots = tables.cells, tables.sessions, tables.roots
-    for (day, (tier, model, role, session, status, audit, cached), refused_by, known, vkey,
-         root), (n, i, o, cr, cw, cost) in raw.items():
-        status = _s(status)
-        cached = cached is True
-        if billed(status, cached):
-            v: Sums = [n, i, o, cr, cw, cost, 0 if known else n, 0,
+_CHUNK = 1 << 22  # bytes read at a time
+
+
+def _fold(raw: dict[Any, list[Any]]) -> tuple[Tables, int]:
+    """The rows of the records summed in ``raw``, and how many records they are."""
+    cells: dict[Any, Sums] = {}  # keyed by the values as the records give them, then
+    sessions: dict[Any, Sums] = {}  # normalised (None -> "") once per row, not per key
+    roots: dict[Any, Sums] = {}
+    records = 0
+    plus = operator.add
+    for (day, (tier, model, role, session, status, audit, cached), refused_by, no_cost, vkey,
+         root), (n, i, o, cr, cw, c) in raw.items():
+        records += n
+        if billed(status, cached is True):
+            v: Sums = [n, i, o, cr, cw, c, n if no_cost else 0, 0,
                        n if audit == "failed" else 0, 0]
         elif status == "refused":
             v = [0, 0, 0, 0, 0, 0.0, 0, n, 0, 0]
         else:  # a response-cache hit
             v = [0, 0, 0, 0, 0, 0.0, 0, 0, 0, n]
-        add(cells, (day, _s(tier), _s(model), _s(role), status, _s(refused_by), _s(vkey)), v)
-        add(sessions, (_s(session), day), v)
+        key = (day, tier, model, role, status, refused_by, vkey)
+        cur = cells.get(key)
+        if cur is None:
+            cells[key] = v
+        else:
+            cur[:] = map(plus, cur, v)
+        pair = (session, day)
+        cur = sessions.get(pair)
+        if cur is None:
+            sessions[pair] = v[:]
+        else:
+            cur[:] = map(plus, cur, v)
         if root:
-            add(roots, (_s(root), day), v)
-    return tables
+            add(roots, (root, day), v)
+    tables = Tables()
+    for k, v in cells.items():
+        add(tables.cells, tuple(map(_s, k)), v)
+    for table, pairs in ((tables.sessions, sessions), (tables.roots, roots)):
+        for (name, day), v in pairs.items():
+            add(table, (_s(name), day), v)
+    return tables, records
 
 
-def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float | None]]:
-    """Key and sums of a record that is not in the shape burnless writes."""
+def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float]]:
+    """Key and sums of a record that is not in the shape burnless writes: a token count that
+    is not a count (negative, past 2**53, not a number) is 0, a cost that is not a cost is
+    unknown, a day that cannot be read is ""."""
     tokens = r.get("tokens")
     tokens = tokens if isinstance(tokens, dict) else {}
     nums = tuple(_num(tokens.get(k)) for k in ("input", "output", "cache_read", "cache_write"))
@@ -660,10 +741,10 @@ def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float | 
     fields = tuple(r.get(k) for k in ("tier", "model", "role", "session", "status", "audit"))
     hashable = tuple(x if isinstance(x, (str, type(None))) else str(x) for x in fields)
     extra = tuple(_s(r.get(k)) for k in ("refused_by", "key", "root_run_id"))
-    key = (day_of(r.get("ts")), (*hashable, r.get("cached") is True), extra[0],
-           cost is not None, extra[1], extra[2])
+    key = (day_of(r.get("ts")), (*hashable, r.get("cached") is True), extra[0], cost is None,
+           extra[1], extra[2])
     i, o, cr, cw = (int(x) for x in nums)
-    return key, (i, o, cr, cw, cost)
+    return key, (i, o, cr, cw, cost or 0.0)
 
 
 def _is_num(x: object) -> TypeGuard[float]:
