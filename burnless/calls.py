@@ -158,7 +158,8 @@ class Calls:
             seq=seq, duration_s=out.reply.duration_s, route=route, redactions=out.redactions,
             task_id=turn.task.id, reason=reason[:300], cached=out.cached,
         )
-        ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation))
+        ledger.record_call(self.config.state_dir, rec, out.guard.settling(out.reservation),
+                           user_dir=self.config.user_dir)
         turn.calls.append(rec)
         return rec
 
@@ -171,7 +172,7 @@ class Calls:
         ledger.record_refusal(
             cfg.state_dir, session=turn.session.id, role=role, tier=tier,
             model=cfg.tiers[tier].model if tier in cfg.tiers else None, reason=reason,
-            refused_by=refused_by, task_id=turn.task.id, route=route,
+            refused_by=refused_by, task_id=turn.task.id, route=route, user_dir=cfg.user_dir,
         )
 
     # -- the response cache (cache.responses)

@@ -6,7 +6,11 @@ line and key path (``config.yaml:4: tiers.silver.comand: unknown key; did you me
 
 Lookup order: ``--config`` / ``BURNLESS_CONFIG``, else ``.burnless/config.yaml`` found by walking
 up from the cwd. ``$BURNLESS_HOME/config.yaml`` (``BURNLESS_HOME`` defaults to
-``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides.
+``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides, except its
+``budget`` limits: those are the user's, for every project. A project can lower them, never
+raise or remove them (a higher value is clamped with a warning, ``null`` is no project limit),
+and while the user file sets one, every project's calls are also recorded in a ledger under
+``$BURNLESS_HOME``, against which the user's ``max_cost_per_day`` is checked.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import logging
 import math
 import os
 import re
@@ -34,6 +39,7 @@ CONFIG_NAME = "config.yaml"
 FORMATS = ("auto", "claude-json", "claude-stream-json", "codex-jsonl", "gemini-json", "text")
 PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+log = logging.getLogger("burnless")
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,10 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     path: Path = Path()
     workspace: Path = Path()
+    # The limits of $BURNLESS_HOME/config.yaml (``budget`` is already clamped to them), and
+    # where that user's spend across projects is recorded (None: the user file sets no limit).
+    user_budget: BudgetSettings = field(default_factory=BudgetSettings)
+    user_dir: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -278,20 +288,22 @@ def load_config(
     project = find_config(cwd, path)
     src = Source(default_file=project)
     glob = global_config_path()
-    files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
+    user_file = _is_file(glob) and glob.resolve() != project
+    files = [glob, project] if user_file else [project]
     key = _fingerprint(files)
     cache = workspace_for(project) / STATE_DIR / "cache" / "config.json"
-    data = _cached(cache, key)
-    if data is not None:
+    hit = _cached(cache, key)
+    if hit is not None:
+        data, user = hit
         try:
-            return build_config(data, src, project)
+            return build_config(data, src, project, user=user, user_file=glob)
         except ConfigError:
             pass  # said again below from the YAML itself, with line numbers
-    data = {}
-    for f in files:
-        data = _merge(data, read_yaml(f, src))
-    cfg = build_config(data, src, project)
-    _store(cache, key, data)
+    user = read_yaml(glob, src) if user_file else {}
+    user_src = Source(dict(src.lines), glob)  # the user file's own lines, for its errors
+    data = _merge(user, read_yaml(project, src))
+    cfg = build_config(data, src, project, user=user, user_file=glob, user_src=user_src)
+    _store(cache, key, data, user)
     return cfg
 
 
@@ -317,7 +329,7 @@ def _fingerprint(files: list[Path]) -> list[Any] | None:
     return key
 
 
-def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
+def _cached(cache: Path, key: list[Any] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if key is None:
         return None
     import orjson
@@ -331,13 +343,15 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
         return None
     if not isinstance(blob, dict) or blob.get("key") != key:
         return None
-    if not isinstance(blob.get("data"), dict):
+    if not isinstance(blob.get("data"), dict) or not isinstance(blob.get("user"), dict):
         return None
     data: dict[str, Any] = blob["data"]
-    return data
+    user: dict[str, Any] = blob["user"]
+    return data, user
 
 
-def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
+def _store(cache: Path, key: list[Any] | None, data: dict[str, Any],
+           user: dict[str, Any]) -> None:
     if key is None:
         return
     import orjson
@@ -345,7 +359,7 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
     from burnless.storage.atomic import write_atomic
 
     try:
-        blob = orjson.dumps({"key": key, "data": data})
+        blob = orjson.dumps({"key": key, "data": data, "user": user})
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache, blob)
     except (OSError, TypeError):
@@ -360,7 +374,12 @@ def load_config_data(data: dict[str, Any], path: Path) -> Config:
 # --------------------------------------------------------------------------- validation
 
 
-def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
+def build_config(
+    data: dict[str, Any], src: Source, path: Path, *, user: dict[str, Any] | None = None,
+    user_file: Path | None = None, user_src: Source | None = None,
+) -> Config:
+    """Validate ``data`` (the merged files); ``user`` is the user file's own content, whose
+    budget limits bound the project's."""
     if "tiers" not in data:
         raise fail(src, (), "the 'tiers' section is required (at least one tier)")
     raw = dict(data)
@@ -429,15 +448,47 @@ def build_config(data: dict[str, Any], src: Source, path: Path) -> Config:
     if cfg.compaction.keep_recent < 0 or cfg.compaction.max_context_tokens < 1:
         raise fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
     _check_ranges(cfg, src)
+    user_budget = BudgetSettings()
+    if user and "budget" in user:
+        usrc = user_src or Source(default_file=user_file or path)
+        user_budget = _convert(BudgetSettings, user["budget"], ("budget",), usrc)
+        _check_budget(user_budget, usrc)
+    limited = any(v is not None for v in dataclasses.astuple(user_budget))
     return dataclasses.replace(
         cfg,
         tiers=tiers,
         planner=planner,
         executor=executor,
         routing=dataclasses.replace(cfg.routing, ladder=ladder),
+        budget=_bounded(cfg.budget, user_budget, path, user_file),
         path=path,
         workspace=workspace_for(path),
+        user_budget=user_budget,
+        user_dir=user_file.parent if limited and user_file is not None else None,
     )
+
+
+def _bounded(budget: BudgetSettings, user: BudgetSettings, path: Path,
+             user_file: Path | None) -> BudgetSettings:
+    """The project's limits within the user's: the lower of the two where both are set, the
+    user's where the project sets none (``null`` included), with a warning for a project value
+    above the user's (it is not the one that applies)."""
+    out = {}
+    for f in dataclasses.fields(BudgetSettings):
+        mine, theirs = getattr(budget, f.name), getattr(user, f.name)
+        if theirs is not None and mine is not None and mine > theirs:
+            log.warning("%s: budget.%s = %s is above the user limit %s in %s; %s applies "
+                        "(a project can lower a user limit, not raise it)", path, f.name,
+                        f"{mine:g}", f"{theirs:g}", user_file, f"{theirs:g}")
+        out[f.name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+    return BudgetSettings(**out)
+
+
+def _check_budget(budget: BudgetSettings, src: Source) -> None:
+    for f in dataclasses.fields(budget):
+        value = getattr(budget, f.name)
+        if value is not None and value < 0:
+            raise fail(src, ("budget", f.name), f"must be >= 0, not {value:g}")
 
 
 def _check_ranges(cfg: Config, src: Source) -> None:
@@ -555,11 +606,12 @@ def _convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
         raise fail(src, path, f"must be a mapping, not {kind_of(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
-    public = [n for n in fields if n not in ("name", "path", "workspace", "tiers")]
+    internal = ("path", "workspace", "user_budget", "user_dir")  # not settings: derived
+    public = [n for n in fields if n not in ("name", "tiers", *internal)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key)
-        if key not in fields or (key in ("path", "workspace") and cls is Config):
+        if key not in fields or (key in internal and cls is Config):
             raise fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
         kwargs[key] = _value(hints[key], value, (*path, key), src)
     return cls(**kwargs)

@@ -4,6 +4,11 @@
 metrics are all computed from it. Two functions append to it — ``record_call`` for a call that
 was made (or answered from the response cache) and ``record_refusal`` for one that was not —
 both through ``jsonl.append`` (one whole line under the file's lock).
+
+While the user's config sets a budget limit (``Config.user_dir``), each record is also
+appended, with the ``workspace`` it came from, to ``$BURNLESS_HOME/ledger.jsonl``: the user's
+spend across projects, which the user's ``max_cost_per_day`` is checked against. The
+workspace's ledger is written first: it stays the truth of its own project.
 """
 
 from __future__ import annotations
@@ -92,12 +97,15 @@ def record_call(
     state_dir: Path,
     record: LedgerRecord,
     settling: AbstractContextManager[object] | None = None,
+    *,
+    user_dir: Path | None = None,
 ) -> None:
-    """Append the record of a call that was made. ``settling`` (``budget.Guard.settling``)
-    holds the budget lock and releases the call's reservation around the write, so no other
-    run ever sees the call's cost twice or not at all."""
+    """Append the record of a call that was made (and its copy to ``user_dir``'s ledger).
+    ``settling`` (``budget.Guard.settling``) holds the budget locks and releases the call's
+    reservation around the writes, so no other run ever sees the call's cost twice or not at
+    all."""
     with settling or nullcontext():
-        _append(state_dir, record)
+        _append(state_dir, record, user_dir)
 
 
 def record_refusal(
@@ -111,6 +119,7 @@ def record_refusal(
     refused_by: RefusedBy,
     task_id: str = "",
     route: Route | None = None,
+    user_dir: Path | None = None,
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
@@ -118,13 +127,18 @@ def record_refusal(
         status="refused", cost_usd=0.0, cost_source="priced", route=route, task_id=task_id,
         reason=reason[:300], refused_by=refused_by,
     )
-    _append(state_dir, record)
+    _append(state_dir, record, user_dir)
     return record
 
 
-def _append(state_dir: Path, record: LedgerRecord) -> None:
+def _append(state_dir: Path, record: LedgerRecord, user_dir: Path | None = None) -> None:
     check_writable(state_dir)
-    jsonl.append(ledger_path(state_dir), [record.to_dict()])
+    if user_dir is not None:
+        check_writable(user_dir)
+    line = record.to_dict()
+    jsonl.append(ledger_path(state_dir), [line])
+    if user_dir is not None:
+        jsonl.append(ledger_path(user_dir), [{**line, "workspace": str(state_dir.parent)}])
 
 
 def check_writable(state_dir: Path) -> None:
