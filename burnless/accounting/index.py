@@ -38,7 +38,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -243,6 +243,16 @@ class LedgerIndex:
         args = () if first is None else (first, last)
         sql = f"SELECT {column}, {sums} FROM {table} {where} GROUP BY 1 ORDER BY 1"
         return self._query(lambda: [(r[0], _sums(r[1:])) for r in self.db.execute(sql, args)])
+
+    def total(self, table: str, first: str | None = None, last: str | None = None) -> Sums:
+        """Every row of ``table`` over the days ``first``..``last`` (None: all), summed."""
+        if table not in _TABLES:
+            raise ValueError(f"no table {table!r}")
+        sums = ", ".join(f"total({c})" for c in STATS)
+        where = "" if first is None else "WHERE day BETWEEN ? AND ?"
+        args = () if first is None else (first, last)
+        sql = f"SELECT {sums} FROM {table} {where}"
+        return self._query(lambda: _sums(self.db.execute(sql, args).fetchone()))
 
     def totals(self) -> dict[TotalKey, Sums]:
         """Every figure summed over all days, by tier, model, role, status, refused_by, key."""
@@ -538,12 +548,11 @@ def _bind(v: Sums) -> Sums:
     return v
 
 
-def _sums(row: Iterable[Any]) -> Sums:
-    """A row's figures as read back: counts as ints (while exact), the cost as a float."""
-    out: Sums = []
-    for i, x in enumerate(row):
-        x = x or 0
-        out.append(float(x) if i == COST or abs(x) > _MAX_TOKENS else int(x))
+def _sums(row: Sequence[Any]) -> Sums:
+    """A row's figures as read back (``total()`` gives floats): counts as ints, the cost as a
+    float."""
+    out: Sums = list(map(int, row))
+    out[COST] = float(row[COST])
     return out
 
 

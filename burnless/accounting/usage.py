@@ -1,4 +1,5 @@
-"""Usage reports: the ledger summed by tier, model, session, role or day over a period.
+"""Usage reports: the ledger summed by tier, model, session, role, day, key or root run over a
+period (read from the index: ``index.LedgerIndex``).
 
 Periods are whole UTC days counted back from today: ``today``, ``last7d`` (today and the six
 days before), ``last30d`` (default), ``all``, or ``--since YYYY-MM-DD`` (that day onwards).
@@ -172,16 +173,11 @@ def from_index(
     end = today.isoformat()
     table, column = GROUPS[by]
     # "" (no readable ts) sorts first and a day after today last: both under all only.
-    groups = idx.grouped(table, column, start, None if start is None else end)
-    total = [0.0] * 10
-    for _, v in groups:
-        for i, x in enumerate(v):
-            total[i] += x
+    last = None if start is None else end
+    groups = idx.grouped(table, column, start, last)
+    total = idx.total(table, start, last)
     if table == "roots":  # records that name no root run: what the cells have and roots lack
-        everything = [0.0] * 10
-        for _, v in idx.grouped("cells", "day", start, None if start is None else end):
-            for i, x in enumerate(v):
-                everything[i] += x
+        everything = idx.total("cells", start, last)
         rest = [a - b for a, b in zip(everything, total, strict=True)]
         if any(round(x, 9) for x in rest):
             groups.insert(0, ("", rest))

@@ -26,7 +26,8 @@ def usage(
                      show_default=False),
     ] = None,
     by: Annotated[
-        str, typer.Option("--by", "-b", help="Group by tier | model | session | role | day.")
+        str, typer.Option("--by", "-b", help="Group by tier | model | session | role | day | "
+                          "key | root (records that name no key or root run: one group, -).")
     ] = "tier",
     format_: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv.")
