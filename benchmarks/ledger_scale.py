@@ -19,7 +19,8 @@ Two ledgers, both in the real on-disk format:
 On each, with real processes: ``burnless usage --period last30d`` cold (no index) and warm
 (index current but for one new record), the peak memory of each (``ru_maxrss`` of the child,
 its forked workers included), ``burnless serve`` from start until ``/healthz`` answers with a
-current index, and a ``/metrics`` scrape right after one new record. The same figures are
+current index, a ``/metrics`` scrape right after one new record, and the budget check
+(``index.spend_for``) right after one new record. The same figures are
 measured for the code at ``--baseline`` (default: the last commit with the JSON checkpoint
 index), exported with ``git archive`` and run from ``PYTHONPATH``, so old and new are measured
 on the same machine in the same run. Wall times on a busy machine vary; CPU seconds are shown
@@ -290,10 +291,32 @@ def fetch(url: str) -> float:
     return time.perf_counter() - t0
 
 
+# Times the budget check (``spend_for``, under the budget lock on every budgeted call) right
+# after one new record, as a run sees it; prints the median in seconds.
+_SPEND = """
+import statistics, sys, time
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+import ledger_scale
+from burnless.accounting.index import spend_for
+state = Path(sys.argv[1])
+day = time.strftime("%Y-%m-%d", time.gmtime())
+spend_for(state, session="bench", day=day)
+times = []
+for _ in range(int(sys.argv[3])):
+    ledger_scale.one_record(state)
+    t0 = time.perf_counter()
+    spend_for(state, session="bench", day=day)
+    times.append(time.perf_counter() - t0)
+print(statistics.median(times))
+"""
+
+
 @dataclass
 class Figures:
     cold: list[Run] = field(default_factory=list)
     warm: list[Run] = field(default_factory=list)
+    spend: float = 0.0
     serve: float = 0.0
     serve_rss_mb: float = 0.0
     scrapes: list[float] = field(default_factory=list)
@@ -316,6 +339,11 @@ def measure(code: Code, root: Path, runs: int) -> Figures:
         one_record(state)
         fig.warm.append(measured(code, root, "usage", "--period", "last30d"))
     fig.index_mb = sum(p.stat().st_size for p in index_files(state)) / 1e6
+    p = subprocess.run([sys.executable, "-c", _SPEND, str(state), str(Path(__file__).parent),
+                        str(max(runs, 9))], env=code.env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"spend_for ({code.name}) failed: {p.stderr}")
+    fig.spend = float(p.stdout)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "burnless", "serve", "--port", str(port)],
                               cwd=root, env=code.env(), stdout=subprocess.DEVNULL,
@@ -389,6 +417,8 @@ def workspace(base: Path, name: str, make: object, *params: object) -> Path:
 
 
 def seconds(v: float) -> str:
+    if v < 0.01:
+        return f"{v * 1000:.1f} ms"
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
 
 
@@ -440,7 +470,6 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Figures],
         head += f" {'new/old':>8}"
     print(head)
     print("-" * len(head))
-    rows: list[tuple[str, str, str | None, float | None, str]] = []
     for lname in ("scale", "small"):
         figs = [results[lname, c] for c in codes]
         scale = lname == "scale"
@@ -463,10 +492,12 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Figures],
 
         cold = [med([r.wall for r in f.cold]) for f in figs]
         line("usage --period last30d, cold", TARGETS["cold"], cold,
-             [f"{seconds(v)} [{med([r.cpu for r in f.cold]):.1f}]" for v, f in zip(cold, figs)])
+             [f"{seconds(v)} [{med([r.cpu for r in f.cold]):.1f}]"
+              for v, f in zip(cold, figs, strict=True)])
         warm = [med([r.wall for r in f.warm]) for f in figs]
         line("usage --period last30d, warm", TARGETS["warm"], warm,
-             [f"{seconds(v)} [{med([r.cpu for r in f.warm]):.2f}]" for v, f in zip(warm, figs)])
+             [f"{seconds(v)} [{med([r.cpu for r in f.warm]):.2f}]"
+              for v, f in zip(warm, figs, strict=True)])
         rss = [max(r.rss_mb for r in f.cold) for f in figs]
         line("peak RSS, usage cold", TARGETS["rss"], rss, [f"{v:.0f} MB" for v in rss])
         rss_w = [max(r.rss_mb for r in f.warm) for f in figs]
@@ -479,6 +510,8 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], Figures],
         scrape = [med(f.scrapes) for f in figs]
         line("/metrics after 1 new record", TARGETS["scrape"], scrape,
              [seconds(v) for v in scrape])
+        spend = [f.spend for f in figs]
+        line("budget check after 1 new record", None, spend, [seconds(v) for v in spend])
         idx = [f.index_mb for f in figs]
         line("index on disk", None, idx, [f"{v:.1f} MB" for v in idx])
     print("targets apply to the scale ledger (PASS/FAIL: new code); on the small ledger the new "

@@ -59,6 +59,7 @@ DB = Path("cache") / "ledger-index.sqlite"
 BUSY_TIMEOUT_S = 15.0  # how long a catch-up waits for another writer before going private
 PARALLEL_AFTER_BYTES = 64 << 20  # a catch-up larger than this is parsed across processes
 PIECE_BYTES = 16 << 20  # rows are summed in memory per piece, then written: bounded memory
+SAVE_AFTER_BYTES = 256 * 1024  # a budget check reads a shorter tail rather than writing it
 _FINGERPRINT_SPAN = 4096
 TORN_AFTER_S = 2.0  # a tail unfinished for longer is torn, not being written
 
@@ -223,14 +224,38 @@ class LedgerIndex:
 
     def spend(self, *, session: str, day: str) -> Spend:
         """Settled spend of ``session`` (all time) and of ``day``: what budgets check."""
+        return self._query(lambda: self._spend(session, day))
+
+    def spend_now(self, *, session: str, day: str) -> Spend:
+        """``spend`` of the whole ledger, for an index opened but not refreshed: a short tail
+        (up to ``SAVE_AFTER_BYTES``) is read into memory and added, not written, since a write
+        costs a checkpoint with its fsyncs when the process closes the index; a longer one is
+        caught up first."""
         def query() -> Spend:
-            s = self.db.execute("SELECT total(cost_usd), total(calls) FROM sessions "
-                                "WHERE session = ?", (session,)).fetchone()
-            d = self.db.execute("SELECT total(cost_usd) FROM cells WHERE day = ?",
-                                (day,)).fetchone()
-            return Spend(float(s[0]), int(s[1]), float(d[0]))
+            st = self._stat()
+            db = self.db
+            db.execute("BEGIN")  # one snapshot for the offset and the sums
+            try:
+                meta = self._meta()
+                gap = -1 if st is None else st.st_size - meta.offset
+                if 0 <= gap <= SAVE_AFTER_BYTES and st is not None and self._matches(meta, st):
+                    committed = self._spend(session, day)
+                    tail = scan(self.path, meta.offset, st.st_size)[0]
+                    self._seen(meta)
+                    return committed + tail_spend(tail, session, day)
+            finally:
+                db.execute("COMMIT")
+            self._refresh()
+            return self._spend(session, day)
 
         return self._query(query)
+
+    def _spend(self, session: str, day: str) -> Spend:
+        s = self.db.execute("SELECT total(cost_usd), total(calls) FROM sessions "
+                            "WHERE session = ?", (session,)).fetchone()
+        d = self.db.execute("SELECT total(cost_usd) FROM cells WHERE day = ?",
+                            (day,)).fetchone()
+        return Spend(float(s[0]), int(s[1]), float(d[0]))
 
     def grouped(self, table: str, column: str, first: str | None = None,
                 last: str | None = None) -> list[tuple[str, Sums]]:
@@ -475,6 +500,7 @@ def _configure(db: sqlite3.Connection) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA synchronous = NORMAL")  # a cache: durable enough, no fsync per commit
         db.execute("PRAGMA cache_size = -16384")  # 16 MiB: a cold build's upserts stay in memory
+        db.execute("PRAGMA journal_size_limit = 4194304")  # the WAL a rebuild leaves is cut back
         if db.execute("PRAGMA user_version").fetchone()[0] == FORMAT:
             return db
         # journal_mode needs the file to itself once; later opens find it already set.
@@ -834,15 +860,26 @@ class Spend:
     session_calls: int = 0
     day_cost: float = 0.0
 
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(self.session_cost + other.session_cost,
+                     self.session_calls + other.session_calls, self.day_cost + other.day_cost)
+
+
+def tail_spend(tables: Tables, session: str, day: str) -> Spend:
+    """``Spend`` of rows still in memory (a tail of the ledger not yet in the index)."""
+    mine = [v for (name, _), v in tables.sessions.items() if name == session]
+    return Spend(sum(v[COST] for v in mine), int(sum(v[CALLS] for v in mine)),
+                 sum(v[COST] for k, v in tables.cells.items() if k[DAY] == day))
+
 
 def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
     """Cost and billed calls of ``session`` (all time) and cost of ``day`` (UTC, YYYY-MM-DD).
 
-    Read through the index (only the bytes appended since the last catch-up, then two indexed
-    lookups), so a budget check stays cheap however long the ledger grows; the guard calls
-    this under its lock, after every settled call was appended, so it is complete. A call of
-    unknown cost adds no cost (with a cost limit set, such calls are refused before they are
-    made).
+    Read through the index (two indexed lookups, plus the bytes appended since its last
+    catch-up: read in memory while short, else caught up), so a budget check stays cheap
+    however long the ledger grows; the guard calls this under its lock, after every settled
+    call was appended, so it is complete. A call of unknown cost adds no cost (with a cost
+    limit set, such calls are refused before they are made).
     """
-    with LedgerIndex.open(state_dir) as idx:
-        return idx.spend(session=session, day=day)
+    with LedgerIndex(state_dir) as idx:
+        return idx.spend_now(session=session, day=day)

@@ -211,3 +211,30 @@ def test_a_hostile_key_or_root_is_kept_as_text(state: Path) -> None:
         assert sorted(k[ledger_index.KEY] for k in idx.cells) == ["7", "{'a': 1}"]
         assert [k[0] for k in idx.roots] == ["['x']"]
     assert os.path.exists(state / ledger_index.DB)
+
+
+# --------------------------------------------------------------------------- budget checks
+
+
+def test_a_budget_check_reads_a_short_tail_without_writing_the_index(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A budget check adds a short unindexed tail from memory (no write, so no checkpoint and
+    its fsyncs when it closes); a long one is caught up. Both equal a recount."""
+    for i in range(6):
+        ledger.record_call(state, rec(session=f"s{i % 2}", cost_usd=0.5))
+    LedgerIndex.open(state).close()
+    indexed = LedgerIndex(state)
+    covered = indexed._meta().offset
+    for i in range(4):
+        ledger.record_call(state, rec(session="s0", cost_usd=0.25))
+        spend = ledger_index.spend_for(state, session="s0", day=today())
+        assert spend.session_calls == 4 + i
+        assert spend.session_cost == pytest.approx(1.5 + 0.25 * (i + 1))
+        assert spend.day_cost == pytest.approx(3.0 + 0.25 * (i + 1))
+        assert indexed._meta().offset == covered  # read, not written
+    monkeypatch.setattr(ledger_index, "SAVE_AFTER_BYTES", 10)
+    spend = ledger_index.spend_for(state, session="s1", day=today())
+    assert (spend.session_calls, spend.session_cost) == (3, pytest.approx(1.5))
+    assert indexed._meta().offset == ledger.ledger_path(state).stat().st_size  # caught up
+    indexed.close()
