@@ -472,8 +472,16 @@ def test_a_damaged_index_is_never_trusted(
     write(state, *varied(40, seed=7))
     with LedgerIndex.open(state) as idx:
         db = idx.db_path
-        idx.db.execute("UPDATE cells SET calls = calls + 1000")  # what a trusted index shows
+        # What a trusted index would show:
+        idx.db.execute("UPDATE cells SET calls = calls + 1000, cost_usd = cost_usd + 1000")
+        idx.db.execute("UPDATE sessions SET calls = calls + 1000, cost_usd = cost_usd + 1000")
     damage(db)
+    raw = whole_records(state)
+    got = spend_for(state, session="a", day=utc_today().isoformat())  # a budget check first
+    (want,) = recount([r for r in raw if r["session"] == "a"]).values()
+    (day,) = recount(raw).values()
+    assert got.session_calls == want["calls"] and got.session_cost == pytest.approx(want["cost"])
+    assert got.day_cost == pytest.approx(day["cost"])
     check_index(state)
     write(state, *varied(3, seed=17))  # and it is kept up to date from then on
     check_index(state)

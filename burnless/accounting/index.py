@@ -238,7 +238,8 @@ class LedgerIndex:
             try:
                 meta = self._meta()
                 gap = -1 if st is None else st.st_size - meta.offset
-                if 0 <= gap <= SAVE_AFTER_BYTES and st is not None and self._matches(meta, st):
+                if (0 <= gap <= SAVE_AFTER_BYTES and st is not None and self._matches(meta, st)
+                        and (meta.offset > 0 or self._bare())):
                     committed = self._spend(session, day)
                     tail = scan(self.path, meta.offset, st.st_size)[0]
                     self._seen(meta)
