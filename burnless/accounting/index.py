@@ -24,6 +24,12 @@ and writers each see a consistent state. A writer that cannot get the lock withi
 ``BUSY_TIMEOUT_S`` (another process rebuilding a large index), or an index that cannot be
 written at all, is never an error: the index is then copied into memory and caught up there,
 for this process only, which for a stale copy means computing from the ledger directly.
+A budget check (``spend_for``) adds a short tail (``SAVE_AFTER_BYTES``) from memory rather
+than writing it: a write would cost a WAL checkpoint, with its fsyncs, when the process closes.
+
+What is not detected: figures edited inside a structurally sound database (the JSON
+checkpoint this replaces carried a digest of its content; SQLite pages carry no checksum).
+Delete ``.burnless/cache/ledger-index.sqlite*`` to rebuild the index from the ledger.
 """
 
 from __future__ import annotations
