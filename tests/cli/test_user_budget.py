@@ -105,16 +105,19 @@ def test_two_projects_share_the_users_daily_limit(tmp_path: Path, home: Path) ->
     """Parallel runs in two projects under one home: exactly what fits under the user's
     limit is dispatched, whichever project it comes from, and every record of both is in the
     user's ledger."""
+    # Output is free, so a call costs exactly what it reserves (its prompt, estimated the same
+    # way both times): how many fit does not depend on which runs overlap.
+    price = "price: {input: 1000, output: 0}, max_output_tokens: 1000"
     calib = Workspace(tmp_path / "calib")
-    calib.config("tiers:\n" + tier_line("silver", fake("honest"), PRICE))
+    calib.config("tiers:\n" + tier_line("silver", fake("honest"), price))
     assert calib.run("run", "write p0.txt x", "--session", "a0").returncode == 0
-    worst = (calib.ledger()[0]["tokens"]["input"] + 1000) * 1000 / 1e6
-    limit = round(2.2 * worst, 4)  # two calls fit, a third does not
+    cost = calib.ledger()[0]["cost_usd"]
+    limit = round(2.5 * cost, 6)  # two calls fit, a third does not
     user_config(home, f"budget: {{max_cost_per_day: {limit}}}\n")
     projects = [Workspace(tmp_path / name) for name in ("one", "two")]
     for i, ws in enumerate(projects):
         # The second project even says null: it cannot lift the user's limit.
-        ws.config("tiers:\n" + tier_line("silver", fake("slow"), PRICE)
+        ws.config("tiers:\n" + tier_line("silver", fake("slow"), price)
                   + ("budget: {max_cost_per_day: null}\n" if i else ""))
     procs = [subprocess.Popen([sys.executable, "-m", "burnless", "run", f"write p{i}.txt x",
                                "--session", f"{'ab'[n]}{i}"], cwd=ws.root,
@@ -131,6 +134,7 @@ def test_two_projects_share_the_users_daily_limit(tmp_path: Path, home: Path) ->
     records = [r for ws in projects for r in ledger_of(ws.state)]
     settled = [r for r in records if r["status"] != "refused"]
     assert len(settled) == 2 and sum(r["cost_usd"] for r in settled) <= limit
+    assert all(r["cost_usd"] == pytest.approx(cost) for r in settled)
     # The user's ledger holds a copy of every record, with the project it came from.
     copies = ledger_of(home)
     assert sorted(r["run_id"] for r in copies) == sorted(r["run_id"] for r in records)
