@@ -153,7 +153,7 @@ class BurnlessAgent:
         with session.lock(cfg.session.lock_timeout):
             # Calls a killed run left in flight reach the ledger (and their capsules this
             # session) before anything else is decided: no seq is reused, no spend unseen.
-            turn.warnings.extend(recovery.sweep(cfg.state_dir, session))
+            turn.warnings.extend(recovery.sweep(cfg.state_dir, session, cfg.user_dir))
             turn.pins = PinBook.load(session)  # as the last run under the lock left them
             try:
                 return self._locked_run(

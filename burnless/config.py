@@ -6,7 +6,11 @@ line and key path (``config.yaml:4: tiers.silver.comand: unknown key; did you me
 
 Lookup order: ``--config`` / ``BURNLESS_CONFIG``, else ``.burnless/config.yaml`` found by walking
 up from the cwd. ``$BURNLESS_HOME/config.yaml`` (``BURNLESS_HOME`` defaults to
-``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides.
+``$XDG_CONFIG_HOME/burnless``) supplies defaults that the project file overrides, except its
+``budget`` limits: those are the user's, for every project. A project can lower them, never
+raise or remove them (a higher value is clamped with a warning, ``null`` is no project limit),
+and while the user file sets one, every project's calls are also recorded in a ledger under
+``$BURNLESS_HOME``, against which the user's ``max_cost_per_day`` is checked.
 
 The workspace (where workers run and state is written) is ``--workspace`` /
 ``BURNLESS_WORKSPACE``, else the project the cwd is in: the folder holding the config found by
@@ -20,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import logging
 import math
 import os
 import re
@@ -43,6 +48,7 @@ PLACEHOLDERS = ("prefix_file", "prompt", "model", "session", "run_id")
 AGENT_CLIS = ("claude", "codex", "gemini")
 AGENT_FORMATS = ("claude-json", "claude-stream-json", "codex-jsonl", "gemini-json")
 PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+log = logging.getLogger("burnless")
 # The key variable of an api tier when `api_key_env` is not given.
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 KEY_SOURCES = ("env", "client")  # `key: client` forwards the gateway caller's own key
@@ -262,6 +268,10 @@ class Config:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     path: Path = Path()
     workspace: Path = Path()
+    # The limits of $BURNLESS_HOME/config.yaml (``budget`` is already clamped to them), and
+    # where that user's spend across projects is recorded (None: the user file sets no limit).
+    user_budget: BudgetSettings = field(default_factory=BudgetSettings)
+    user_dir: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -405,20 +415,22 @@ def load_config(
     ws = find_workspace(project, start=cwd, config=path, workspace=ws_explicit)
     src = Source(default_file=project)
     glob = global_config_path()
-    files = [glob, project] if _is_file(glob) and glob.resolve() != project else [project]
+    user_file = _is_file(glob) and glob.resolve() != project
+    files = [glob, project] if user_file else [project]
     key = _fingerprint(files)
     cache = ws / STATE_DIR / "cache" / "config.json"
-    data = _cached(cache, key)
-    if data is not None:
+    hit = _cached(cache, key)
+    if hit is not None:
+        data, user = hit
         try:
-            return build_config(data, src, project, ws)
+            return build_config(data, src, project, ws, user=user, user_file=glob)
         except ConfigError:
             pass  # said again below from the YAML itself, with line numbers
-    data = {}
-    for f in files:
-        data = _merge(data, read_yaml(f, src))
-    cfg = build_config(data, src, project, ws)
-    _store(cache, key, data)
+    user = read_yaml(glob, src) if user_file else {}
+    user_src = Source(dict(src.lines), glob)  # the user file's own lines, for its errors
+    data = _merge(user, read_yaml(project, src))
+    cfg = build_config(data, src, project, ws, user=user, user_file=glob, user_src=user_src)
+    _store(cache, key, data, user)
     return cfg
 
 
@@ -444,7 +456,7 @@ def _fingerprint(files: list[Path]) -> list[Any] | None:
     return key
 
 
-def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
+def _cached(cache: Path, key: list[Any] | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if key is None:
         return None
     import orjson
@@ -458,10 +470,11 @@ def _cached(cache: Path, key: list[Any] | None) -> dict[str, Any] | None:
         return None
     if not isinstance(blob, dict) or blob.get("key") != key:
         return None
-    if not isinstance(blob.get("data"), dict):
+    if not isinstance(blob.get("data"), dict) or not isinstance(blob.get("user"), dict):
         return None
     data: dict[str, Any] = blob["data"]
-    return data
+    user: dict[str, Any] = blob["user"]
+    return data, user
 
 
 # an env name that says its value is a credential (as ``safety.policy`` reads it)
@@ -469,7 +482,8 @@ _SECRET_NAME = re.compile(r"(?i)(?:^|[^a-z])(?:key|apikey|token|secret|password|
                           r"|creds?|credentials?|auth)(?:$|[^a-z])")
 
 
-def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
+def _store(cache: Path, key: list[Any] | None, data: dict[str, Any],
+           user: dict[str, Any]) -> None:
     if key is None:
         return
     import orjson
@@ -479,7 +493,7 @@ def _store(cache: Path, key: list[Any] | None, data: dict[str, Any]) -> None:
     if not cache.parent.parent.is_dir():
         return  # no state dir yet: a cache alone does not create one (`route` writes nothing)
     try:
-        blob = orjson.dumps({"key": key, "data": data})
+        blob = orjson.dumps({"key": key, "data": data, "user": user})
         from burnless.safety.secrets import find_secrets, looks_random
 
         env_values = [v for tier in (data.get("tiers") or {}).values() if isinstance(tier, dict)
@@ -502,8 +516,12 @@ def load_config_data(data: dict[str, Any], path: Path) -> Config:
 
 
 def build_config(
-    data: dict[str, Any], src: Source, path: Path, workspace: Path | None = None
+    data: dict[str, Any], src: Source, path: Path, workspace: Path | None = None, *,
+    user: dict[str, Any] | None = None, user_file: Path | None = None,
+    user_src: Source | None = None,
 ) -> Config:
+    """Validate ``data`` (the merged files); ``user`` is the user file's own content, whose
+    budget limits bound the project's."""
     if "tiers" not in data:
         raise fail(src, (), "the 'tiers' section is required (at least one tier)")
     raw = dict(data)
@@ -530,7 +548,9 @@ def build_config(
     if not general:
         raise fail(src, ("tiers",), "every tier is kind: check; define a tier that does general "
                     "work (the executor)")
-    planner = cfg.planner if "planner" in raw else ("gold" if "gold" in general else None)
+    # A tier named `plan` plans (init's no-tools planner), else `gold`.
+    planner = cfg.planner if "planner" in raw else next(
+        (t for t in ("plan", "gold") if t in general), None)
     executor = cfg.executor if cfg.executor is not None else (
         "silver" if "silver" in general else general[0])
     for key, value in (("planner", planner), ("executor", executor),
@@ -592,15 +612,47 @@ def build_config(
     if cfg.compaction.keep_recent < 0 or cfg.compaction.max_context_tokens < 1:
         raise fail(src, ("compaction",), "keep_recent must be >= 0, max_context_tokens >= 1")
     _check_ranges(cfg, src)
+    user_budget = BudgetSettings()
+    if user and "budget" in user:
+        usrc = user_src or Source(default_file=user_file or path)
+        user_budget = convert(BudgetSettings, user["budget"], ("budget",), usrc)
+        _check_budget(user_budget, usrc)
+    limited = any(v is not None for v in dataclasses.astuple(user_budget))
     return dataclasses.replace(
         cfg,
         tiers=tiers,
         planner=planner,
         executor=executor,
         routing=dataclasses.replace(cfg.routing, ladder=ladder),
+        budget=_bounded(cfg.budget, user_budget, path, user_file),
         path=path,
         workspace=workspace if workspace is not None else workspace_for(path),
+        user_budget=user_budget,
+        user_dir=user_file.parent if limited and user_file is not None else None,
     )
+
+
+def _bounded(budget: BudgetSettings, user: BudgetSettings, path: Path,
+             user_file: Path | None) -> BudgetSettings:
+    """The project's limits within the user's: the lower of the two where both are set, the
+    user's where the project sets none (``null`` included), with a warning for a project value
+    above the user's (it is not the one that applies)."""
+    out = {}
+    for f in dataclasses.fields(BudgetSettings):
+        mine, theirs = getattr(budget, f.name), getattr(user, f.name)
+        if theirs is not None and mine is not None and mine > theirs:
+            log.warning("%s: budget.%s = %s is above the user limit %s in %s; %s applies "
+                        "(a project can lower a user limit, not raise it)", path, f.name,
+                        f"{mine:g}", f"{theirs:g}", user_file, f"{theirs:g}")
+        out[f.name] = theirs if mine is None else mine if theirs is None else min(mine, theirs)
+    return BudgetSettings(**out)
+
+
+def _check_budget(budget: BudgetSettings, src: Source) -> None:
+    for f in dataclasses.fields(budget):
+        value = getattr(budget, f.name)
+        if value is not None and value < 0:
+            raise fail(src, ("budget", f.name), f"must be >= 0, not {value:g}")
 
 
 def _check_gateway(gw: GatewaySettings, tiers: dict[str, Tier], src: Source) -> None:
@@ -788,11 +840,12 @@ def convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
         raise fail(src, path, f"must be a mapping, not {kind_of(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
-    public = [n for n in fields if n not in ("name", "path", "workspace", "tiers")]
+    internal = ("path", "workspace", "user_budget", "user_dir")  # not settings: derived
+    public = [n for n in fields if n not in ("name", "tiers", *internal)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key)
-        if key not in fields or (key in ("path", "workspace") and cls is Config):
+        if key not in fields or (key in internal and cls is Config):
             raise fail(src, (*path, key), f"unknown key{_suggest(key, public)}")
         kwargs[key] = _value(hints[key], value, (*path, key), src)
     return cls(**kwargs)

@@ -24,11 +24,11 @@ from burnless.session.store import Session
 log = logging.getLogger("burnless")
 
 
-def sweep(state_dir: Path, current: Session) -> list[str]:
+def sweep(state_dir: Path, current: Session, user_dir: Path | None = None) -> list[str]:
     """Record every dead run's calls; restore capsules. Returns what to tell the user."""
     said: list[str] = []
     try:
-        for rec in ledger.record_orphans(state_dir):
+        for rec in ledger.record_orphans(state_dir, user_dir):
             what = ("as lost (cost unknown)" if rec.cost_usd is None else
                     f"as lost, charged its worst case (${rec.cost_usd:.4f})")
             said.append(f"recorded call {rec.run_id} ({rec.tier}, session {rec.session}) that "

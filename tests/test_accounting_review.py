@@ -327,13 +327,11 @@ def test_the_ledger_stamps_records_in_utc_whatever_the_local_zone(
 # --------------------------------------------------------------------------- the index
 
 def fresh_report(state: Path, **kw: Any) -> dict[str, Any]:
-    """The report computed from scratch, no checkpoint read or written."""
-    from burnless.accounting.usage import aggregate
+    """The report computed from scratch, in memory: no index file read or written."""
+    from burnless.accounting.usage import from_index
 
-    idx = LedgerIndex.open(state, checkpoint=False)
-    by = kw.get("by", "tier")
-    return aggregate(idx.sessions if by == "session" else idx.cells, period="all",
-                     **kw).to_dict()
+    with LedgerIndex.open(state, persist=False) as idx:
+        return from_index(idx, period="all", **kw).to_dict()
 
 
 def rounded(x: Any) -> Any:
@@ -363,7 +361,7 @@ def whole_records(state: Path) -> list[dict[str, Any]]:
 
 
 def check_index(state: Path) -> None:
-    """The checkpointed report, the from-scratch report and a plain recount all agree."""
+    """The indexed report, the from-scratch report and a plain recount all agree."""
     for by in ("session", "tier"):
         got = indexed_report(state, by)
         same(got, fresh_report(state, by=by))
@@ -376,7 +374,7 @@ def check_index(state: Path) -> None:
 def test_index_follows_appends_a_torn_tail_and_its_repair(state: Path) -> None:
     write(state, *varied(12, seed=1))
     check_index(state)
-    write(state, *varied(5, seed=2))  # appended after a checkpoint exists
+    write(state, *varied(5, seed=2))  # appended after the index exists
     check_index(state)
     path = ledger.ledger_path(state)
     torn = jsonl.dumps(rec(session="torn").to_dict())
@@ -392,8 +390,7 @@ def test_index_follows_appends_a_torn_tail_and_its_repair(state: Path) -> None:
 def test_index_rebuilds_after_truncation_then_growth_past_the_old_offset(state: Path) -> None:
     write(state, *varied(30, seed=4))  # more than the 4 KiB hashed at the head
     check_index(state)
-    live = LedgerIndex(state)  # the server's way: in memory, refreshed in place
-    live.refresh()
+    live = LedgerIndex.open(state)  # the server's way: one open index, refreshed in place
     path = ledger.ledger_path(state)
     data = path.read_bytes()
     size = len(data)
@@ -408,6 +405,7 @@ def test_index_rebuilds_after_truncation_then_growth_past_the_old_offset(state: 
     fresh = scan(path, 0, path.stat().st_size)[0]
     same(live.sessions, fresh.sessions)
     same(live.cells, fresh.cells)
+    live.close()
 
 
 def test_index_rebuilds_after_rotation_or_replacement(state: Path) -> None:
@@ -432,61 +430,93 @@ def test_index_rebuilds_after_rotation_or_replacement(state: Path) -> None:
     assert indexed_report(state)["rows"] == []
 
 
-def _corruptions() -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
-    def cell(i: int, value: Any) -> Callable[[dict[str, Any]], None]:
-        return lambda d: d["cells"][0].__setitem__(i, value)
+def _damages() -> list[tuple[str, Callable[[Path], Any]]]:
+    """Ways an index file can be found: each must be rebuilt from the ledger, never read."""
+    import sqlite3
+
+    def sql(*statements: str) -> Callable[[Path], None]:
+        def run(db: Path) -> None:
+            with sqlite3.connect(db) as c:
+                for s in statements:
+                    c.execute(s)
+            c.close()
+        return run
+
+    def overwrite(at: int, data: bytes) -> Callable[[Path], None]:
+        def run(db: Path) -> None:
+            with open(db, "r+b") as f:
+                f.seek(at)
+                f.write(data)
+        return run
 
     return [
-        ("a figure changed", cell(11, 10**9)),
-        ("a day changed", cell(0, "1999-01-01")),
-        ("a sum is a string", cell(12, "x")),
-        ("a day is a number", cell(0, 5)),
-        ("a key is a dict", cell(1, {"a": 1})),
-        ("records is not a number", lambda d: d.__setitem__("records", "abc")),
-        ("records is null", lambda d: d.__setitem__("records", None)),
-        ("offset is negative", lambda d: d.__setitem__("offset", -1)),
-        ("no digest", lambda d: d.pop("digest")),
-        ("a session row shortened", lambda d: d["sessions"][0].pop()),
-        ("fingerprint shortened", lambda d: d["fingerprint"].pop()),
+        ("the header zeroed", overwrite(0, b"\0" * 100)),
+        ("truncated to a page", lambda db: os.truncate(db, 4096)),
+        ("truncated mid-page", lambda db: os.truncate(db, 5000)),
+        ("pages overwritten", overwrite(4096, random.Random(5).randbytes(8192))),
+        ("another format", sql("PRAGMA user_version = 3")),
+        ("a table dropped", sql("DROP TABLE sessions")),
+        ("a table remade without a column", sql(
+            "DROP TABLE cells", "CREATE TABLE cells (day TEXT, tier TEXT)")),
+        ("meta emptied, rows kept", sql("DELETE FROM meta")),
+        ("offset negative", sql("UPDATE meta SET offset = -1")),
+        ("offset past the ledger", sql("UPDATE meta SET offset = offset + 10")),
+        ("offset a string", sql("UPDATE meta SET offset = 'abc'")),
+        ("records null", sql("UPDATE meta SET records = NULL")),
+        ("fingerprint changed", sql("UPDATE meta SET head = 'x'")),
+        ("inode changed", sql("UPDATE meta SET ino = ino + 1")),
+        ("a directory in its place", lambda db: (os.unlink(db), db.mkdir())),
     ]
 
 
-@pytest.mark.parametrize(("name", "damage"), _corruptions(), ids=[c[0] for c in _corruptions()])
-def test_a_damaged_checkpoint_is_never_trusted(
-    state: Path, name: str, damage: Callable[[dict[str, Any]], Any]
+@pytest.mark.parametrize(("name", "damage"), _damages(), ids=[c[0] for c in _damages()])
+def test_a_damaged_index_is_never_trusted(
+    state: Path, name: str, damage: Callable[[Path], Any]
 ) -> None:
-    write(state, *varied(8, seed=7))
-    idx = LedgerIndex.open(state)
-    data = orjson.loads(idx.checkpoint_path.read_bytes())
-    damage(data)
-    idx.checkpoint_path.write_bytes(orjson.dumps(data))
-    assert LedgerIndex(state)._load_checkpoint() is False
+    write(state, *varied(40, seed=7))
+    with LedgerIndex.open(state) as idx:
+        db = idx.db_path
+        # What a trusted index would show:
+        idx.db.execute("UPDATE cells SET calls = calls + 1000, cost_usd = cost_usd + 1000")
+        idx.db.execute("UPDATE sessions SET calls = calls + 1000, cost_usd = cost_usd + 1000")
+    damage(db)
+    raw = whole_records(state)
+    got = spend_for(state, session="a", day=utc_today().isoformat())  # a budget check first
+    (want,) = recount([r for r in raw if r["session"] == "a"]).values()
+    (day,) = recount(raw).values()
+    assert got.session_calls == want["calls"] and got.session_cost == pytest.approx(want["cost"])
+    assert got.day_cost == pytest.approx(day["cost"])
+    check_index(state)
+    write(state, *varied(3, seed=17))  # and it is kept up to date from then on
     check_index(state)
 
 
 @pytest.mark.parametrize("raw", [b"", b"{not json", b"[1, 2]", b"null", b'{"format": 3}',
-                                 b"\x00" * 64])
-def test_an_unreadable_checkpoint_is_ignored(ws: Workspace, raw: bytes) -> None:
+                                 b"\x00" * 64, b"SQLite format 3\x00" + b"\xff" * 200])
+def test_an_unreadable_index_is_ignored(ws: Workspace, raw: bytes) -> None:
     ws.tiers(silver="honest")
     write(ws.state, *varied(8, seed=8))
-    checkpoint = LedgerIndex.open(ws.state).checkpoint_path
-    checkpoint.write_bytes(raw)
+    with LedgerIndex.open(ws.state) as idx:
+        db = idx.db_path
+    db.write_bytes(raw)
     (want,) = recount(ws.ledger()).values()
-    check_stats(usage_json(ws, "--period", "all")["total"], want)
+    p = ws.run("usage", "--period", "all", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    check_stats(orjson.loads(p.stdout)["total"], want)
     check_index(ws.state)
 
 
-def test_a_checkpoint_copied_from_another_workspace_is_not_used(tmp_path: Path) -> None:
+def test_an_index_copied_from_another_workspace_is_not_used(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
     same_records = varied(8, seed=9)
     write(a, *same_records)
     write(b, *same_records[:4])
-    src = LedgerIndex.open(a).checkpoint_path
-    dst = LedgerIndex(b).checkpoint_path
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_bytes(src.read_bytes())
+    with LedgerIndex.open(a) as src:
+        src_path = src.db_path
+    dst = LedgerIndex(b).db_path
+    dst.write_bytes(src_path.read_bytes())
     check_index(b)
 
 
@@ -613,7 +643,7 @@ def test_out_of_range_values_in_a_hand_edited_ledger_are_damage_not_figures(
     state: Path,
 ) -> None:
     """Negative, past-2**53 and overflowing values count as 0 tokens / unknown cost: no
-    counter goes negative or to inf, and the checkpoint still saves and loads."""
+    counter goes negative or to inf, and the index still saves and loads."""
     write(state, rec())
     line = orjson.loads(orjson.dumps(rec().to_dict()))
     hostile = []
@@ -623,12 +653,10 @@ def test_out_of_range_values_in_a_hand_edited_ledger_are_damage_not_figures(
         hostile.append(orjson.dumps(r) + b"\n")
     with open(state / "ledger.jsonl", "ab") as f:
         f.writelines(hostile)
-    for _ in range(2):  # the second pass loads the checkpoint the first one saved
-        index = LedgerIndex(state)
-        index.refresh()
-        index.save_checkpoint()
-        view = MetricsView()
-        view.apply(index.tables.cells)
+    for _ in range(2):  # the second pass reads the index the first one wrote
+        with LedgerIndex.open(state) as index:
+            view = MetricsView()
+            view.apply(index.cells)
         text = exposition(view.families())
         values = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples]
         assert values and all(0 <= v < 1e12 for v in values), values

@@ -201,6 +201,7 @@ def test_spend_for_stays_exact_under_concurrent_appends(tmp_path: Path) -> None:
     assert final.session_calls == writers * per_writer
     assert final.session_cost == pytest.approx(0.25 * writers * per_writer)
     assert seen == sorted(seen) and all(s <= final.session_cost + 1e-9 for s in seen)
-    # A fresh index (no checkpoint) agrees with the one built incrementally.
-    (state / "cache" / "ledger-index.json").unlink()
+    # A fresh index (the file deleted) agrees with the one built incrementally.
+    for name in ("ledger-index.sqlite", "ledger-index.sqlite-wal", "ledger-index.sqlite-shm"):
+        (state / "cache" / name).unlink(missing_ok=True)
     assert spend_for(state, session="s", day=day) == final

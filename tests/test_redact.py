@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from burnless.errors import ConfigError
 from burnless.safety.secrets import (
     MASK_PATTERN,
-    Finding,
     Redactor,
+    SecretMatch,
     contains_secret,
     find_secrets,
     looks_random,
@@ -418,7 +418,7 @@ def test_findings_are_sorted_and_disjoint() -> None:
     findings = find_secrets(ALL_SAMPLES)
     assert findings == sorted(findings, key=lambda f: f.start)
     assert all(a.end <= b.start for a, b in zip(findings, findings[1:], strict=False))
-    assert all(isinstance(f, Finding) and f.start < f.end for f in findings)
+    assert all(isinstance(f, SecretMatch) and f.start < f.end for f in findings)
 
 
 # -- the property: no known-format key survives, whatever surrounds it -----------------------------

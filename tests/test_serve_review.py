@@ -341,32 +341,34 @@ def test_ledger_appears_grows_is_replaced_and_sigterm_stops(ws: Workspace) -> No
         assert sample(parse(get(srv.base + "/metrics")[2]), "burnless_ledger_records_total") == 0
         ledger.record_call(ws.state, rec(tier="gold", model="g"))
         last = parse(get(srv.base + "/metrics")[2])
-    # After SIGTERM (exit 0, no traceback): the checkpoint, if any, still matches the ledger,
-    # and a restarted server and `burnless metrics` show the same figures as the last scrape.
-    idx = LedgerIndex.open(ws.state)
-    assert idx.records == 1 and idx.offset == path.stat().st_size
+    # After SIGTERM (exit 0, no traceback): the index still matches the ledger, and a
+    # restarted server and `burnless metrics` show the same figures as the last scrape.
+    with LedgerIndex.open(ws.state) as idx:
+        assert idx.records == 1 and idx.offset == path.stat().st_size
     p = ws.run("metrics")
     assert p.returncode == 0 and parse(p.stdout) == last
     with serving(ws) as srv:
         assert parse(get(srv.base + "/metrics")[2]) == last
 
 
-def test_restart_keeps_counters_and_a_stale_checkpoint_is_not_trusted(ws: Workspace) -> None:
+def test_restart_keeps_counters_and_a_stale_index_is_not_trusted(ws: Workspace) -> None:
     ws.tiers(silver="honest")
     seed(ws)
-    assert ws.run("metrics").returncode == 0  # writes the checkpoint
+    assert ws.run("metrics").returncode == 0  # writes the index
     with serving(ws) as srv:
         first = parse(get(srv.base + "/metrics")[2])
         ledger.record_call(ws.state, rec())
         grown = parse(get(srv.base + "/metrics")[2])
     for k, v in first.items():
         assert grown[k] >= v, k
-    with serving(ws) as srv:  # restarted: from the (now stale) checkpoint, caught up
+    with serving(ws) as srv:  # restarted: from the (now stale) index, caught up
         assert parse(get(srv.base + "/metrics")[2]) == grown
-    ckpt = ws.state / "cache" / "ledger-index.json"
-    ckpt.write_bytes(ckpt.read_bytes().replace(b'"silver"', b'"SILVER"'))  # damaged
+    db = ws.state / "cache" / "ledger-index.sqlite"
+    data = db.read_bytes()
+    db.write_bytes(data[:len(data) // 2] + b"\xff" * (len(data) - len(data) // 2))  # damaged
     with serving(ws) as srv:
         assert parse(get(srv.base + "/metrics")[2]) == grown
+    assert db.read_bytes()[:16] == b"SQLite format 3\x00"  # and rebuilt
 
 
 def test_ctrl_c_while_a_client_is_half_way_through_a_request(ws: Workspace) -> None:

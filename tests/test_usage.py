@@ -20,7 +20,7 @@ from burnless.accounting import ledger
 from burnless.accounting.index import LedgerIndex, scan
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
-from burnless.accounting.usage import aggregate, report
+from burnless.accounting.usage import from_index, report
 from burnless.storage import jsonl
 from tests.conftest import Workspace
 
@@ -243,40 +243,34 @@ def test_a_real_run_shows_up(ws: Workspace) -> None:
 # --------------------------------------------------------------------------- the index
 
 
-def test_checkpoint_is_used_and_follows_appends(state: Path) -> None:
+def test_the_index_is_kept_and_follows_appends(state: Path) -> None:
     write(state, rec(session="one"))
     idx = LedgerIndex.open(state)
-    assert idx.checkpoint_path.is_file()
-    saved = orjson.loads(idx.checkpoint_path.read_bytes())
-    assert saved["offset"] == ledger.ledger_path(state).stat().st_size
+    assert idx.db_path.is_file() and not idx.private
+    assert idx.offset == ledger.ledger_path(state).stat().st_size
+    idx.close()
     write(state, rec(session="two"))
-    again = LedgerIndex.open(state)
-    assert sorted(k[4] for k in again.sessions) == ["one", "two"]
-    assert again.offset == ledger.ledger_path(state).stat().st_size
-    # A small catch-up is cheaper to re-read than to save: the checkpoint stays as it was.
-    assert orjson.loads(idx.checkpoint_path.read_bytes())["offset"] == saved["offset"]
+    with LedgerIndex.open(state) as again:
+        assert sorted(k[0] for k in again.sessions) == ["one", "two"]
+        assert again.offset == ledger.ledger_path(state).stat().st_size
+        assert again.records == 2
 
 
-def test_checkpoint_is_rewritten_after_a_large_catch_up(
-    state: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from burnless.accounting import index as ledger_index
-
+def test_a_catch_up_reads_only_the_appended_bytes(state: Path) -> None:
     write(state, rec(session="one"))
-    LedgerIndex.open(state)
-    monkeypatch.setattr(ledger_index, "SAVE_AFTER_BYTES", 1)
+    LedgerIndex.open(state).close()
+    path = ledger.ledger_path(state)
+    size = path.stat().st_size
     write(state, rec(session="two"))
-    idx = LedgerIndex.open(state)
-    saved = orjson.loads(idx.checkpoint_path.read_bytes())
-    assert saved["offset"] == ledger.ledger_path(state).stat().st_size == idx.offset
-    assert saved["records"] == 2
-    resumed = LedgerIndex(state)
-    assert resumed._load_checkpoint() and resumed.sessions == idx.sessions
+    with LedgerIndex(state) as idx:
+        done = idx.refresh()
+        assert (done.rebuilt, done.records, idx.records) == (False, 1, 2)
+        assert idx.offset == path.stat().st_size > size
 
 
-def test_checkpoint_cells_are_trusted_only_while_the_ledger_matches(state: Path) -> None:
+def test_the_index_is_trusted_only_while_the_ledger_matches(state: Path) -> None:
     write(state, rec(session="one"), rec(session="two"))
-    LedgerIndex.open(state)
+    LedgerIndex.open(state).close()
     path = ledger.ledger_path(state)
     # Replaced by a different, shorter ledger: rebuilt, not resumed.
     tmp = path.with_suffix(".new")
@@ -286,19 +280,22 @@ def test_checkpoint_cells_are_trusted_only_while_the_ledger_matches(state: Path)
     # Rewritten in place, same inode, longer than before: the head no longer matches.
     path.write_bytes(b"".join(jsonl.dumps(rec(session=s).to_dict()) for s in "xyz" * 3))
     assert [r.key for r in report(state, by="session", today=TODAY).rows] == ["x", "y", "z"]
-    # A corrupt checkpoint is ignored.
-    LedgerIndex(state).checkpoint_path.write_bytes(b"{not json")
+    # A corrupt index file is rebuilt.
+    db = LedgerIndex(state).db_path
+    db.write_bytes(b"{not json")
     assert report(state, today=TODAY).total.calls == 9
 
 
-def test_a_checkpoint_that_lies_about_the_ledger_is_not_resumed(state: Path) -> None:
+def test_an_index_whose_fingerprint_lies_about_the_ledger_is_rebuilt(state: Path) -> None:
+    import sqlite3
+
     write(state, rec(session="a"), rec(session="b"))
-    idx = LedgerIndex.open(state)
-    data = orjson.loads(idx.checkpoint_path.read_bytes())
-    data["fingerprint"][3] = "0" * 64  # the bytes before the offset changed
-    idx.checkpoint_path.write_bytes(orjson.dumps(data))
-    assert LedgerIndex(state)._load_checkpoint() is False
+    with LedgerIndex.open(state) as idx:
+        idx.db.execute("UPDATE cells SET calls = calls + 100")
+        idx.db.execute("UPDATE meta SET tail = ?", ("0" * 64,))  # the bytes before the offset
     assert report(state, today=TODAY).total.calls == 2
+    with sqlite3.connect(LedgerIndex(state).db_path) as db:
+        assert db.execute("SELECT tail FROM meta").fetchone()[0] != "0" * 64
 
 
 def test_parallel_scan_equals_serial_scan(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,14 +307,23 @@ def test_parallel_scan_equals_serial_scan(state: Path, monkeypatch: pytest.Monke
     size = path.stat().st_size
     serial = scan(path, 0, size)
     monkeypatch.setattr(ledger_index, "PARALLEL_AFTER_BYTES", 1)
+    monkeypatch.setattr(ledger_index, "PIECE_BYTES", size // 5)
     monkeypatch.setattr(ledger_index, "_cpus", lambda: 3)
-    parallel = ledger_index._scan_parallel(path, 0, size)
+    monkeypatch.setattr(ledger_index, "_can_fork", lambda: True)  # pytest's threads aside
+    pieces = list(ledger_index.scan_rows(path, 0, size))
+    assert len(pieces) >= 5
+    parallel = scan(path, 0, size)
     assert parallel[1:] == serial[1:] == (size, 300, 0)
     for table in ("cells", "sessions"):
         want, got = getattr(serial[0], table), getattr(parallel[0], table)
         assert got.keys() == want.keys() and len(want) > 10
         for key, sums in want.items():
             assert got[key] == pytest.approx(sums)
+    # And an index built that way (in memory) holds the same rows.
+    with LedgerIndex.open(state, persist=False) as idx:
+        assert idx.offset == size and idx.records == 300
+        for key, sums in serial[0].sessions.items():
+            assert idx.sessions[key] == pytest.approx(sums)
 
 
 record_st = st.builds(
@@ -338,7 +344,7 @@ record_st = st.builds(
 def test_incremental_reads_equal_a_full_recount(tmp_path: Path, batches: list[list[dict]]) -> None:
     state = Path(tempfile.mkdtemp(dir=tmp_path))
     written: list[dict[str, Any]] = []
-    live = LedgerIndex(state)  # the server's way: in memory, refreshed after each batch
+    live = LedgerIndex(state)  # the server's way: one open index, refreshed after each batch
     for batch in batches:
         for r in batch:
             lr = rec(TODAY - timedelta(days=r["day"]), tier=r["tier"], session=r["session"],
@@ -362,6 +368,7 @@ def test_incremental_reads_equal_a_full_recount(tmp_path: Path, batches: list[li
             assert getattr(live, table).keys() == getattr(fresh, table).keys()
             for key, sums in getattr(fresh, table).items():
                 assert getattr(live, table)[key] == pytest.approx(sums)
+    live.close()
 
 
 def _naive(records: list[dict[str, Any]], since: str) -> dict[str, tuple[Any, ...]]:
@@ -382,8 +389,8 @@ def _naive(records: list[dict[str, Any]], since: str) -> dict[str, tuple[Any, ..
     return {k: tuple(v) for k, v in out.items()}
 
 
-def test_aggregate_rejects_bad_group() -> None:
+def test_a_report_rejects_a_bad_group(state: Path) -> None:
     from burnless.errors import UsageError
 
-    with pytest.raises(UsageError, match="--by"):
-        aggregate({}, by="colour")
+    with LedgerIndex.open(state, persist=False) as idx, pytest.raises(UsageError, match="--by"):
+        from_index(idx, by="colour")

@@ -5,6 +5,16 @@ limit against settled spend (from the ledger index) plus the open reservations o
 and is recorded in ``.burnless/reservations.json``. ``settling`` holds the same lock while the
 ledger appends the call's record and drops the reservation as it lets go, so parallel runs can
 never overspend and no run sees a call's cost twice or not at all.
+
+The user's limits (``$BURNLESS_HOME/config.yaml``) bound every project's: the project's checks
+use the lower of the two (``Config.budget``), and the user's ``max_cost_per_day`` is checked
+against the spend of every project, recorded in ``$BURNLESS_HOME/ledger.jsonl``, under
+``$BURNLESS_HOME/budget.lock`` with its own reservations file. Both locks are always taken in
+the same order, the workspace's first, so runs in different projects never deadlock.
+
+What a reservation holds is what the call may cost (``ceiling``), and ``max_cost_per_task``
+covers a whole delegation tree: a run started from inside a worker reserves from what the
+tree under its top-level run has left (its settled spend is kept per tree, under the lock).
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,15 +83,56 @@ def today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
+class _Scope:
+    """Where one set of reservations lives: a workspace's ``.burnless``, or the user's home."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.lock_path = state_dir / "budget.lock"
+        self.path = state_dir / "reservations.json"
+
+    def load_open(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        # Drop reservations whose process is gone (a crashed run must not block the budget;
+        # its call is charged by a `lost` record instead, see inflight.py), and damaged ones
+        # (a hand-edited file must not crash every run). Callers hold the lock.
+        live = {k: v for k, v in data.items()
+                if _valid(v) and alive(v.get("pid"), v.get("start"))}
+        if len(live) != len(data):
+            self.save(live)
+        return live
+
+    def save(self, open_: dict[str, dict[str, Any]]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, orjson.dumps(open_))
+
+    def drop(self, res_id: str) -> None:
+        open_ = self.load_open()
+        if open_.pop(res_id, None) is not None:
+            self.save(open_)
+
+
 class Guard:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.limits = cfg.budget
         self.state_dir = cfg.state_dir
         self.active = cfg.budget.any_cost_limit or cfg.budget.max_calls_per_session is not None
-        self._lock_path = self.state_dir / "budget.lock"
-        self._path = self.state_dir / "reservations.json"
+        self._scope = _Scope(self.state_dir)
+        self._lock_path = self._scope.lock_path
+        self._path = self._scope.path
+        # The user's scope, when $BURNLESS_HOME/config.yaml limits the day across projects.
+        self.user_day = cfg.user_budget.max_cost_per_day
+        self._user = _Scope(cfg.user_dir) if (
+            cfg.user_dir is not None and self.user_day is not None) else None
         ledger.check_writable(self.state_dir)  # before anything is dispatched
+        if cfg.user_dir is not None:  # the user's copy of the ledger
+            ledger.check_writable(cfg.user_dir)
 
     def reserve(
         self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float,
@@ -102,44 +153,68 @@ class Guard:
         day = today()
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
-        with file_lock(self._lock_path, LOCK_TIMEOUT):
+        with self._locked():
             open_ = self._load_open()
             # A dead run's reservation is gone: its call is charged by a `lost` record first.
-            ledger.record_orphans(self.state_dir)
+            ledger.record_orphans(self.state_dir, self.cfg.user_dir)
             spend = spend_for(self.state_dir, session=session, day=day)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
             # Every open reservation counts against today, whatever day it was made: a call
             # reserved before midnight settles (and its cost lands) after it.
             res_day = sum(r["amount"] for r in open_.values())
             calls_open = sum(1 for r in open_.values() if r["session"] == session)
+            user_open: dict[str, dict[str, Any]] = {}
+            user_day = 0.0
+            if self._user is not None:
+                user_open = self._user.load_open()
+                user_day = spend_for(self._user.state_dir, session="", day=day).day_cost
             task = (self._tree_spent(tree), sum(r["amount"] for r in open_.values()
                                                 if tree and r.get("tree") == tree),
                     f"the task tree {tree}") if tree else (task_spent, 0.0, "this run")
-            scopes = [(b.max_cost_per_task, "max_cost_per_task", *task),
-                      (b.max_cost_per_session, "max_cost_per_session", spend.session_cost,
-                       res_session, f"session {session!r}"),
-                      (b.max_cost_per_day, "max_cost_per_day", spend.day_cost, res_day,
-                       f"day {day} (UTC)")]
-            left = [lim - spent - held for lim, _, spent, held, _ in scopes if lim is not None]
+            # (limit, name, spent, reserved, scope, where the limit comes from)
+            scopes: list[tuple[float | None, str, float, float, str, str]] = [
+                (b.max_cost_per_task, "max_cost_per_task", *task,
+                 self._whose("max_cost_per_task")),
+                (b.max_cost_per_session, "max_cost_per_session", spend.session_cost,
+                 res_session, f"session {session!r}", self._whose("max_cost_per_session")),
+            ]
+            if self._user is None or self._whose("max_cost_per_day") == "":
+                # The project's own day limit (below the user's, if any): the user's is
+                # checked below, across every project, this one included.
+                scopes.append((b.max_cost_per_day, "max_cost_per_day", spend.day_cost, res_day,
+                               f"day {day} (UTC)", ""))
+            if self._user is not None:
+                # As above: every open reservation of the user's counts against today.
+                scopes.append((self.user_day, "max_cost_per_day", user_day,
+                               sum(r["amount"] for r in user_open.values()),
+                               f"day {day} (UTC), across every project,",
+                               self._whose("max_cost_per_day")))
+            left = [lim - spent - held for lim, _, spent, held, _, _ in scopes
+                    if lim is not None]
             amount = ceiling(tier, prompt_tokens, min(left) if left else None) or 0.0
-            for limit, name, spent, held, scope in scopes:
-                self._check(limit, name, spent, held, amount, scope)
+            for limit, name, spent, held, scope, where in scopes:
+                self._check(limit, name, spent, held, amount, scope, where)
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
                     raise BudgetExceeded(
-                        f"budget.max_calls_per_session = {b.max_calls_per_session}: session "
+                        f"budget.max_calls_per_session = {b.max_calls_per_session}"
+                        f"{self._whose('max_calls_per_session')}: session "
                         f"{session!r} has made {spend.session_calls} calls"
                         + (f" (+{calls_open} in flight)" if calls_open else "")
                         + "; nothing was dispatched"
                     )
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
                               tree if b.max_cost_per_task is not None else "")
-            open_[res.id] = {
+            entry = {
                 "session": session, "day": day, "amount": amount, "tree": res.tree,
                 "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
+            open_[res.id] = entry
             self._save(open_)
+            if self._user is not None:
+                user_open[res.id] = {**entry, "workspace": str(self.cfg.workspace)}
+                self._user.save(user_open)
         return res
 
     def _tree_path(self, tree: str) -> Path:
@@ -171,16 +246,36 @@ class Guard:
         except OSError:
             pass
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The workspace's budget lock, then the user's (always in this order)."""
+        with file_lock(self._lock_path, LOCK_TIMEOUT):
+            with (file_lock(self._user.lock_path, LOCK_TIMEOUT) if self._user is not None
+                  else nullcontext()):
+                yield
+
+    def _whose(self, name: str) -> str:
+        """" in <user config>" when the limit ``name`` in force is the user's, else ""."""
+        mine, theirs = getattr(self.limits, name), getattr(self.cfg.user_budget, name)
+        if theirs is None or mine != theirs or self.cfg.user_dir is None:
+            return ""
+        return f" in {self.cfg.user_dir / 'config.yaml'}"
+
+    @property
+    def user_dir(self) -> Path | None:
+        """Where the user's spend across projects is recorded (None: no user limit)."""
+        return None if self._user is None else self._user.state_dir
+
     @staticmethod
     def _check(
         limit: float | None, name: str, spent: float, reserved: float, amount: float,
-        scope: str = "this run",
+        scope: str = "this run", where: str = "",
     ) -> None:
         if limit is None:
             return
         if spent + reserved + amount > limit + 1e-12:
             raise BudgetExceeded(
-                f"budget.{name} = ${limit:.4f}: {scope} has spent ${spent:.4f}"
+                f"budget.{name} = ${limit:.4f}{where}: {scope} has spent ${spent:.4f}"
                 + (f" (+${reserved:.4f} reserved by runs in flight)" if reserved else "")
                 + f"; this call reserves up to ${amount:.4f}; nothing was dispatched"
             )
@@ -193,40 +288,28 @@ class Guard:
         if res is None:
             yield
             return
-        with file_lock(self._lock_path, LOCK_TIMEOUT):
+        with self._locked():
             yield
             self.add_to_tree(res, cost)
             open_ = self._load_open()
             open_.pop(res.id, None)
             self._save(open_)
+            if self._user is not None:
+                self._user.drop(res.id)
 
     def release(self, res: Reservation | None) -> None:
         if res is None:
             return
-        with file_lock(self._lock_path, LOCK_TIMEOUT):
-            open_ = self._load_open()
-            if open_.pop(res.id, None) is not None:
-                self._save(open_)
+        with self._locked():
+            self._scope.drop(res.id)
+            if self._user is not None:
+                self._user.drop(res.id)
 
     def _load_open(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = orjson.loads(self._path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        # Drop reservations whose process is gone (a crashed run must not block the budget;
-        # its call is charged by a `lost` record instead, see inflight.py), and damaged ones
-        # (a hand-edited file must not crash every run). Callers hold the lock.
-        live = {k: v for k, v in data.items()
-                if _valid(v) and alive(v.get("pid"), v.get("start"))}
-        if len(live) != len(data):
-            self._save(live)
-        return live
+        return self._scope.load_open()
 
     def _save(self, open_: dict[str, dict[str, Any]]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self._path, orjson.dumps(open_))
+        self._scope.save(open_)
 
 
 def _valid(r: object) -> bool:

@@ -6,6 +6,11 @@ that was made (or answered from the response cache), ``record_refusal`` for one 
 ``record_orphan`` for a call a dead run left in flight (``inflight``) and ``record_copies``
 for the calls of an evaluation job (``burnless eval``) — all through
 ``jsonl.append`` (one whole line under the file's lock).
+
+While the user's config sets a budget limit (``Config.user_dir``), each record is also
+appended, with the ``workspace`` it came from, to ``$BURNLESS_HOME/ledger.jsonl``: the user's
+spend across projects, which the user's ``max_cost_per_day`` is checked against. The
+workspace's ledger is written first: it stays the truth of its own project.
 """
 
 from __future__ import annotations
@@ -111,19 +116,21 @@ def record_call(
     *,
     journal: Journal | None = None,
     capsule: dict[str, Any] | None = None,
+    user_dir: Path | None = None,
 ) -> None:
-    """Append the record of a call that was made. ``settling`` (``budget.Guard.settling``)
-    holds the budget lock and releases the call's reservation around the write, so no other
-    run ever sees the call's cost twice or not at all. With the call's ``journal``, the record
-    (and the turn's ``capsule``) are kept in it first, so a crash from here on loses neither;
-    the caller closes the journal once the capsule is written too."""
+    """Append the record of a call that was made (and its copy to ``user_dir``'s ledger).
+    ``settling`` (``budget.Guard.settling``) holds the budget locks and releases the call's
+    reservation around the writes, so no other run ever sees the call's cost twice or not at
+    all. With the call's ``journal``, the record (and the turn's ``capsule``) are kept in it
+    first, so a crash from here on loses neither; the caller closes the journal once the
+    capsule is written too."""
     if journal is not None:
         journal.stage(record.to_dict(), capsule)
     with settling or nullcontext():
-        _append(state_dir, record)
+        _append(state_dir, record, user_dir)
 
 
-def record_orphans(state_dir: Path) -> list[LedgerRecord]:
+def record_orphans(state_dir: Path, user_dir: Path | None = None) -> list[LedgerRecord]:
     """Record every call that a dead run left in flight (``record_orphan``). A journal that
     still holds a capsule is kept, marked recorded, for its session (``recovery``). Budgets
     call this under their lock before they count what was spent."""
@@ -133,7 +140,7 @@ def record_orphans(state_dir: Path) -> list[LedgerRecord]:
             orphan.keep(orphan.data)
             continue
         try:
-            rec = record_orphan(state_dir, orphan)
+            rec = record_orphan(state_dir, orphan, user_dir)
         except OSError:
             orphan.keep(orphan.data)  # a later run tries again
             raise
@@ -146,7 +153,9 @@ def record_orphans(state_dir: Path) -> list[LedgerRecord]:
     return done
 
 
-def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
+def record_orphan(
+    state_dir: Path, orphan: Orphan, user_dir: Path | None = None
+) -> LedgerRecord | None:
     """Record a call that a dead run left in flight: its finished record when the journal has
     it and the ledger does not yet, else a ``lost`` record at its worst case. Returns what
     was appended (None: the ledger had it already)."""
@@ -160,6 +169,9 @@ def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
                                    "(the run that made the call died first)").lstrip("; ")[:300]}
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [data])
+    if user_dir is not None:
+        check_writable(user_dir)
+        jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
     return record_from_dict(data)
 
 
@@ -241,6 +253,7 @@ def record_refusal(
     root_run_id: str | None = None,
     depth: int = 0,
     client: str = "",
+    user_dir: Path | None = None,
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
@@ -249,13 +262,18 @@ def record_refusal(
         reason=reason[:300], refused_by=refused_by, parent_run_id=parent_run_id,
         root_run_id=root_run_id, depth=depth, client=client,
     )
-    _append(state_dir, record)
+    _append(state_dir, record, user_dir)
     return record
 
 
-def _append(state_dir: Path, record: LedgerRecord) -> None:
+def _append(state_dir: Path, record: LedgerRecord, user_dir: Path | None = None) -> None:
     check_writable(state_dir)
-    jsonl.append(ledger_path(state_dir), [record.to_dict()])
+    if user_dir is not None:
+        check_writable(user_dir)
+    line = record.to_dict()
+    jsonl.append(ledger_path(state_dir), [line])
+    if user_dir is not None:
+        jsonl.append(ledger_path(user_dir), [{**line, "workspace": str(state_dir.parent)}])
 
 
 def check_writable(state_dir: Path, *, probe: bool = False) -> None:

@@ -1,7 +1,7 @@
 """Prometheus metrics computed from the ledger (served by ``burnless serve``: burnless.gateway).
 
-The figures are projections of the ledger's cells (``ledger_index``), never counters kept
-beside it: they survive restarts, and runs made while the server is up appear at the next
+The figures are sums of the ledger index (``index``, its ``totals`` table), never counters
+kept beside it: they survive restarts, and runs made while the server is up appear at the next
 scrape (each scrape reads only the bytes appended since the last one). The text follows the
 Prometheus exposition format 0.0.4; ``/stats`` serves the same samples as JSON.
 """
@@ -15,21 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from burnless.accounting.index import (
-    AUDIT_FAILED,
-    CACHED,
+    AUDIT_FAILURES,
+    CACHED_HITS,
+    CALLS,
     COST,
-    COST_KNOWN,
-    MODEL,
-    RECORDS,
-    REFUSED_BY,
-    ROLE,
-    STATUS,
-    TIER,
+    REFUSALS,
+    UNKNOWN,
     Cells,
     LedgerIndex,
     Sums,
+    TotalKey,
     add,
-    billed,
 )
 from burnless.config import STATE_DIR
 
@@ -40,8 +36,7 @@ _ROLE_METRIC = {
     "execution": "burnless_tier_execution_tokens_total",
     "compaction": "burnless_tier_compaction_tokens_total",
 }
-_PROJECTION = (TIER, MODEL, ROLE, STATUS, AUDIT_FAILED, CACHED, REFUSED_BY, COST_KNOWN)
-_T, _M, _R, _S, _A, _C, _RB, _K = range(8)  # positions in a projected key
+_T, _M, _R, _S, _RB = range(5)  # positions in a series key (a totals key without the key)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -73,18 +68,24 @@ class Family:
 
 
 class MetricsView:
-    """The cells summed over days and sessions: small, and cheap to keep up to date.
+    """The index's figures summed over days, sessions and keys: small, cheap to recompute.
 
     ``known_models`` (the configured tiers' models) always keep their own ``model`` label.
     """
 
     def __init__(self, known_models: Iterable[str | None] = ()) -> None:
-        self.series: dict[tuple[Any, ...], Sums] = {}
+        self.series: dict[tuple[str, ...], Sums] = {}
         self.known_models = frozenset(m for m in known_models if m)
 
     def apply(self, cells: Cells) -> None:
+        """Add rows keyed like the index's ``cells`` (the day first)."""
         for key, sums in cells.items():
-            add(self.series, tuple(key[i] for i in _PROJECTION), sums)
+            add(self.series, key[1:6], sums)
+
+    def apply_totals(self, totals: dict[TotalKey, Sums]) -> None:
+        """Add rows keyed like the index's ``totals`` (``LedgerIndex.totals()``)."""
+        for key, sums in totals.items():
+            add(self.series, key[:5], sums)
 
     def model_labels(self) -> dict[str, str]:
         """The ``model`` label of each model in the ledger (see MAX_OTHER_MODELS)."""
@@ -93,7 +94,7 @@ class MetricsView:
 
         records: dict[str, float] = {}
         for k, s in self.series.items():
-            records[k[_M]] = records.get(k[_M], 0) + s[RECORDS]
+            records[k[_M]] = records.get(k[_M], 0) + s[CALLS] + s[REFUSALS] + s[CACHED_HITS]
         labels: dict[str, str] = {}
         others: list[tuple[float, str]] = []
         for model, n in records.items():
@@ -121,25 +122,26 @@ class MetricsView:
         budget = 0.0
         records = 0.0
         for k, s in self.series.items():
-            n, tier = s[RECORDS], k[_T]
-            records += n
-            if not billed(k[_S], k[_C]):
-                if k[_S] == "refused":
-                    _add(refusals, (("tier", tier), ("refused_by", k[_RB])), n)
-                    budget += n if k[_RB] == "budget" else 0
-                else:
-                    _add(cached, tier, n)
+            tier = k[_T]
+            records += s[CALLS] + s[REFUSALS] + s[CACHED_HITS]
+            if s[REFUSALS]:
+                _add(refusals, (("tier", tier), ("refused_by", k[_RB])), s[REFUSALS])
+                budget += s[REFUSALS] if k[_RB] == "budget" else 0
+            if s[CACHED_HITS]:
+                _add(cached, tier, s[CACHED_HITS])
+            n = s[CALLS]  # billed calls (index.billed): the only ones with tokens and cost
+            if not n:
                 continue
             tm = (("tier", tier), ("model", model_label[k[_M]]))
             role_metric = tokens.get(_ROLE_METRIC.get(k[_R], ""))
             if role_metric is not None:
                 for i, typ in enumerate(TOKEN_TYPES, 1):
                     _add(role_metric, (*tm, ("type", typ)), s[i])
-            if k[_K]:  # a tier and model whose every call is of unknown cost has no cost
+            if n > s[UNKNOWN]:  # a tier and model whose every call is of unknown cost has no cost
                 _add(cost, tm, s[COST])
-            _add(unknown, tm, 0 if k[_K] else n)
+            _add(unknown, tm, s[UNKNOWN])
             _add(calls, (("tier", tier), ("status", k[_S])), n)
-            _add(audit, tier, n if k[_A] else 0)
+            _add(audit, tier, s[AUDIT_FAILURES])
         out = [
             Family(name, f"Tokens of {role} calls, by tier, model and type "
                    "(input | output | cache_read | cache_write; never overlapping).",
@@ -224,7 +226,8 @@ def families_for(state_dir: Path, known_models: Iterable[str | None] = ()) -> li
     """The metrics of a workspace, once (``burnless metrics``); ``known_models``: the
     configured tiers' models (they keep their own label)."""
     view = MetricsView(known_models)
-    view.apply(LedgerIndex.open(state_dir).cells)
+    with LedgerIndex.open(state_dir) as idx:
+        view.apply_totals(idx.totals())
     return view.families()
 
 
@@ -232,18 +235,24 @@ def families_for(state_dir: Path, known_models: Iterable[str | None] = ()) -> li
 
 
 class Live:
-    """The server's state: an in-memory index that catches up on each scrape."""
+    """The server's state: the index, caught up on each scrape (only the bytes appended since
+    the last one are read), and the families recomputed from its ``totals`` (a few rows).
+    ``known_models``: the configured tiers' models (they keep their own label)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.index = LedgerIndex.open(state_dir)  # from the checkpoint: a fast start
-        self.view = MetricsView()
-        self.view.apply(self.index.cells)
+    def __init__(self, state_dir: Path, known_models: Iterable[str | None] = ()) -> None:
+        self.known_models = tuple(known_models)
+        self.index = LedgerIndex.open(state_dir)  # a current index: a fast start
+        self.view = MetricsView(self.known_models)
+        self.view.apply_totals(self.index.totals())
         self._lock = threading.Lock()
 
     def families(self) -> list[Family]:
         with self._lock:
-            done = self.index.refresh()
-            if done.rebuilt:
-                self.view = MetricsView()
-            self.view.apply(done.tables.cells)
-            return self.view.families()
+            self.index.refresh()
+            view = MetricsView(self.known_models)
+            view.apply_totals(self.index.totals())
+            self.view = view
+            return view.families()
+
+    def close(self) -> None:
+        self.index.close()

@@ -1,8 +1,8 @@
 """Usage over time: the ledger per UTC day and per tier, and its records by status.
 
-What ``burnless usage --chart`` and ``usage --format html`` draw. Every figure is a usage
-report (``accounting.usage.aggregate``) over a slice of the same index cells, so a chart says
-exactly what ``usage`` says: the same billed calls, failures, known costs and periods.
+What ``burnless usage --chart`` and ``usage --format html`` draw. Every figure is summed from
+the same index cells as ``usage`` (``accounting.index``), so a chart says exactly what
+``usage`` says: the same billed calls, failures, known costs and periods.
 """
 
 from __future__ import annotations
@@ -11,8 +11,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from burnless.accounting.index import CACHED, STATUS, TIER, Cells, LedgerIndex
-from burnless.accounting.usage import Report, Stats, aggregate, first_day
+from burnless.accounting.index import (
+    CACHED_HITS,
+    CALLS,
+    DAY,
+    REFUSALS,
+    STATUS,
+    TIER,
+    Cells,
+    LedgerIndex,
+    Sums,
+    add,
+)
+from burnless.accounting.usage import Report, Row, Stats, first_day, stats_of
 
 # Record statuses in the order a reader expects them; others (a hand-edited ledger) follow.
 STATUS_ORDER = ("ok", "partial", "failed", "escalate", "interrupted", "lost", "refused")
@@ -59,50 +70,45 @@ def _sum(stats: list[Stats]) -> Stats:
 
 def build(
     cells: Cells, *, period: str | None = None, since: str | None = None,
-    today: date | None = None,
+    today: date | None = None, by_tier: Report | None = None,
 ) -> Timeline:
+    """The timeline of ``cells`` (the index's rows). ``by_tier``: the usage report by tier
+    over the same period, when the caller has it (``timeline`` asks the index for it)."""
     today = today or datetime.now(timezone.utc).date()
     name, start = first_day(period, since, today)
     end = today.isoformat()
-    by_tier = aggregate(cells, by="tier", period=period, since=since, today=today)
-    tiers = tuple(r.key or "" for r in sorted(
-        by_tier.rows, key=lambda r: (-r.stats.cost_usd, -tokens(r.stats), r.key or "")))
-    per: dict[tuple[str, str], Stats] = {}
-    for tier in tiers:
-        mine = {k: v for k, v in cells.items() if k[TIER] == tier}
-        for row in aggregate(mine, by="day", period=period, since=since, today=today).rows:
-            if row.key:  # a record with no readable day counts under `all`, in no day
-                per[(row.key, tier)] = row.stats
+    tier_sums: dict[str, Sums] = {}
+    per: dict[tuple[str, str], Sums] = {}
+    statuses: dict[str, float] = {}
+    for key, v in cells.items():
+        day = key[DAY]
+        # No readable day, or a day after today: counted under `all` only (as `usage`).
+        if start is not None and not (day and start <= day <= end):
+            continue
+        tier = key[TIER]
+        add(tier_sums, tier, v)
+        if day:
+            add(per, (day, tier), v)
+        for status, n in ((str(key[STATUS]), v[CALLS]), ("refused", v[REFUSALS]),
+                          (CACHED_STATUS, v[CACHED_HITS])):
+            if n:
+                statuses[status] = statuses.get(status, 0) + n
+    stats = {t: stats_of(v) for t, v in tier_sums.items()}
+    tiers = tuple(sorted(stats, key=lambda t: (-stats[t].cost_usd, -tokens(stats[t]), t)))
+    report = by_tier or Report("tier", name, start, end, tuple(
+        Row(t or None, stats[t]) for t in sorted(stats)), _sum(list(stats.values())))
     first = start or min((d for d, _ in per), default=end)
     days = _days(date.fromisoformat(first), today)
-    return Timeline(name, start, end, days, tiers, by_tier, per, _statuses(cells, period,
-                                                                           since, today))
+    ordered = sorted(statuses, key=lambda s: (
+        STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER), s))
+    return Timeline(name, start, end, days, tiers, report,
+                    {k: stats_of(v) for k, v in per.items()},
+                    tuple((s, int(statuses[s])) for s in ordered))
 
 
 def _days(first: date, last: date) -> tuple[str, ...]:
     n = (last - first).days + 1
     return tuple((first + timedelta(days=i)).isoformat() for i in range(max(n, 1)))
-
-
-def _statuses(cells: Cells, period: str | None, since: str | None,
-              today: date) -> tuple[tuple[str, int], ...]:
-    """Records by status over the period: calls made (billed) by their status, refusals, and
-    response-cache hits (``cached``)."""
-    found = {CACHED_STATUS if k[CACHED] and k[STATUS] != "refused" else str(k[STATUS])
-             for k in cells}
-    out: list[tuple[str, int]] = []
-    for status in sorted(found, key=lambda s: (
-            STATUS_ORDER.index(s) if s in STATUS_ORDER else len(STATUS_ORDER), s)):
-        if status == CACHED_STATUS:
-            mine = {k: v for k, v in cells.items() if k[CACHED] and k[STATUS] != "refused"}
-        else:
-            mine = {k: v for k, v in cells.items() if k[STATUS] == status and not k[CACHED]}
-        total = aggregate(mine, by="tier", period=period, since=since, today=today).total
-        n = (total.refusals if status == "refused"
-             else total.cached_hits if status == CACHED_STATUS else total.calls)
-        if n:
-            out.append((status, n))
-    return tuple(out)
 
 
 def timeline(
@@ -111,5 +117,9 @@ def timeline(
 ) -> Timeline:
     """The timeline of the workspace's ledger (read incrementally, like ``usage``)."""
     first_day(period, since, today or date.today())  # bad options fail before any reading
-    return build(LedgerIndex.open(state_dir).cells, period=period, since=since, today=today)
+    from burnless.accounting.usage import from_index
+
+    with LedgerIndex.open(state_dir) as idx:
+        by_tier = from_index(idx, by="tier", period=period, since=since, today=today)
+        return build(idx.cells, period=period, since=since, today=today, by_tier=by_tier)
 

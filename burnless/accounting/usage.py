@@ -1,4 +1,5 @@
-"""Usage reports: the ledger summed by tier, model, session, role or day over a period.
+"""Usage reports: the ledger summed by tier, model, session, role, day, key or root run over a
+period (read from the index: ``index.LedgerIndex``).
 
 Periods are whole UTC days counted back from today: ``today``, ``last7d`` (today and the six
 days before), ``last30d`` (default), ``all``, or ``--since YYYY-MM-DD`` (that day onwards).
@@ -32,36 +33,20 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from burnless.accounting.index import (
-    AUDIT_FAILED,
-    CACHE_READ,
-    CACHE_WRITE,
-    COST,
-    COST_KNOWN,
-    DAY,
-    INPUT,
-    MODEL,
-    OUTPUT,
-    RECORDS,
-    ROLE,
-    SESSION,
-    STATUS,
-    TIER,
-    Cells,
-    Key,
-    LedgerIndex,
-    Sums,
-    is_billed,
-)
+from burnless.accounting.index import LedgerIndex, Sums
 from burnless.errors import UsageError
 
 PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
 DEFAULT_PERIOD = "last30d"
-GROUPS: dict[str, int] = {"tier": TIER, "model": MODEL, "session": SESSION, "role": ROLE,
-                          "day": DAY}
+# --by: the table and column each grouping reads. ``key`` and ``root`` group records that name
+# a key (``key``) or a root run (``root_run_id``); records that do not are one group, None.
+GROUPS: dict[str, tuple[str, str]] = {
+    "tier": ("cells", "tier"), "model": ("cells", "model"), "session": ("sessions", "session"),
+    "role": ("cells", "role"), "day": ("cells", "day"), "key": ("cells", "key"),
+    "root": ("roots", "root"),
+}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-FAILED_STATUSES = frozenset({"failed", "partial", "interrupted", "lost"})
 
 
 @dataclass(frozen=True)
@@ -104,36 +89,11 @@ class Stats:
 FIELDS = tuple(Stats().to_dict())
 
 
-class _Acc:
-    """A running Stats."""
-
-    __slots__ = ("v",)
-
-    def __init__(self) -> None:
-        self.v: list[float] = [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0]
-
-    def add(self, key: Key, s: Sums) -> None:
-        v, n = self.v, s[RECORDS]
-        if not is_billed(key):
-            v[7 if key[STATUS] == "refused" else 9] += n  # a refusal, or a response-cache hit
-            return
-        v[0] += n
-        v[1] += s[INPUT]
-        v[2] += s[OUTPUT]
-        v[3] += s[CACHE_READ]
-        v[4] += s[CACHE_WRITE]
-        v[5] += s[COST]
-        if not key[COST_KNOWN]:
-            v[6] += n
-        if key[AUDIT_FAILED]:
-            v[8] += n
-        if key[STATUS] in FAILED_STATUSES:
-            v[10] += n
-
-    def stats(self) -> Stats:
-        v = self.v
-        return Stats(int(v[0]), int(v[1]), int(v[2]), int(v[3]), int(v[4]), float(v[5]),
-                     int(v[6]), int(v[7]), int(v[8]), int(v[9]), int(v[10]))
+def stats_of(v: Sums) -> Stats:
+    """A row of index figures (``index.STATS`` order) as ``Stats``."""
+    calls, i, o, cr, cw, cost, unknown, refusals, audit, cached, failures = v
+    return Stats(int(calls), int(i), int(o), int(cr), int(cw), float(cost), int(unknown),
+                 int(refusals), int(audit), int(cached), int(failures))
 
 
 @dataclass(frozen=True)
@@ -195,41 +155,38 @@ def first_day(period: str | None, since: str | None, today: date) -> tuple[str |
     return period, None if days is None else (today - timedelta(days=days - 1)).isoformat()
 
 
-def aggregate(
-    cells: Cells, *, by: str = "tier", period: str | None = None, since: str | None = None,
-    today: date | None = None,
-) -> Report:
-    """The report over one table of cells (``sessions`` to group by session, else ``cells``)."""
-    if by not in GROUPS:
-        raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
-    today = today or datetime.now(timezone.utc).date()
-    period, start = first_day(period, since, today)
-    col = GROUPS[by]
-    end = today.isoformat()
-    groups: dict[str, _Acc] = {}
-    total = _Acc()
-    for key, sums in cells.items():
-        # "" (no readable ts) sorts first and a day after today last: both under all only.
-        if start is not None and not start <= key[DAY] <= end:
-            continue
-        group = str(key[col])
-        acc = groups.get(group)
-        if acc is None:
-            acc = groups[group] = _Acc()
-        acc.add(key, sums)
-        total.add(key, sums)
-    rows = tuple(Row(k or None, groups[k].stats()) for k in sorted(groups))
-    return Report(by, period, start, end, rows, total.stats())
-
-
 def report(
     state_dir: Path, *, by: str = "tier", period: str | None = None, since: str | None = None,
     today: date | None = None,
 ) -> Report:
-    """The usage report of the workspace's ledger (read incrementally, see ledger_index)."""
+    """The usage report of the workspace's ledger (through its index, caught up first)."""
     if by not in GROUPS:  # before reading anything
         raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
     first_day(period, since, today or date.today())
-    idx = LedgerIndex.open(state_dir)
-    return aggregate(idx.sessions if by == "session" else idx.cells, by=by, period=period,
-                     since=since, today=today)
+    with LedgerIndex.open(state_dir) as idx:
+        return from_index(idx, by=by, period=period, since=since, today=today)
+
+
+def from_index(
+    idx: LedgerIndex, *, by: str = "tier", period: str | None = None, since: str | None = None,
+    today: date | None = None,
+) -> Report:
+    """The report over an open index."""
+    if by not in GROUPS:
+        raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
+    today = today or datetime.now(timezone.utc).date()
+    period, start = first_day(period, since, today)
+    end = today.isoformat()
+    table, column = GROUPS[by]
+    # "" (no readable ts) sorts first and a day after today last: both under all only.
+    last = None if start is None else end
+    groups = idx.grouped(table, column, start, last)
+    total = idx.total(table, start, last)
+    if table == "roots":  # records that name no root run: what the cells have and roots lack
+        everything = idx.total("cells", start, last)
+        rest = [a - b for a, b in zip(everything, total, strict=True)]
+        if any(round(x, 9) for x in rest):
+            groups.insert(0, ("", rest))
+            total = everything
+    rows = tuple(Row(k or None, stats_of(v)) for k, v in groups)
+    return Report(by, period, start, end, rows, stats_of(total))

@@ -32,13 +32,15 @@ def metrics(json_: JsonOpt = False, config: ConfigOpt = None) -> None:
     from burnless.config import load_config
 
     with console.json_errors(json_):
-        index = LedgerIndex.open(load_config(config).state_dir)
-    view = MetricsView()
-    view.apply(index.cells)
-    if json_:
-        console.emit_json(stats(view.families(), index))
-        return
-    sys.stdout.write(exposition(view.families()))
+        cfg = load_config(config)
+        with LedgerIndex.open(cfg.state_dir) as index:
+            view = MetricsView(t.model for t in cfg.tiers.values())
+            view.apply_totals(index.totals())
+            families = view.families()
+            if json_:
+                console.emit_json(stats(families, index))
+                return
+    sys.stdout.write(exposition(families))
 
 
 def serve(

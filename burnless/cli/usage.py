@@ -39,8 +39,9 @@ def usage(
     ] = None,
     by: Annotated[
         str | None,
-        typer.Option("--by", "-b", help="Group by tier | model | session | role | day "
-                     "(default tier).", show_default=False)
+        typer.Option("--by", "-b", help="Group by tier | model | session | role | day | key | "
+                     "root (default tier; records that name no key or root run: one group, -).",
+                     show_default=False)
     ] = None,
     format_: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | html (one "

@@ -68,7 +68,7 @@ class Gateway:
         self.guard = core.make_guard(cfg)
         self.breaker = core.make_breaker(cfg)
         self.pool = Pool(cfg.gateway.connect_timeout)
-        self.live = core.metrics_source(cfg.state_dir)
+        self.live = core.metrics_source(cfg)
         self.cooling: dict[str, float] = {}  # tier -> monotonic time its retry-after ends
 
     # ------------------------------------------------------------------ the aiohttp app

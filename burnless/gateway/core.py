@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import orjson
 
@@ -235,9 +234,10 @@ def cache_put(cfg: Config, key: str, text: str, model: str | None) -> None:
 # --------------------------------------------------------------------------- metrics
 
 
-def metrics_source(state_dir: Path) -> Live:
-    """The server's metrics state: the ledger index, caught up at each scrape."""
-    return Live(state_dir)
+def metrics_source(cfg: Config) -> Live:
+    """The server's metrics state: the ledger index, caught up at each scrape (the configured
+    tiers' models keep their own label)."""
+    return Live(cfg.state_dir, [t.model for t in cfg.tiers.values()])
 
 
 def metrics_text(live: Live) -> bytes:

@@ -92,7 +92,8 @@ def test_statuses_count_calls_refusals_and_cache_hits(state: Path) -> None:
 
 
 def test_an_empty_ledger_draws_one_empty_period(state: Path) -> None:
-    t = build(LedgerIndex.open(state).cells, period="today", today=TODAY)
+    with LedgerIndex.open(state) as idx:
+        t = build(idx.cells, period="today", today=TODAY)
     assert t.days == (TODAY.isoformat(),) and t.tiers == () and t.statuses == ()
     t = build({}, period="all", today=TODAY)
     assert t.days == (TODAY.isoformat(),)
