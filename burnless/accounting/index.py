@@ -40,7 +40,7 @@ from burnless.storage import jsonl
 
 log = logging.getLogger("burnless")
 
-FORMAT = 4  # bump when the cell layout changes: older checkpoints are ignored
+FORMAT = 5  # bump when the cell layout changes: older checkpoints are ignored
 CHECKPOINT = Path("cache") / "ledger-index.json"
 SAVE_AFTER_BYTES = 256 * 1024  # re-reading less than this from the checkpoint is cheaper
 PARALLEL_AFTER_BYTES = 64 << 20  # a cold build larger than this is split across processes
@@ -49,7 +49,7 @@ TORN_AFTER_S = 2.0  # a tail unfinished for longer is torn, not being written
 
 # A cell key. ``day`` is YYYY-MM-DD (UTC; "" when the record has no readable ts); strings a
 # record does not give (or a table does not keep) are "".
-Key = tuple[str, str, str, str, str, str, bool, bool, str, bool]
+Key = tuple[str, str, str, str, str, str, bool, bool, str, bool, str]
 DAY: Final = 0
 TIER: Final = 1
 MODEL: Final = 2
@@ -60,6 +60,7 @@ AUDIT_FAILED: Final = 6
 CACHED: Final = 7
 REFUSED_BY: Final = 8
 COST_KNOWN: Final = 9
+KEY: Final = 10  # the gateway virtual key's name (cells only)
 # Sums of a cell: [records, input, output, cache_read, cache_write, cost_usd (known costs only)].
 Sums = list[float]
 RECORDS: Final = 0
@@ -248,15 +249,15 @@ class LedgerIndex:
             with _gc_paused():
                 cells: Cells = {}
                 for row in data["cells"]:
-                    if len(row) != 16 or not all(_is_num(x) for x in row[10:]):
+                    if len(row) != 17 or not all(_is_num(x) for x in row[11:]):
                         return False
-                    cells[tuple(row[:10])] = row[10:]
+                    cells[tuple(row[:11])] = row[11:]
                 sessions: Cells = {}
                 for row in data["sessions"]:
                     if len(row) != 12 or not all(_is_num(x) for x in row[6:]):
                         return False
                     day, session, status, failed, cached, known = row[:6]
-                    key = (day, "", "", "", session, status, failed, cached, "", known)
+                    key = (day, "", "", "", session, status, failed, cached, "", known, "")
                     sessions[key] = row[6:]
         except (TypeError, KeyError, ValueError):
             return False
@@ -328,7 +329,8 @@ def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, in
                     if day_of(day) != day:
                         raise ValueError
                     days.add(day)
-                key: Any = (day, _FIELDS(r), r.get("refused_by", ""), cost is not None)
+                key: Any = (day, _FIELDS(r), r.get("refused_by", ""), cost is not None,
+                            r.get("key", ""))
                 acc = raw.get(key)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError):
                 key, (i, o, cr, cw, cost) = _careful(r)
@@ -344,15 +346,14 @@ def _scan(path: Path, start: int, end: int | None) -> tuple[Tables, int, int, in
                 if cost:
                     acc[5] += cost
         tables = Tables()
-        for (day, (tier, model, role, session, status, audit, cached), refused_by, known), v in (
-            raw.items()
-        ):
+        for (day, (tier, model, role, session, status, audit, cached), refused_by, known,
+             key_name), v in raw.items():
             status, failed, cached = _s(status), audit == "failed", cached is True
             known = bool(known)
             add(tables.cells, (day, _s(tier), _s(model), _s(role), "", status, failed, cached,
-                                _s(refused_by), known), v)
+                                _s(refused_by), known, _s(key_name)), v)
             add(tables.sessions, (day, "", "", "", _s(session), status, failed, cached, "",
-                                   known), v)
+                                   known, ""), v)
     return tables, recs.offset, n, recs.torn
 
 
@@ -376,7 +377,7 @@ def _careful(r: dict[str, Any]) -> tuple[Any, tuple[int, int, int, int, float | 
     fields = tuple(r.get(k) for k in ("tier", "model", "role", "session", "status", "audit"))
     hashable = tuple(x if isinstance(x, (str, type(None))) else str(x) for x in fields)
     key = (day_of(r.get("ts")), (*hashable, r.get("cached") is True),
-           _s(r.get("refused_by")), cost is not None)
+           _s(r.get("refused_by")), cost is not None, _s(r.get("key")))
     i, o, cr, cw = (int(x) for x in nums)
     return key, (i, o, cr, cw, cost)
 
@@ -476,10 +477,13 @@ class Spend:
     session_cost: float = 0.0
     session_calls: int = 0
     day_cost: float = 0.0
+    key_day_cost: float = 0.0  # of the gateway virtual key asked about, that day
+    key_month_cost: float = 0.0  # ... and that day's calendar month (UTC)
 
 
-def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
-    """Cost and billed calls of ``session`` (all time) and cost of ``day`` (UTC, YYYY-MM-DD).
+def spend_for(state_dir: Path, *, session: str, day: str, key: str = "") -> Spend:
+    """Cost and billed calls of ``session`` (all time) and cost of ``day`` (UTC, YYYY-MM-DD);
+    with ``key``, that virtual key's cost on ``day`` and in its month too.
 
     Read through the index (only the bytes appended since the last checkpoint), so a budget
     check stays cheap however long the ledger grows; the guard calls this under its lock,
@@ -487,17 +491,24 @@ def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
     cost (with a cost limit set, such calls are refused before they are made).
     """
     idx = LedgerIndex.open(state_dir)
-    return spend_in(idx.cells, idx.sessions, session=session, day=day)
+    return spend_in(idx.cells, idx.sessions, session=session, day=day, key=key)
 
 
-def spend_in(cells: Cells, sessions: Cells, *, session: str, day: str) -> Spend:
-    session_cost = day_cost = 0.0
+def spend_in(cells: Cells, sessions: Cells, *, session: str, day: str, key: str = "") -> Spend:
+    session_cost = day_cost = key_day = key_month = 0.0
     calls = 0.0
-    for key, sums in sessions.items():
-        if key[SESSION] == session and is_billed(key):
+    month = day[:7]
+    for k, sums in sessions.items():
+        if k[SESSION] == session and is_billed(k):
             session_cost += sums[COST]
             calls += sums[RECORDS]
-    for key, sums in cells.items():
-        if key[DAY] == day and is_billed(key):
+    for k, sums in cells.items():
+        if not is_billed(k):
+            continue
+        if k[DAY] == day:
             day_cost += sums[COST]
-    return Spend(session_cost, int(calls), day_cost)
+        if key and k[KEY] == key and k[DAY][:7] == month:
+            key_month += sums[COST]
+            if k[DAY] == day:
+                key_day += sums[COST]
+    return Spend(session_cost, int(calls), day_cost, key_day, key_month)

@@ -65,6 +65,7 @@ class LedgerRecord:
     root_run_id: str | None = None  # the top-level call of that delegation tree
     depth: int = 0  # how deep in nested burnless calls (0: top level)
     client: str = ""  # the gateway's caller (from its user agent); "" for run's own calls
+    key: str = ""  # the name of the gateway virtual key the request carried ("" without one)
     ts: str = field(default_factory=now_iso)
     v: int = 1
 
@@ -88,6 +89,8 @@ class LedgerRecord:
                      depth=self.depth)
         if self.client:
             d["client"] = self.client
+        if self.key:
+            d["key"] = self.key
         return d
 
     def call_dict(self) -> dict[str, Any]:
@@ -221,7 +224,7 @@ def record_from_dict(d: dict[str, Any]) -> LedgerRecord:
         task_id=str(d.get("task_id") or ""), reason=str(d.get("reason") or ""),
         refused_by=d.get("refused_by"), parent_run_id=d.get("parent_run_id"),
         root_run_id=d.get("root_run_id"), depth=int(d.get("depth") or 0),
-        client=str(d.get("client") or ""),
+        client=str(d.get("client") or ""), key=str(d.get("key") or ""),
         ts=str(d.get("ts") or ""),
     )
 
@@ -241,13 +244,14 @@ def record_refusal(
     root_run_id: str | None = None,
     depth: int = 0,
     client: str = "",
+    key: str = "",
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
         run_id=new_run_id(), session=session, role=role, tier=tier, model=model,
         status="refused", cost_usd=0.0, cost_source="priced", route=route, task_id=task_id,
         reason=reason[:300], refused_by=refused_by, parent_run_id=parent_run_id,
-        root_run_id=root_run_id, depth=depth, client=client,
+        root_run_id=root_run_id, depth=depth, client=client, key=key,
     )
     _append(state_dir, record)
     return record

@@ -1,4 +1,5 @@
-"""Usage reports: the ledger summed by tier, model, session, role or day over a period.
+"""Usage reports: the ledger summed by tier, model, session, role, day or gateway virtual key
+over a period (records without a key are one group, ``-``).
 
 Periods are whole UTC days counted back from today: ``today``, ``last7d`` (today and the six
 days before), ``last30d`` (default), ``all``, or ``--since YYYY-MM-DD`` (that day onwards).
@@ -40,6 +41,7 @@ from burnless.accounting.index import (
     COST_KNOWN,
     DAY,
     INPUT,
+    KEY,
     MODEL,
     OUTPUT,
     RECORDS,
@@ -58,7 +60,7 @@ from burnless.errors import UsageError
 PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
 DEFAULT_PERIOD = "last30d"
 GROUPS: dict[str, int] = {"tier": TIER, "model": MODEL, "session": SESSION, "role": ROLE,
-                          "day": DAY}
+                          "day": DAY, "key": KEY}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 FAILED_STATUSES = frozenset({"failed", "partial", "interrupted", "lost"})
