@@ -19,6 +19,7 @@ from burnless.accounting.index import (
     CACHED,
     COST,
     COST_KNOWN,
+    KEY,
     MODEL,
     RECORDS,
     REFUSED_BY,
@@ -40,8 +41,8 @@ _ROLE_METRIC = {
     "execution": "burnless_tier_execution_tokens_total",
     "compaction": "burnless_tier_compaction_tokens_total",
 }
-_PROJECTION = (TIER, MODEL, ROLE, STATUS, AUDIT_FAILED, CACHED, REFUSED_BY, COST_KNOWN)
-_T, _M, _R, _S, _A, _C, _RB, _K = range(8)  # positions in a projected key
+_PROJECTION = (TIER, MODEL, ROLE, STATUS, AUDIT_FAILED, CACHED, REFUSED_BY, COST_KNOWN, KEY)
+_T, _M, _R, _S, _A, _C, _RB, _K, _KEY = range(9)  # positions in a projected key
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -118,11 +119,14 @@ class MetricsView:
         audit: dict[str, float] = {}
         refusals: dict[Labels, float] = {}
         cached: dict[str, float] = {}
+        key_cost: dict[Labels, float] = {}  # gateway virtual keys (gateway.keys)
+        key_calls: dict[Labels, float] = {}
         budget = 0.0
         records = 0.0
         for k, s in self.series.items():
             n, tier = s[RECORDS], k[_T]
             records += n
+            key = (("key", _key_label(k[_KEY])),) if k[_KEY] else None
             if not billed(k[_S], k[_C]):
                 if k[_S] == "refused":
                     _add(refusals, (("tier", tier), ("refused_by", k[_RB])), n)
@@ -140,6 +144,9 @@ class MetricsView:
             _add(unknown, tm, 0 if k[_K] else n)
             _add(calls, (("tier", tier), ("status", k[_S])), n)
             _add(audit, tier, n if k[_A] else 0)
+            if key is not None:
+                _add(key_calls, key, n)
+                _add(key_cost, key, s[COST])
         out = [
             Family(name, f"Tokens of {role} calls, by tier, model and type "
                    "(input | output | cache_read | cache_write; never overlapping).",
@@ -170,7 +177,21 @@ class MetricsView:
             Family("burnless_ledger_records_total", "Records read from the ledger.",
                    (Sample((), records),)),
         ]
+        if key_calls:  # only where the gateway has virtual keys
+            out += [
+                Family("burnless_key_calls_total", "Gateway calls by virtual key.",
+                       _samples(key_calls)),
+                Family("burnless_key_cost_usd_total",
+                       "Known cost of gateway calls in USD, by virtual key.", _samples(key_cost)),
+            ]
         return out
+
+
+def _key_label(name: str) -> str:
+    from burnless.config import KEY_NAME_RE
+
+    # A key is named by `burnless keys create`; anything else came from a hand-edited ledger.
+    return name if KEY_NAME_RE.fullmatch(name) else OTHER_MODEL
 
 
 def _add(d: dict[Any, float], key: Any, value: float) -> None:

@@ -26,7 +26,7 @@ import pytest
 from burnless.config import load_config
 from burnless.gateway import keys
 from burnless.gateway.app import Server
-from tests.conftest import Workspace
+from tests.conftest import Workspace, parse_metrics
 from tests.fakes.upstream import FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
@@ -470,6 +470,11 @@ def test_usage_groups_by_key(ws: Workspace, gw: Callable[..., Gw], fake: Any) ->
     rows = {r.key: r.stats for r in report(ws.state, by="key", period="all").rows}
     assert rows["alice"].calls == 2 and rows["bob"].calls == 1 and rows["bob"].cached_hits == 1
     assert rows["alice"].cost_usd == pytest.approx(sum(r["cost_usd"] for r in recs[:2]))
+    status, text, _ = g.http("/metrics", None, {"x-api-key": g.keys["bob"]})
+    samples = parse_metrics(text.decode())
+    assert samples[("burnless_key_calls_total", frozenset({("key", "alice")}))] == 2
+    assert samples[("burnless_key_cost_usd_total", frozenset({("key", "alice")}))] == \
+        pytest.approx(rows["alice"].cost_usd)
 
 
 def test_a_key_matches_only_its_own_secret(tmp_path: Path) -> None:
