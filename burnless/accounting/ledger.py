@@ -6,6 +6,10 @@ that was made (or answered from the response cache), ``record_refusal`` for one 
 ``record_orphan`` for a call a dead run left in flight (``inflight``) and ``record_copies``
 for the calls of an evaluation job (``burnless eval``) — all through
 ``jsonl.append`` (one whole line under the file's lock).
+
+With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, each record appended by the first three is also an
+OpenTelemetry span (``telemetry``), emitted after the append and outside any budget lock;
+without it, nothing of OpenTelemetry is imported.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnless.accounting.inflight import Journal, Orphan, orphans
 from burnless.accounting.tokens import Tokens
@@ -26,7 +30,11 @@ from burnless.runs import new_run_id, now_iso
 from burnless.storage import jsonl
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 
+if TYPE_CHECKING:
+    from burnless.config import Tier
+
 LEDGER_NAME = "ledger.jsonl"
+_OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 @dataclass(frozen=True)
@@ -114,16 +122,19 @@ def record_call(
     *,
     journal: Journal | None = None,
     capsule: dict[str, Any] | None = None,
+    tier_settings: Tier | None = None,
 ) -> None:
     """Append the record of a call that was made. ``settling`` (``budget.Guard.settling``)
     holds the budget lock and releases the call's reservation around the write, so no other
     run ever sees the call's cost twice or not at all. With the call's ``journal``, the record
     (and the turn's ``capsule``) are kept in it first, so a crash from here on loses neither;
-    the caller closes the journal once the capsule is written too."""
+    the caller closes the journal once the capsule is written too. ``tier_settings``: the
+    tier's configuration, for the call's span (its provider and kind)."""
     if journal is not None:
         journal.stage(record.to_dict(), capsule)
     with settling or nullcontext():
         _append(state_dir, record)
+    _span(record, tier_settings)
 
 
 def record_orphans(state_dir: Path) -> list[LedgerRecord]:
@@ -163,7 +174,9 @@ def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
                                    "(the run that made the call died first)").lstrip("; ")[:300]}
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [data])
-    return record_from_dict(data)
+    record = record_from_dict(data)
+    _span(record, None)
+    return record
 
 
 def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
@@ -245,6 +258,7 @@ def record_refusal(
     depth: int = 0,
     client: str = "",
     key: str = "",
+    tier_settings: Tier | None = None,
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
@@ -254,7 +268,18 @@ def record_refusal(
         root_run_id=root_run_id, depth=depth, client=client, key=key,
     )
     _append(state_dir, record)
+    _span(record, tier_settings)
     return record
+
+
+def _span(record: LedgerRecord, tier: Tier | None) -> None:
+    """The record's OpenTelemetry span, when a collector is configured (``telemetry``)."""
+    if not any(os.environ.get(v) for v in _OTEL_VARS):
+        return  # the common case: not even the telemetry module is imported
+    from burnless.accounting import telemetry
+
+    if telemetry.enabled():
+        telemetry.emit(record, tier)
 
 
 def _append(state_dir: Path, record: LedgerRecord) -> None:

@@ -154,7 +154,8 @@ def reserve(guard: Guard, *, session: str, tier: Tier, model: str | None, prompt
 def settle(guard: Guard, reservation: Reservation | None, record: LedgerRecord) -> None:
     """Append the attempt's ledger record, settling its reservation (ledger.record_call, as
     for ``run``)."""
-    ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd))
+    ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd),
+                       tier_settings=guard.cfg.tiers.get(record.tier))
 
 
 def release(guard: Guard, reservation: Reservation | None) -> None:
@@ -166,7 +167,8 @@ def record_refusal(cfg: Config, record: LedgerRecord) -> None:
     ledger.record_refusal(
         cfg.state_dir, session=record.session, role=record.role, tier=record.tier,
         model=record.model, reason=record.reason, refused_by=record.refused_by or "policy",
-        task_id=record.task_id, route=record.route, client=record.client, key=record.key)
+        task_id=record.task_id, route=record.route, client=record.client, key=record.key,
+        tier_settings=cfg.tiers.get(record.tier))
 
 
 def estimate(n_bytes: int) -> int:
