@@ -188,7 +188,8 @@ class Calls:
                                out.guard.settling(out.reservation, out.cost_usd),
                                journal=out.journal,
                                capsule=capsule.to_dict() if capsule else None,
-                               user_dir=self.config.user_dir)
+                               user_dir=self.config.user_dir,
+                               tier_settings=out.tier)
         except OSError as exc:
             kept = f"; it is kept in {out.journal.path} and a later run will record it" \
                 if out.journal else ""
@@ -218,7 +219,7 @@ class Calls:
             cfg.state_dir, session=turn.session.id, role=role, tier=tier,
             model=cfg.tiers[tier].model if tier in cfg.tiers else None, reason=reason,
             refused_by=refused_by, task_id=turn.task.id, route=route, user_dir=cfg.user_dir,
-            **_tree_fields(turn),
+            **_tree_fields(turn), tier_settings=cfg.tiers.get(tier),
         )
 
     # -- the response cache (cache.responses)

@@ -235,6 +235,23 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class KeySettings:
+    """A gateway virtual key (``gateway.keys.NAME``; ``burnless keys create`` writes the same
+    fields to ``.burnless/keys.json``). Only the key's salted hash is stored, never the key."""
+
+    hash: str = ""  # sha256:<id>:<salt>:<digest>, as `burnless keys create --json` prints it
+    max_cost_per_day: float | None = None  # USD per UTC day, on top of the workspace's budget
+    max_cost_per_month: float | None = None  # USD per calendar month (UTC)
+    tiers: tuple[str, ...] = ()  # the tiers its requests may use; empty: every tier
+    labels: tuple[str, ...] = ()  # added to each of its requests' labels (routing, policy)
+    created: str = ""
+
+
+KEY_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63}")  # a routing label, no comma
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """``burnless serve`` as a gateway for the provider APIs (the README: "Use it with Claude
     Code / any OpenAI client")."""
@@ -247,6 +264,9 @@ class GatewaySettings:
     request_timeout: float = 30.0  # seconds a client has for a request's headers, and its body
     connect_timeout: float = 10.0  # seconds to connect to an upstream before failing over
     max_retry_wait: float = 10.0  # longest retry-after honoured by waiting (else fail over)
+    # Virtual keys declared here (hash only), next to those of `burnless keys create`; while
+    # any exists, every request must carry one.
+    keys: dict[str, KeySettings] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -677,6 +697,32 @@ def _check_gateway(gw: GatewaySettings, tiers: dict[str, Tier], src: Source) -> 
     for key, value in (("affinity_ttl", gw.affinity_ttl), ("max_retry_wait", gw.max_retry_wait)):
         if value < 0:
             raise fail(src, ("gateway", key), f"must be >= 0, not {value:g}")
+    for name, ks in gw.keys.items():
+        check_key(name, ks, tiers, src, ("gateway", "keys", name))
+
+
+def check_key(name: str, ks: KeySettings, tiers: dict[str, Tier] | None, src: Source,
+              where: tuple[str, ...]) -> None:
+    """A virtual key's settings (``tiers``: the tiers it may name; None: not checked)."""
+    from burnless.gateway.keys import HASH_RE
+
+    if not KEY_NAME_RE.fullmatch(name):
+        raise fail(src, where, "a key name is 1-64 letters, digits, '_', '-', '.'")
+    if not HASH_RE.fullmatch(ks.hash):
+        raise fail(src, (*where, "hash"), "must be the key's hash as `burnless keys create "
+                   "--json` prints it (sha256:<id>:<salt>:<digest>), never the key itself")
+    for field_name in ("max_cost_per_day", "max_cost_per_month"):
+        value = getattr(ks, field_name)
+        if value is not None and value < 0:
+            raise fail(src, (*where, field_name), f"must be >= 0, not {value:g}")
+    for i, t in enumerate(ks.tiers):
+        if tiers is not None and t not in tiers:
+            raise fail(src, (*where, "tiers", str(i)), f"names tier {t!r}, which is not "
+                       f"defined{_suggest(t, tiers)}")
+    for i, label in enumerate(ks.labels):
+        if not LABEL_RE.fullmatch(label):
+            raise fail(src, (*where, "labels", str(i)), f"{label!r} is not a label (1-64 "
+                       "letters, digits, '_', '.', ':', '/', '-')")
 
 
 def _not_general(name: str) -> str:

@@ -15,6 +15,10 @@ the same order, the workspace's first, so runs in different projects never deadl
 What a reservation holds is what the call may cost (``ceiling``), and ``max_cost_per_task``
 covers a whole delegation tree: a run started from inside a worker reserves from what the
 tree under its top-level run has left (its settled spend is kept per tree, under the lock).
+
+A gateway request that carries a virtual key (``gateway.keys``) is checked against that key's
+own limits too (``KeyLimits``), in the same reservation under the same lock: its reservations
+are tagged with the key's name, its settled spend is read from the ledger's ``key`` field.
 """
 
 from __future__ import annotations
@@ -47,6 +51,20 @@ class Reservation:
     day: str
     amount: float  # USD reserved: the most the call may cost (its ceiling)
     tree: str = ""  # the delegation tree's root task, when max_cost_per_task covers one
+    key: str = ""  # the gateway virtual key whose limits it counts against
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """A gateway virtual key's own limits, checked with the workspace's (never instead)."""
+
+    name: str
+    max_cost_per_day: float | None = None
+    max_cost_per_month: float | None = None  # the calendar month (UTC)
+
+    @property
+    def limited(self) -> bool:
+        return self.max_cost_per_day is not None or self.max_cost_per_month is not None
 
 
 def ceiling(tier: Tier, prompt_tokens: int, remaining: float | None) -> float | None:
@@ -136,20 +154,23 @@ class Guard:
 
     def reserve(
         self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float,
-        tree: str = "",
+        tree: str = "", key: KeyLimits | None = None,
     ) -> Reservation | None:
         """Reserve what a call may cost (``ceiling``), or raise BudgetExceeded. None when no
         limit is set. ``tree`` is the root task of the delegation tree the call belongs to:
         ``max_cost_per_task`` then covers the whole tree (what its root has left), not only
-        this run (``task_spent``)."""
-        if not self.active:
+        this run (``task_spent``). ``key``: the gateway virtual key the request carries, whose
+        limits are checked as well."""
+        keyed = key is not None and key.limited
+        if not self.active and not keyed:
             return None
         b = self.limits
-        if worst_case(tier, prompt_tokens) is None and b.any_cost_limit:
+        if worst_case(tier, prompt_tokens) is None and (b.any_cost_limit or keyed):
             raise BudgetExceeded(
                 f"tier {tier.name!r}: no price known for model {tier.model!r}, so the budget "
                 f"cannot be enforced; set tiers.{tier.name}.price in {self.cfg.path}"
             )
+        key_name = key.name if key is not None and keyed else ""
         day = today()
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
@@ -157,7 +178,7 @@ class Guard:
             open_ = self._load_open()
             # A dead run's reservation is gone: its call is charged by a `lost` record first.
             ledger.record_orphans(self.state_dir, self.cfg.user_dir)
-            spend = spend_for(self.state_dir, session=session, day=day)
+            spend = spend_for(self.state_dir, session=session, day=day, key=key_name)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
             # Every open reservation counts against today, whatever day it was made: a call
             # reserved before midnight settles (and its cost lands) after it.
@@ -173,22 +194,29 @@ class Guard:
                     f"the task tree {tree}") if tree else (task_spent, 0.0, "this run")
             # (limit, name, spent, reserved, scope, where the limit comes from)
             scopes: list[tuple[float | None, str, float, float, str, str]] = [
-                (b.max_cost_per_task, "max_cost_per_task", *task,
+                (b.max_cost_per_task, "budget.max_cost_per_task", *task,
                  self._whose("max_cost_per_task")),
-                (b.max_cost_per_session, "max_cost_per_session", spend.session_cost,
+                (b.max_cost_per_session, "budget.max_cost_per_session", spend.session_cost,
                  res_session, f"session {session!r}", self._whose("max_cost_per_session")),
             ]
             if self._user is None or self._whose("max_cost_per_day") == "":
                 # The project's own day limit (below the user's, if any): the user's is
                 # checked below, across every project, this one included.
-                scopes.append((b.max_cost_per_day, "max_cost_per_day", spend.day_cost, res_day,
-                               f"day {day} (UTC)", ""))
+                scopes.append((b.max_cost_per_day, "budget.max_cost_per_day", spend.day_cost,
+                               res_day, f"day {day} (UTC)", ""))
             if self._user is not None:
                 # As above: every open reservation of the user's counts against today.
-                scopes.append((self.user_day, "max_cost_per_day", user_day,
+                scopes.append((self.user_day, "budget.max_cost_per_day", user_day,
                                sum(r["amount"] for r in user_open.values()),
                                f"day {day} (UTC), across every project,",
                                self._whose("max_cost_per_day")))
+            if key is not None and key_name:
+                # Every open reservation of the key counts against its day and its month.
+                res_key = sum(r["amount"] for r in open_.values() if r.get("key") == key_name)
+                scopes += [(key.max_cost_per_day, f"key {key_name!r}: max_cost_per_day",
+                            spend.key_day_cost, res_key, f"day {day} (UTC)", ""),
+                           (key.max_cost_per_month, f"key {key_name!r}: max_cost_per_month",
+                            spend.key_month_cost, res_key, f"month {day[:7]} (UTC)", "")]
             left = [lim - spent - held for lim, _, spent, held, _, _ in scopes
                     if lim is not None]
             amount = ceiling(tier, prompt_tokens, min(left) if left else None) or 0.0
@@ -205,9 +233,10 @@ class Guard:
                         + "; nothing was dispatched"
                     )
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
-                              tree if b.max_cost_per_task is not None else "")
+                              tree if b.max_cost_per_task is not None else "", key_name)
             entry = {
                 "session": session, "day": day, "amount": amount, "tree": res.tree,
+                "key": key_name,
                 "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
             open_[res.id] = entry
@@ -275,7 +304,7 @@ class Guard:
             return
         if spent + reserved + amount > limit + 1e-12:
             raise BudgetExceeded(
-                f"budget.{name} = ${limit:.4f}{where}: {scope} has spent ${spent:.4f}"
+                f"{name} = ${limit:.4f}{where}: {scope} has spent ${spent:.4f}"
                 + (f" (+${reserved:.4f} reserved by runs in flight)" if reserved else "")
                 + f"; this call reserves up to ${amount:.4f}; nothing was dispatched"
             )

@@ -230,11 +230,12 @@ class LedgerIndex:
 
     # ------------------------------------------------------------------ queries
 
-    def spend(self, *, session: str, day: str) -> Spend:
-        """Settled spend of ``session`` (all time) and of ``day``: what budgets check."""
-        return self._query(lambda: self._spend(session, day))
+    def spend(self, *, session: str, day: str, key: str = "") -> Spend:
+        """Settled spend of ``session`` (all time) and of ``day``: what budgets check; with
+        ``key``, that virtual key's spend on ``day`` and in its month too."""
+        return self._query(lambda: self._spend(session, day, key))
 
-    def spend_now(self, *, session: str, day: str) -> Spend:
+    def spend_now(self, *, session: str, day: str, key: str = "") -> Spend:
         """``spend`` of the whole ledger, for an index opened but not refreshed: a short tail
         (up to ``SAVE_AFTER_BYTES``) is read into memory and added, not written, since a write
         costs a checkpoint with its fsyncs when the process closes the index; a longer one is
@@ -248,23 +249,29 @@ class LedgerIndex:
                 gap = -1 if st is None else st.st_size - meta.offset
                 if (0 <= gap <= SAVE_AFTER_BYTES and st is not None and self._matches(meta, st)
                         and (meta.offset > 0 or self._bare())):
-                    committed = self._spend(session, day)
+                    committed = self._spend(session, day, key)
                     tail = scan(self.path, meta.offset, st.st_size)[0]
                     self._seen(meta)
-                    return committed + tail_spend(tail, session, day)
+                    return committed + tail_spend(tail, session, day, key)
             finally:
                 db.execute("COMMIT")
             self._refresh()
-            return self._spend(session, day)
+            return self._spend(session, day, key)
 
         return self._query(query)
 
-    def _spend(self, session: str, day: str) -> Spend:
+    def _spend(self, session: str, day: str, key: str = "") -> Spend:
         s = self.db.execute("SELECT total(cost_usd), total(calls) FROM sessions "
                             "WHERE session = ?", (session,)).fetchone()
         d = self.db.execute("SELECT total(cost_usd) FROM cells WHERE day = ?",
                             (day,)).fetchone()
-        return Spend(float(s[0]), int(s[1]), float(d[0]))
+        if not key:
+            return Spend(float(s[0]), int(s[1]), float(d[0]))
+        kd = self.db.execute("SELECT total(cost_usd) FROM cells WHERE key = ? AND day = ?",
+                             (key, day)).fetchone()
+        km = self.db.execute("SELECT total(cost_usd) FROM cells WHERE key = ? AND day >= ? "
+                             "AND day <= ?", (key, day[:7] + "-01", day[:7] + "-31")).fetchone()
+        return Spend(float(s[0]), int(s[1]), float(d[0]), float(kd[0]), float(km[0]))
 
     def grouped(self, table: str, column: str, first: str | None = None,
                 last: str | None = None) -> list[tuple[str, Sums]]:
@@ -868,20 +875,27 @@ class Spend:
     session_cost: float = 0.0
     session_calls: int = 0
     day_cost: float = 0.0
+    key_day_cost: float = 0.0  # of the gateway virtual key asked about, that day
+    key_month_cost: float = 0.0  # ... and that day's calendar month (UTC)
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(self.session_cost + other.session_cost,
-                     self.session_calls + other.session_calls, self.day_cost + other.day_cost)
+                     self.session_calls + other.session_calls, self.day_cost + other.day_cost,
+                     self.key_day_cost + other.key_day_cost,
+                     self.key_month_cost + other.key_month_cost)
 
 
-def tail_spend(tables: Tables, session: str, day: str) -> Spend:
+def tail_spend(tables: Tables, session: str, day: str, key: str = "") -> Spend:
     """``Spend`` of rows still in memory (a tail of the ledger not yet in the index)."""
     mine = [v for (name, _), v in tables.sessions.items() if name == session]
+    keyed = [(k, v) for k, v in tables.cells.items() if key and k[KEY] == key]
     return Spend(sum(v[COST] for v in mine), int(sum(v[CALLS] for v in mine)),
-                 sum(v[COST] for k, v in tables.cells.items() if k[DAY] == day))
+                 sum(v[COST] for k, v in tables.cells.items() if k[DAY] == day),
+                 sum(v[COST] for k, v in keyed if k[DAY] == day),
+                 sum(v[COST] for k, v in keyed if k[DAY][:7] == day[:7]))
 
 
-def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
+def spend_for(state_dir: Path, *, session: str, day: str, key: str = "") -> Spend:
     """Cost and billed calls of ``session`` (all time) and cost of ``day`` (UTC, YYYY-MM-DD).
 
     Read through the index (two indexed lookups, plus the bytes appended since its last
@@ -891,4 +905,4 @@ def spend_for(state_dir: Path, *, session: str, day: str) -> Spend:
     limit set, such calls are refused before they are made).
     """
     with LedgerIndex(state_dir) as idx:
-        return idx.spend_now(session=session, day=day)
+        return idx.spend_now(session=session, day=day, key=key)

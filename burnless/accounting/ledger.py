@@ -11,6 +11,10 @@ While the user's config sets a budget limit (``Config.user_dir``), each record i
 appended, with the ``workspace`` it came from, to ``$BURNLESS_HOME/ledger.jsonl``: the user's
 spend across projects, which the user's ``max_cost_per_day`` is checked against. The
 workspace's ledger is written first: it stays the truth of its own project.
+
+With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, each record appended by the first three is also an
+OpenTelemetry span (``telemetry``), emitted after the append and outside any budget lock;
+without it, nothing of OpenTelemetry is imported.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burnless.accounting.inflight import Journal, Orphan, orphans
 from burnless.accounting.tokens import Tokens
@@ -31,7 +35,11 @@ from burnless.runs import new_run_id, now_iso
 from burnless.storage import jsonl
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 
+if TYPE_CHECKING:
+    from burnless.config import Tier
+
 LEDGER_NAME = "ledger.jsonl"
+_OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class LedgerRecord:
     root_run_id: str | None = None  # the top-level call of that delegation tree
     depth: int = 0  # how deep in nested burnless calls (0: top level)
     client: str = ""  # the gateway's caller (from its user agent); "" for run's own calls
+    key: str = ""  # the name of the gateway virtual key the request carried ("" without one)
     ts: str = field(default_factory=now_iso)
     v: int = 1
 
@@ -93,6 +102,8 @@ class LedgerRecord:
                      depth=self.depth)
         if self.client:
             d["client"] = self.client
+        if self.key:
+            d["key"] = self.key
         return d
 
     def call_dict(self) -> dict[str, Any]:
@@ -117,17 +128,20 @@ def record_call(
     journal: Journal | None = None,
     capsule: dict[str, Any] | None = None,
     user_dir: Path | None = None,
+    tier_settings: Tier | None = None,
 ) -> None:
     """Append the record of a call that was made (and its copy to ``user_dir``'s ledger).
     ``settling`` (``budget.Guard.settling``) holds the budget locks and releases the call's
     reservation around the writes, so no other run ever sees the call's cost twice or not at
     all. With the call's ``journal``, the record (and the turn's ``capsule``) are kept in it
     first, so a crash from here on loses neither; the caller closes the journal once the
-    capsule is written too."""
+    capsule is written too. ``tier_settings``: the tier's configuration, for the call's span
+    (its provider and kind)."""
     if journal is not None:
         journal.stage(record.to_dict(), capsule)
     with settling or nullcontext():
         _append(state_dir, record, user_dir)
+    _span(record, tier_settings)
 
 
 def record_orphans(state_dir: Path, user_dir: Path | None = None) -> list[LedgerRecord]:
@@ -172,7 +186,9 @@ def record_orphan(
     if user_dir is not None:
         check_writable(user_dir)
         jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
-    return record_from_dict(data)
+    record = record_from_dict(data)
+    _span(record, None)
+    return record
 
 
 def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
@@ -233,7 +249,7 @@ def record_from_dict(d: dict[str, Any]) -> LedgerRecord:
         task_id=str(d.get("task_id") or ""), reason=str(d.get("reason") or ""),
         refused_by=d.get("refused_by"), parent_run_id=d.get("parent_run_id"),
         root_run_id=d.get("root_run_id"), depth=int(d.get("depth") or 0),
-        client=str(d.get("client") or ""),
+        client=str(d.get("client") or ""), key=str(d.get("key") or ""),
         ts=str(d.get("ts") or ""),
     )
 
@@ -253,17 +269,30 @@ def record_refusal(
     root_run_id: str | None = None,
     depth: int = 0,
     client: str = "",
+    key: str = "",
     user_dir: Path | None = None,
+    tier_settings: Tier | None = None,
 ) -> LedgerRecord:
     """Append the record of a call that was not made (a budget, policy or an open breaker)."""
     record = LedgerRecord(
         run_id=new_run_id(), session=session, role=role, tier=tier, model=model,
         status="refused", cost_usd=0.0, cost_source="priced", route=route, task_id=task_id,
         reason=reason[:300], refused_by=refused_by, parent_run_id=parent_run_id,
-        root_run_id=root_run_id, depth=depth, client=client,
+        root_run_id=root_run_id, depth=depth, client=client, key=key,
     )
     _append(state_dir, record, user_dir)
+    _span(record, tier_settings)
     return record
+
+
+def _span(record: LedgerRecord, tier: Tier | None) -> None:
+    """The record's OpenTelemetry span, when a collector is configured (``telemetry``)."""
+    if not any(os.environ.get(v) for v in _OTEL_VARS):
+        return  # the common case: not even the telemetry module is imported
+    from burnless.accounting import telemetry
+
+    if telemetry.enabled():
+        telemetry.emit(record, tier)
 
 
 def _append(state_dir: Path, record: LedgerRecord, user_dir: Path | None = None) -> None:

@@ -36,7 +36,7 @@ _ROLE_METRIC = {
     "execution": "burnless_tier_execution_tokens_total",
     "compaction": "burnless_tier_compaction_tokens_total",
 }
-_T, _M, _R, _S, _RB = range(5)  # positions in a series key (a totals key without the key)
+_T, _M, _R, _S, _RB, _KEY = range(6)  # positions in a series key (a totals key)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -68,7 +68,7 @@ class Family:
 
 
 class MetricsView:
-    """The index's figures summed over days, sessions and keys: small, cheap to recompute.
+    """The index's figures summed over days and sessions: small, cheap to recompute.
 
     ``known_models`` (the configured tiers' models) always keep their own ``model`` label.
     """
@@ -80,12 +80,12 @@ class MetricsView:
     def apply(self, cells: Cells) -> None:
         """Add rows keyed like the index's ``cells`` (the day first)."""
         for key, sums in cells.items():
-            add(self.series, key[1:6], sums)
+            add(self.series, key[1:7], sums)
 
     def apply_totals(self, totals: dict[TotalKey, Sums]) -> None:
         """Add rows keyed like the index's ``totals`` (``LedgerIndex.totals()``)."""
         for key, sums in totals.items():
-            add(self.series, key[:5], sums)
+            add(self.series, key[:6], sums)
 
     def model_labels(self) -> dict[str, str]:
         """The ``model`` label of each model in the ledger (see MAX_OTHER_MODELS)."""
@@ -119,6 +119,8 @@ class MetricsView:
         audit: dict[str, float] = {}
         refusals: dict[Labels, float] = {}
         cached: dict[str, float] = {}
+        key_cost: dict[Labels, float] = {}  # gateway virtual keys (gateway.keys)
+        key_calls: dict[Labels, float] = {}
         budget = 0.0
         records = 0.0
         for k, s in self.series.items():
@@ -142,6 +144,10 @@ class MetricsView:
             _add(unknown, tm, s[UNKNOWN])
             _add(calls, (("tier", tier), ("status", k[_S])), n)
             _add(audit, tier, s[AUDIT_FAILURES])
+            if k[_KEY]:
+                key = (("key", _key_label(k[_KEY])),)
+                _add(key_calls, key, n)
+                _add(key_cost, key, s[COST])
         out = [
             Family(name, f"Tokens of {role} calls, by tier, model and type "
                    "(input | output | cache_read | cache_write; never overlapping).",
@@ -172,7 +178,21 @@ class MetricsView:
             Family("burnless_ledger_records_total", "Records read from the ledger.",
                    (Sample((), records),)),
         ]
+        if key_calls:  # only where the gateway has virtual keys
+            out += [
+                Family("burnless_key_calls_total", "Gateway calls by virtual key.",
+                       _samples(key_calls)),
+                Family("burnless_key_cost_usd_total",
+                       "Known cost of gateway calls in USD, by virtual key.", _samples(key_cost)),
+            ]
         return out
+
+
+def _key_label(name: str) -> str:
+    from burnless.config import KEY_NAME_RE
+
+    # A key is named by `burnless keys create`; anything else came from a hand-edited ledger.
+    return name if KEY_NAME_RE.fullmatch(name) else OTHER_MODEL
 
 
 def _add(d: dict[Any, float], key: Any, value: float) -> None:

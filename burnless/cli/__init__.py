@@ -91,6 +91,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "usage": ("usage", "usage"),
     "metrics": ("metrics", "metrics"),
     "serve": ("metrics", "serve"),
+    "keys": ("keys", "app"),
     "log": ("log", "log"),
     "init": ("init", "init"),
     "doctor": ("doctor", "doctor"),

@@ -1,4 +1,4 @@
-"""burnless usage: the ledger summed per tier, model, session, role or day."""
+"""burnless usage: the ledger summed per tier, model, session, role, day or virtual key."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ EPILOG = {"usage": epilog([
     "burnless usage --chart                           # cost and tokens per day and tier",
     "burnless usage --period all --format html > report.html",
     "burnless usage --since 2026-11-01 --by session --format csv > usage.csv",
+    "burnless usage --period today --by key           # spend per gateway virtual key",
     "burnless usage --json | jq .total.cost_usd       # same as --format json",
 ])}
 
@@ -40,8 +41,8 @@ def usage(
     by: Annotated[
         str | None,
         typer.Option("--by", "-b", help="Group by tier | model | session | role | day | key | "
-                     "root (default tier; records that name no key or root run: one group, -).",
-                     show_default=False)
+                     "root (default tier; key: the gateway's virtual keys; records that name "
+                     "no key or root run: one group, -).", show_default=False)
     ] = None,
     format_: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | html (one "

@@ -6,8 +6,9 @@
     POST /v1/responses                        OpenAI Responses
     GET  /v1/models                           the tiers and burnless/auto (both SDKs' shape)
 
-A provider request goes through the same steps as a ``run`` turn, in a straight line: read it
-(size and time bounded) → find its session → policy reads its text → route (routing.py) →
+A provider request goes through the same steps as a ``run`` turn, in a straight line: its
+virtual key when keys exist (keys.py) → read it (size and time bounded) → find its session →
+policy reads its text → route (routing.py) → the key's allowed tiers →
 for each candidate tier: breaker, key, response cache, budget reservation, masks, one upstream
 attempt (upstream.py) → relay the answer → settle the attempt's ledger record → pin the session.
 Every core call goes through ``core``.
@@ -20,6 +21,7 @@ closes a connection whose request is not complete by then) and as long again for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -35,9 +37,10 @@ import orjson
 from aiohttp import web
 
 from burnless.config import Config
-from burnless.errors import UsageError
+from burnless.errors import ConfigError, UsageError
 from burnless.gateway import core
 from burnless.gateway.attempts import Attempts, Caller, durable, error_response
+from burnless.gateway.keys import Keyring, VirtualKey, client_credentials, presented
 from burnless.gateway.masking import Masker
 from burnless.gateway.protocols import (
     ANTHROPIC,
@@ -60,9 +63,13 @@ log = logging.getLogger("burnless")
 class Gateway:
     """The server's state: config, policy, pins, pools, budget guard, breaker, metrics."""
 
-    def __init__(self, cfg: Config, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, cfg: Config, environ: Mapping[str, str] | None = None, *,
+                 require_keys: bool = False) -> None:
         self.cfg = cfg
         self.environ = dict(os.environ if environ is None else environ)
+        self.keys = Keyring(cfg, required=require_keys)
+        if self.keys.error:
+            raise ConfigError(self.keys.error)
         self.masker = Masker(cfg)
         self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
         self.guard = core.make_guard(cfg)
@@ -88,6 +95,10 @@ class Gateway:
             if method not in ("GET", "HEAD"):
                 return web.Response(status=405, text=f"method not allowed: use {_ALLOW_METRICS}\n",
                                     content_type="text/plain", headers={"Allow": _ALLOW_METRICS})
+            if path != "/healthz":  # spend per session and key: for key holders only
+                denied = self.authenticate(request)
+                if isinstance(denied, _Refused):
+                    return _text(denied.status, f"{denied}\n", _CHALLENGE)
             return await self.metrics(path)
         if path == "/":
             if method not in ("GET", "HEAD"):
@@ -98,7 +109,10 @@ class Gateway:
             if method not in ("GET", "HEAD"):
                 return error_response(_api_of(request), 405, f"{method} {path}: use GET",
                                       {"Allow": _ALLOW_METRICS})
-            return self.models()
+            key = self.authenticate(request)
+            if isinstance(key, _Refused):
+                return error_response(_api_of(request), key.status, str(key), _CHALLENGE)
+            return self.models(key)
         endpoint = ENDPOINTS.get(path) or ENDPOINTS.get("/v1" + path)  # /chat/completions too
         if endpoint is not None:
             if method != "POST":
@@ -124,12 +138,37 @@ class Gateway:
         except Exception as exc:  # a scrape gets an answer, not a dropped connection
             return _text(500, f"error: {exc}\n")
 
-    def models(self) -> web.Response:
+    def authenticate(self, request: web.Request) -> VirtualKey | None | _Refused:
+        """The request's virtual key (None when no key is required), or why it is refused.
+        The store is re-read when it changed (one stat otherwise): a revoked key is refused
+        from its next request."""
+        keys = self.keys
+        keys.reload()
+        if not keys.required:
+            return None
+        if keys.error:
+            return _Refused(500, f"burnless gateway: the virtual keys cannot be read "
+                            f"({keys.error}); no request is served until this is fixed")
+        value, problem = presented(request.headers)
+        if problem:
+            return _Refused(401, problem)
+        if value is None:
+            return _Refused(401, "this burnless gateway needs a virtual key (burnless keys "
+                            "create NAME): send it as your API key (x-api-key or "
+                            "Authorization: Bearer), or as X-Burnless-Key")
+        key = keys.check(value)
+        if key is None:
+            return _Refused(401, "invalid virtual key: unknown, revoked or mistyped "
+                            "(burnless keys list shows the keys of this gateway)")
+        return key
+
+    def models(self, key: VirtualKey | None = None) -> web.Response:
         """One listing both SDKs read: OpenAI's ``object``/``owned_by`` and Anthropic's
-        ``type``/``display_name``/``has_more``."""
+        ``type``/``display_name``/``has_more``; with a key, the tiers it may use."""
         data = [{"id": m, "object": "model", "type": "model", "display_name": m,
                  "created": 0, "created_at": "1970-01-01T00:00:00Z", "owned_by": "burnless"}
-                for m in served_models(self.cfg)]
+                for m in served_models(self.cfg)
+                if key is None or m not in self.cfg.tiers or key.allows(m)]
         return web.json_response({"object": "list", "data": data, "has_more": False,
                                   "first_id": data[0]["id"] if data else None,
                                   "last_id": data[-1]["id"] if data else None})
@@ -141,6 +180,10 @@ class Gateway:
         if request.headers.get(VIA):
             return error_response(api, 508, "loop detected: this request already went through "
                                   "a burnless gateway; a tier's base_url points back at one")
+        key = self.authenticate(request)
+        if isinstance(key, _Refused):  # before its body is read: a stranger costs nothing
+            return error_response(api, key.status, str(key), _CHALLENGE, no_retry=True,
+                                  close=True)
         try:
             raw = await self._read_body(request)
         except _Refused as exc:
@@ -153,11 +196,11 @@ class Gateway:
             return error_response(api, 400, "the request body must be a JSON object")
         try:
             info = inspect(endpoint, body)
-            caller = _caller(request, info)
+            caller = _caller(request, info, key)
         except BadRequest as exc:
             return error_response(api, 400, str(exc))
-        key = caller.session
-        state = self.sessions.get(key) if key else None
+        pin = caller.session
+        state = self.sessions.get(pin) if pin else None
         sensitive = self.masker.sensitivity(endpoint, body, caller.labels)
         if state is not None and state.sensitive and not sensitive:
             sensitive = ("the session's earlier requests were sensitive",)
@@ -171,9 +214,21 @@ class Gateway:
                 await durable(self.refusal, caller, core.new_task_id(), "", info.model,
                               str(exc), "policy", (), EXECUTION)
             return error_response(api, exc.status, str(exc), no_retry=exc.status == 403)
+        if key is not None:
+            if not key.allows(plan.tier):
+                why = (f"key {key.name!r} may not use tier {plan.tier!r} (its tiers: "
+                       f"{', '.join(key.settings.tiers)}); nothing was sent")
+                await durable(self.refusal, caller, core.new_task_id(), plan.tier, plan.model,
+                              why, "policy", plan.reasons, plan.role)
+                return error_response(api, 403, why, no_retry=True)
+            allowed = tuple(t for t in plan.candidates if key.allows(t))
+            if allowed != plan.candidates:  # no failover to a tier the key may not use
+                plan = dataclasses.replace(plan, candidates=allowed, reasons=(
+                    *plan.reasons, f"key {key.name!r} may not fail over to "
+                    + ", ".join(t for t in plan.candidates if t not in allowed)))
         try:
             return await Attempts(self, request, endpoint, body, info, plan, caller).run(
-                key, state)
+                pin, state)
         except Exception as exc:  # a bug, a full disk: the client still gets its protocol's error
             log.warning("gateway error on %s %s: %r", request.method, request.path, exc)
             return error_response(api, 500, f"burnless gateway internal error: {exc}")
@@ -210,7 +265,8 @@ class Gateway:
             run_id=core.new_run_id(), task_id=task_id, session=caller.session or "",
             role=role, tier=tier, model=model, status="refused", tokens=core.Tokens(),
             cost_usd=0.0, cost_source="priced", duration_s=0.0, route=(tier, reasons),
-            redactions=0, client=caller.client, reason=reason, refused_by=refused_by))
+            redactions=0, client=caller.client, reason=reason, refused_by=refused_by,
+            key=caller.key_name))
 
 
 class _Refused(Exception):
@@ -232,7 +288,13 @@ def _text(status: int, text: str, headers: Mapping[str, str] | None = None) -> w
                         headers=dict(headers or {}))
 
 
-def _caller(request: web.Request, info: RequestInfo) -> Caller:
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="burnless"'}
+
+
+def _caller(request: web.Request, info: RequestInfo, key: VirtualKey | None = None) -> Caller:
+    """Who sent the request. With a virtual key, its session is the key's own (``NAME:id``):
+    a client cannot reach another key's pins or session budget by naming its session; and the
+    key's labels are added to the request's."""
     h = request.headers
     explicit = h.get("x-model-affinity") or h.get("x-burnless-session")
     session: str | None
@@ -247,7 +309,10 @@ def _caller(request: web.Request, info: RequestInfo) -> Caller:
         session = found if found and SESSION_ID.fullmatch(found) else None
     labels = tuple(x.strip() for v in h.getall("x-burnless-label", ())
                    for x in v.split(",") if x.strip())
-    return Caller(session, _client(h.get("user-agent", "")), labels)
+    if key is not None:
+        session = f"{key.name}:{session}" if session else None
+        labels = (*labels, *(x for x in key.settings.labels if x not in labels))
+    return Caller(session, _client(h.get("user-agent", "")), labels, key, client_credentials(h))
 
 
 def _client(agent: str) -> str:
@@ -269,14 +334,16 @@ def loopback(host: str) -> bool:
         return False
 
 
-def check_binding(host: str, insecure_no_auth: bool) -> None:
-    if loopback(host) or insecure_no_auth:
+def check_binding(host: str, insecure_no_auth: bool, keys: bool = False) -> None:
+    """Beyond loopback only with virtual keys (``keys``: some exist) or ``insecure_no_auth``."""
+    if loopback(host) or insecure_no_auth or keys:
         return
     raise UsageError(
         f"refusing to listen on {host}: the gateway sends requests upstream with its tiers' "
         "API keys, so beyond this machine (127.0.0.1, ::1) anyone who can reach it would spend "
-        "them. Virtual keys (gateway.keys) are not available yet; pass --insecure-no-auth to "
-        "serve every client that can connect, or keep the default host")
+        "them. Create virtual keys first (burnless keys create NAME: every request must then "
+        "carry one), or pass --insecure-no-auth to serve every client that can connect, or "
+        "keep the default host")
 
 
 def _quiet_logger() -> logging.Logger:
@@ -295,9 +362,10 @@ class Server:
     """The gateway on a port, from a background thread (tests, the demo) or the foreground."""
 
     def __init__(self, cfg: Config, host: str = "127.0.0.1", port: int = 0,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, *, require_keys: bool = False) -> None:
         self.cfg, self.host, self.port = cfg, host, port
         self.environ = environ
+        self.require_keys = require_keys
         self.gateway: Gateway | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -315,7 +383,7 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=32,
                                                      thread_name_prefix="burnless-gw"))
-        self.gateway = Gateway(self.cfg, self.environ)
+        self.gateway = Gateway(self.cfg, self.environ, require_keys=self.require_keys)
         gw = self.cfg.gateway
         self._runner = web.AppRunner(
             self.gateway.app(), access_log=None, handle_signals=False,
@@ -389,11 +457,14 @@ class Server:
 
 def serve(cfg: Config, host: str, port: int, *, insecure_no_auth: bool = False) -> None:
     """Serve in the foreground until SIGINT or SIGTERM. A port that cannot be bound is a usage
-    error, as is a host beyond loopback without ``insecure_no_auth``."""
+    error, as is a host beyond loopback without virtual keys or ``insecure_no_auth``. Beyond
+    loopback without that flag, keys stay required even if the last one is revoked."""
     if not 0 <= port <= 65535:
         raise UsageError(f"port {port}: expected 0..65535")
-    check_binding(host, insecure_no_auth)
-    server = Server(cfg, host, port)
+    keys = len(Keyring(cfg))  # a damaged key store is a ConfigError here, before binding
+    check_binding(host, insecure_no_auth, keys > 0)
+    server = Server(cfg, host, port,
+                    require_keys=keys > 0 or not (loopback(host) or insecure_no_auth))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -408,9 +479,13 @@ def serve(cfg: Config, host: str, port: int, *, insecure_no_auth: bool = False) 
         bound_host, bound_port = server.bound or (host, port)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         base = f"http://{shown}:{bound_port}"
-        warn = "" if loopback(host) else (" WARNING: listening beyond this machine with "
-                                          "--insecure-no-auth: anyone who can connect spends "
-                                          "your tiers' keys;")
+        if keys:
+            warn = f" {keys} virtual key{'s' if keys > 1 else ''}: every request must carry one;"
+        elif loopback(host):
+            warn = ""
+        else:
+            warn = (" WARNING: listening beyond this machine with --insecure-no-auth: anyone "
+                    "who can connect spends your tiers' keys;")
         sys.stderr.write(f"burnless: serving {base}/metrics (also /stats, /healthz) and the "
                          f"gateway: ANTHROPIC_BASE_URL={base} OPENAI_BASE_URL={base}/v1;"
                          f"{warn} Ctrl-C stops\n")

@@ -43,6 +43,7 @@ from burnless.vocab import CostSource, RecordStatus
 
 if TYPE_CHECKING:
     from burnless.gateway.app import Gateway
+    from burnless.gateway.keys import VirtualKey
 
 log = logging.getLogger("burnless")
 CACHE_MAX_BYTES = 1 << 20  # answers larger than this are not kept by cache.responses
@@ -57,6 +58,12 @@ class Caller:
     session: str | None
     client: str
     labels: tuple[str, ...]
+    key: VirtualKey | None = None  # the virtual key it carried (gateway.keys)
+    credentials: tuple[tuple[str, str], ...] = ()  # its own, for `key: client` tiers
+
+    @property
+    def key_name(self) -> str:
+        return self.key.name if self.key is not None else ""
 
 
 async def durable(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -143,7 +150,7 @@ class _Settle:
             role=att.plan.role, tier=self.name, model=usage.model or self.model, status=status,
             tokens=tokens, cost_usd=cost, cost_source=source,
             duration_s=time.monotonic() - self.started, route=self.route,
-            redactions=self.redactions, client=att.caller.client,
+            redactions=self.redactions, client=att.caller.client, key=att.caller.key_name,
             reason=core.mask_if_secret(gw.masker.policy, reason) if reason else "")
         try:
             await durable(core.settle, gw.guard, self.reservation, record)
@@ -184,6 +191,14 @@ class Attempts:
             if tier.key != "client" and not secret and not tier.local:
                 self.notes.append(f"{name} skipped: ${tier.api_key_env} is not set where "
                                   "burnless serve runs (nor in the tier's env)")
+                i += 1
+                continue
+            if tier.key == "client" and self.caller.key is not None and not (
+                    self.caller.credentials):
+                # The caller's credential slot held its virtual key, which is never forwarded.
+                self.notes.append(f"{name} skipped: key: client, and the caller sent no "
+                                  "credential of its own (its x-api-key / Authorization is "
+                                  "its burnless virtual key; send that as X-Burnless-Key)")
                 i += 1
                 continue
             tried += 1
@@ -269,7 +284,8 @@ class Attempts:
                 reservation = await reserve(
                     self.gw.guard, session=self._budget_session(), tier=tier, model=model,
                     prompt_tokens=core.estimate(len(sent)), max_output=self.info.max_tokens,
-                    spent=self.spent)
+                    spent=self.spent,
+                    key=self.caller.key.limits if self.caller.key is not None else None)
             except core.BudgetExceeded as exc:
                 await durable(self.gw.refusal, self.caller, self.task_id, name, model,
                               str(exc), "budget", route[1], role)
@@ -277,7 +293,7 @@ class Attempts:
                                       kind="budget_exceeded", no_retry=True)
         url = upstream_url(core.upstream_base_url(tier), self.endpoint,
                            self.request.query_string)
-        headers = request_headers(self.request.headers, tier, secret)
+        headers = request_headers(self.request.headers, tier, secret, self.caller.credentials)
         started = time.monotonic()
         settle = _Settle(self, reservation, name, model, len(sent), started, redactions, route)
         result: Opened | Failed | None = None
@@ -383,7 +399,7 @@ class Attempts:
             role=self.plan.role, tier=name, model=cached_model or model, status="ok",
             tokens=core.Tokens(), cost_usd=0.0, cost_source="priced",
             duration_s=time.monotonic() - started, route=route, redactions=0,
-            client=self.caller.client, cached=True)
+            client=self.caller.client, cached=True, key=self.caller.key_name)
         await durable(core.settle, self.gw.guard, None, record)
         return resp
 

@@ -17,7 +17,7 @@ import orjson
 from burnless import response_cache as responses
 from burnless import runs
 from burnless.accounting import ledger
-from burnless.accounting.budget import Guard, Reservation
+from burnless.accounting.budget import Guard, KeyLimits, Reservation
 from burnless.accounting.ledger import LedgerRecord, Route
 from burnless.accounting.metrics import Live, exposition, stats
 from burnless.accounting.tokens import Tokens, estimate_bytes
@@ -29,13 +29,12 @@ from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 __all__ = [
-    "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation",
-    "Tokens", "account", "allows", "example_for", "breaker_open", "breaker_record",
-    "cache_get", "cache_key", "cache_put",
-    "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
-    "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
-    "next_rungs", "record_refusal", "release", "reserve", "retry_after",
-    "rule_for", "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
+    "BudgetExceeded", "Breaker", "Guard", "KeyLimits", "LedgerRecord", "Live", "Policy",
+    "Reservation", "Tokens", "account", "allows", "example_for", "breaker_open", "breaker_record",
+    "cache_get", "cache_key", "cache_put", "estimate", "make_breaker", "make_guard", "make_policy",
+    "make_record", "mask", "mask_if_secret", "metrics_source", "metrics_text", "new_run_id",
+    "new_task_id", "next_rungs", "record_refusal", "release", "reserve", "retry_after", "rule_for",
+    "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
 ]
 
 MIN_SECRET = 8  # redact.MIN_SECRET_VALUE: shorter literal values would mask ordinary words
@@ -142,17 +141,20 @@ def _priced_tier(tier: Tier, model: str | None, max_output: int | None) -> Tier:
 
 
 def reserve(guard: Guard, *, session: str, tier: Tier, model: str | None, prompt_tokens: int,
-            max_output: int | None, spent: float) -> Reservation | None:
+            max_output: int | None, spent: float, key: KeyLimits | None = None,
+            ) -> Reservation | None:
     """Reserve a request's worst case (prompt at the full input rate + its output cap, or the
-    tier's ``max_output_tokens``) against every limit, or raise BudgetExceeded."""
+    tier's ``max_output_tokens``) against every limit, the virtual ``key``'s too, or raise
+    BudgetExceeded."""
     return guard.reserve(session=session, tier=_priced_tier(tier, model, max_output),
-                         prompt_tokens=prompt_tokens, task_spent=spent)
+                         prompt_tokens=prompt_tokens, task_spent=spent, key=key)
 
 
 def settle(guard: Guard, reservation: Reservation | None, record: LedgerRecord) -> None:
     """Append the attempt's ledger record, settling its reservation (ledger.record_call, as
     for ``run``)."""
-    ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd))
+    ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd),
+                       tier_settings=guard.cfg.tiers.get(record.tier))
 
 
 def release(guard: Guard, reservation: Reservation | None) -> None:
@@ -164,7 +166,8 @@ def record_refusal(cfg: Config, record: LedgerRecord) -> None:
     ledger.record_refusal(
         cfg.state_dir, session=record.session, role=record.role, tier=record.tier,
         model=record.model, reason=record.reason, refused_by=record.refused_by or "policy",
-        task_id=record.task_id, route=record.route, client=record.client)
+        task_id=record.task_id, route=record.route, client=record.client, key=record.key,
+        tier_settings=cfg.tiers.get(record.tier))
 
 
 def estimate(n_bytes: int) -> int:
@@ -207,12 +210,13 @@ def make_record(*, run_id: str, task_id: str, session: str, role: Role, tier: st
                 model: str | None, status: RecordStatus, tokens: Tokens, cost_usd: float | None,
                 cost_source: CostSource, duration_s: float, route: tuple[str, Sequence[str]],
                 redactions: int, client: str, reason: str = "",
-                refused_by: RefusedBy | None = None, cached: bool = False) -> LedgerRecord:
+                refused_by: RefusedBy | None = None, cached: bool = False,
+                key: str = "") -> LedgerRecord:
     return LedgerRecord(
         run_id=run_id, session=session, role=role, tier=tier, model=model, status=status,
         tokens=tokens, cost_usd=cost_usd, cost_source=cost_source, duration_s=duration_s,
         route=Route(route[0], tuple(route[1])), redactions=redactions, task_id=task_id,
-        reason=reason[:300], refused_by=refused_by, cached=cached, client=client,
+        reason=reason[:300], refused_by=refused_by, cached=cached, client=client, key=key,
     )
 
 

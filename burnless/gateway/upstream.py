@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,18 +93,17 @@ def upstream_url(base: str, endpoint: Endpoint, query: str) -> str:
     return base + endpoint.upstream_path + (f"?{query}" if query else "")
 
 
-def request_headers(incoming: Mapping[str, str], tier: Tier, key: str | None) -> dict[str, str]:
+def request_headers(incoming: Mapping[str, str], tier: Tier, key: str | None,
+                    client: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
     """What goes upstream: the client's protocol headers (``anthropic-version``,
-    ``anthropic-beta``, its user agent...), and the tier's key or the client's own."""
+    ``anthropic-beta``, its user agent...), and the tier's key or, for ``key: client``, the
+    caller's own credentials ``client`` (``keys.client_credentials``: never a virtual key)."""
     out = {k: v for k, v in incoming.items()
            if k.lower() not in _DROP_REQUEST and not k.lower().startswith("x-burnless-")}
     out["content-type"] = "application/json"
     out[VIA] = "1"
     if tier.key == "client":
-        for name in ("x-api-key", "authorization"):
-            value = incoming.get(name)
-            if value:
-                out[name] = value
+        out.update(client)
     elif key:
         if tier.api == ANTHROPIC:
             out["x-api-key"] = key
