@@ -86,10 +86,12 @@ def configure(ws: Workspace, codex: Path, home: Path, times: Path) -> dict[str, 
     cfg = yaml.safe_load((ws.state / "config.yaml").read_text(encoding="utf-8"))
     env = {"CODEX_HOME": str(home), "HOME": str(home), KEY_VAR: KEY}
     tiers = cfg["tiers"]
-    for name, model in (("gold", PLANNER_MODEL), ("silver", EXECUTOR_MODEL)):
+    # init's planner tier (``plan``, read-only) plans; gold and silver execute.
+    for name, model in (("plan", PLANNER_MODEL), ("gold", PLANNER_MODEL),
+                        ("silver", EXECUTOR_MODEL)):
         argv = shlex.split(tiers[name]["command"])
         assert argv[0] == "codex" and argv[-2:] == ["-m", "{model}"]
-        assert "workspace-write" in argv
+        assert ("read-only" if name == "plan" else "workspace-write") in argv
         tiers[name].update(command=shlex.join(timed([str(codex), *argv[1:]], times / name)),
                            model=model, env=env, timeout=120)
     tiers["silver"]["price"] = EXECUTOR_PRICE
@@ -195,7 +197,8 @@ def test_codex_turns_are_audited_and_metered(session: Session) -> None:
 def test_codex_duration_is_the_workers_own_time(session: Session) -> None:
     """duration_s is the worker's time, not the worker's plus a wait on what it left behind
     (Codex 0.171 leaves a zombie ``git`` child in its process group)."""
-    figures, off = check_durations(session.ws.ledger(), session.times, ("gold", "silver"))
+    figures, off = check_durations(session.ws.ledger(), session.times,
+                                 ("plan", "gold", "silver"))
     print("\n" + "\n".join(figures))
     assert not off, off
 

@@ -87,7 +87,9 @@ def configure(ws: Workspace, gemini: Path, home: Path, sim: Sim, times: Path) ->
         "TMPDIR": str(scratch),
     }
     tiers = cfg["tiers"]
-    for name, model in (("gold", PLANNER_MODEL), ("silver", EXECUTOR_MODEL)):
+    # init's planner tier (``plan``, no edits approved) plans; gold and silver execute.
+    for name, model in (("plan", PLANNER_MODEL), ("gold", PLANNER_MODEL),
+                        ("silver", EXECUTOR_MODEL)):
         argv = shlex.split(tiers[name]["command"])
         assert argv[:3] == ["gemini", "-m", "{model}"]
         tiers[name].update(command=shlex.join(timed([str(gemini), *argv[1:]], times / name)),
@@ -226,7 +228,8 @@ def test_gemini_uncached_tokens_stay_the_turns_own(session: Session) -> None:
 
 
 def test_gemini_duration_is_the_workers_own_time(session: Session) -> None:
-    figures, off = check_durations(session.ws.ledger(), session.times, ("gold", "silver"))
+    figures, off = check_durations(session.ws.ledger(), session.times,
+                                 ("plan", "gold", "silver"))
     print("\n" + "\n".join(figures))
     assert not off, off
 
