@@ -24,6 +24,7 @@ HIDDEN_FLAGS = frozenset({"--append-system-prompt-file", "--system-prompt-file"}
 LEAN_FLAGS: Mapping[str, int] = {
     "--exclude-dynamic-system-prompt-sections": 0,
     "--disable-slash-commands": 0,
+    "--strict-mcp-config": 0,
     "--tools": 1,
 }
 ATTRIBUTION_ENV = "CLAUDE_CODE_ATTRIBUTION_HEADER"

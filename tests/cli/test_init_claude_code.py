@@ -124,12 +124,14 @@ def test_init_leaves_out_lean_flags_the_installed_claude_lacks(tmp_path: Path) -
     root.mkdir()
     p = burnless(root, "init", path_prefix=old)
     assert p.returncode == 0, p.stderr
-    assert "does not accept --disable-slash-commands, --tools" in p.stdout
+    assert ("does not accept --disable-slash-commands, --strict-mcp-config, --tools"
+            in p.stdout), p.stdout
     text = (root / ".burnless/config.yaml").read_text()
     cfg = yaml.safe_load(text)
     for name in ("plan", "gold", "silver", "bronze"):
         command = cfg["tiers"][name]["command"]
         assert "--tools" not in command and "--disable-slash-commands" not in command
+        assert "--strict-mcp-config" not in command
         assert "--exclude-dynamic-system-prompt-sections" in command
         assert "--append-system-prompt-file {prefix_file}" in command
     doctor = burnless(root, "doctor", "--json", path_prefix=old)
