@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from burnless.accounting import ledger, pricing
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
 from burnless.runs import alive, start_ticks
-from burnless.storage.atomic import write_atomic
+from burnless.storage.atomic import open_regular, write_atomic
 from burnless.storage.locks import file_lock
 
 LOCK_TIMEOUT = 120.0
@@ -73,6 +73,46 @@ def today() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
+def locked(state_dir: Path) -> AbstractContextManager[None]:
+    """The workspace's budget lock: reservations, settling, and recording what dead runs
+    left in flight all happen under it."""
+    return file_lock(state_dir / "budget.lock", LOCK_TIMEOUT)
+
+
+def record_orphans(state_dir: Path) -> list[ledger.LedgerRecord]:
+    """Record the calls dead runs left in flight (``ledger.record_orphans``), each counted in
+    its delegation tree's running total too. The caller holds ``locked(state_dir)``."""
+    done = ledger.record_orphans(state_dir)
+    for rec, tree in done:
+        if tree and rec.cost_usd:
+            add_to_tree(state_dir, tree, rec.cost_usd)
+    return [rec for rec, _ in done]
+
+
+def _tree_path(state_dir: Path, tree: str) -> Path:
+    return state_dir / "cache" / "trees" / f"{tree}.json"
+
+
+def tree_spent(state_dir: Path, tree: str) -> float:
+    """What the calls of a delegation tree have cost so far (settled, under the lock)."""
+    try:
+        with open_regular(_tree_path(state_dir, tree)) as f:
+            data = orjson.loads(f.read(4096))
+    except (OSError, orjson.JSONDecodeError):
+        return 0.0
+    spent = data.get("spent") if isinstance(data, dict) else None
+    if isinstance(spent, bool) or not isinstance(spent, (int, float)):
+        return 0.0
+    return float(spent) if math.isfinite(spent) and spent >= 0 else 0.0
+
+
+def add_to_tree(state_dir: Path, tree: str, cost: float) -> None:
+    """Count a call's cost in its tree's running total (the caller holds the lock)."""
+    path = _tree_path(state_dir, tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, orjson.dumps({"spent": tree_spent(state_dir, tree) + cost}))
+
+
 class Guard:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -105,7 +145,7 @@ class Guard:
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()
             # A dead run's reservation is gone: its call is charged by a `lost` record first.
-            ledger.record_orphans(self.state_dir)
+            record_orphans(self.state_dir)
             spend = spend_for(self.state_dir, session=session, day=day)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
             # Every open reservation counts against today, whatever day it was made: a call
@@ -142,32 +182,19 @@ class Guard:
             self._save(open_)
         return res
 
-    def _tree_path(self, tree: str) -> Path:
-        return self.state_dir / "cache" / "trees" / f"{tree}.json"
-
     def _tree_spent(self, tree: str) -> float:
-        """What the calls of a delegation tree have cost so far (settled, under the lock)."""
-        try:
-            data = orjson.loads(self._tree_path(tree).read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return 0.0
-        spent = data.get("spent") if isinstance(data, dict) else None
-        if isinstance(spent, bool) or not isinstance(spent, (int, float)):
-            return 0.0
-        return float(spent) if math.isfinite(spent) and spent >= 0 else 0.0
+        return tree_spent(self.state_dir, tree)
 
     def add_to_tree(self, res: Reservation | None, cost: float | None) -> None:
         """Count a settled call's cost in its tree (the caller holds the lock: ``settling``)."""
         if res is None or not res.tree or not cost:
             return
-        path = self._tree_path(res.tree)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, orjson.dumps({"spent": self._tree_spent(res.tree) + cost}))
+        add_to_tree(self.state_dir, res.tree, cost)
 
     def forget_tree(self, tree: str) -> None:
         """The root run ended: its tree's running total is no longer needed."""
         try:
-            os.unlink(self._tree_path(tree))
+            os.unlink(_tree_path(self.state_dir, tree))
         except OSError:
             pass
 
