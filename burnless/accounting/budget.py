@@ -56,9 +56,9 @@ def ceiling(tier: Tier, prompt_tokens: int, remaining: float | None) -> float | 
         if worst is None:
             return None
         return worst if remaining is None else max(worst, remaining)
-    if worst is None:
-        return cap
-    return worst if cap is None else min(worst, cap)
+    # One request: its worst case is what it may cost (``Guard.reserve`` refuses a call whose
+    # worst case passes max_cost_per_call; nothing could stop it half-way).
+    return worst
 
 
 def worst_case(tier: Tier, prompt_tokens: int) -> float | None:
@@ -131,6 +131,7 @@ class Guard:
         limit is set. ``tree`` is the root task of the delegation tree the call belongs to:
         ``max_cost_per_task`` then covers the whole tree (what its root has left), not only
         this run (``task_spent``)."""
+        self._check_call_cap(tier, prompt_tokens)
         if not self.active:
             return None
         b = self.limits
@@ -181,6 +182,26 @@ class Guard:
             }
             self._save(open_)
         return res
+
+    def _check_call_cap(self, tier: Tier, prompt_tokens: int) -> None:
+        """max_cost_per_call where it can be enforced before the call: a tier that makes one
+        request, whose worst case is a true bound. (An agent CLI's call reserves the cap, and
+        a stream-json one is stopped once its reported usage passes it.)"""
+        cap = tier.max_cost_per_call
+        if cap is None or tier.agent_loop:
+            return
+        worst = worst_case(tier, prompt_tokens)
+        where = f"tiers.{tier.name}.max_cost_per_call = ${cap:.4f}"
+        if worst is None:
+            raise BudgetExceeded(
+                f"{where}: no price known for model {tier.model!r}, so it cannot be enforced; "
+                f"set tiers.{tier.name}.price in {self.cfg.path}; nothing was dispatched")
+        if worst > cap + 1e-12:
+            raise BudgetExceeded(
+                f"{where}: this call may cost up to ${worst:.4f} (its {prompt_tokens:,}-token "
+                f"prompt at the input rate, max_output_tokens = {tier.max_output_tokens:,} at "
+                "the output rate); nothing was dispatched. Lower max_output_tokens or raise "
+                "the cap")
 
     def _tree_spent(self, tree: str) -> float:
         return tree_spent(self.state_dir, tree)
