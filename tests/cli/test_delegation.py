@@ -189,3 +189,20 @@ def test_a_one_request_call_whose_worst_case_passes_max_cost_per_call_is_refused
     assert not rec.exists()
     (refused,) = ws.ledger()
     assert refused["status"] == "refused" and refused["refused_by"] == "budget"
+
+
+def test_a_tree_file_that_is_a_fifo_does_not_hang_every_reservation(ws: Workspace) -> None:
+    """The tree's running total is read under the budget lock: a FIFO there (planted by a
+    worker that knows its tree id) used to block that read, and with it every run of the
+    workspace. It reads as no spend yet, and the next settle replaces it."""
+    tree = {"BURNLESS_PARENT_RUN": "r-20261201T000000-abcdef",
+            "BURNLESS_ROOT_RUN": "r-20261201T000000-abcdef", "BURNLESS_TREE": "t-0123456789ab",
+            "BURNLESS_DEPTH": "1"}
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+              "planner: null\nbudget: {max_cost_per_task: 100}\n")
+    fifo = ws.state / "cache" / "trees" / "t-0123456789ab.json"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    p = ws.run("run", "write a.txt x", "--session", "c", env=tree, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert orjson.loads(fifo.read_bytes())["spent"] > 0
