@@ -125,9 +125,12 @@ class Report:
 
 def summarize(results: Sequence[JobResult], pairs: Sequence[str], total: int,
               stopped: str = "") -> Report:
+    # A job that was stopped (budget, Ctrl-C) or could not run (git, a crashed turn) says
+    # nothing of the pair: it is not a run, and resuming the evaluation runs it again.
+    results = [r for r in results if r.status not in ("stopped", "error")]
     stats: list[PairStats] = []
     for pair in pairs:
-        mine = [r for r in results if r.pair == pair and r.status != "stopped"]
+        mine = [r for r in results if r.pair == pair]
         wins = sum(r.success for r in mine)
         costs = [r.cost_usd for r in mine]
         low, high = wilson(wins, len(mine))
@@ -139,8 +142,7 @@ def summarize(results: Sequence[JobResult], pairs: Sequence[str], total: int,
         ))
     stats = _mark_frontier(stats)
     rec, reason = _recommend(stats)
-    return Report(tuple(stats), rec, reason, len([r for r in results if r.status != "stopped"]),
-                  total, stopped)
+    return Report(tuple(stats), rec, reason, len(results), total, stopped)
 
 
 def _mark_frontier(stats: list[PairStats]) -> list[PairStats]:

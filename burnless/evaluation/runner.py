@@ -160,13 +160,17 @@ def _run(plan: Plan, on_progress: Callable[[int, int, float], None] | None) -> R
         pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(workdir, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=plan.repo, capture_output=True)
-    results = list(done.values()) + [r for r in fresh if r.status != "stopped"]
-    stopped = ""
+    results = list(done.values()) + [r for r in fresh if r.status not in ("stopped", "error")]
+    notes = []
     if any(r.status == "stopped" for r in fresh):
         left = sum(r.status == "stopped" for r in fresh)
-        stopped = (f"stopped at the --budget of ${plan.budget:.2f} (${state.spent:.4f} spent); "
-                   f"{left} job(s) not run: run the same command again to resume")
-    return summarize(results, [f"{p}:{e}" for p, e in plan.pairs], total, stopped)
+        notes.append(f"stopped at the --budget of ${plan.budget or 0:.2f} (${state.spent:.4f} "
+                     f"spent); {left} job(s) not run: run the same command again to resume")
+    errors = [r for r in fresh if r.status == "error"]
+    if errors:  # not the pair's doing: not counted as its failures, and a rerun retries them
+        notes.append(f"{len(errors)} job(s) could not run ({errors[0].detail[:160]}); they are "
+                     "not counted: run the same command again to retry them")
+    return summarize(results, [f"{p}:{e}" for p, e in plan.pairs], total, "; ".join(notes))
 
 
 @dataclass

@@ -263,3 +263,5 @@ def test_a_turn_killed_outright_still_reaches_the_projects_ledger(
     assert [(r["role"], r["status"]) for r in calls] == [("planning", "ok"),
                                                          ("execution", "lost")]
     assert calls[1]["cost_usd"] > 0 and calls[1]["eval"] == rep["eval"]
+    # a turn that crashed is not the pair failing the task: not counted, retried on resume
+    assert rep["pairs"][0]["runs"] == 0 and "1 job(s) could not run" in rep["stopped"]

@@ -94,3 +94,11 @@ def test_equal_pairs_recommend_the_cheaper_and_a_lone_pair_itself() -> None:
     assert rep.recommended == "c:d"
     lone = summarize(_jobs("a:b", 3, 4, 0.2), ["a:b"], 4)
     assert lone.recommended == "a:b"
+
+
+def test_a_job_that_could_not_run_is_not_a_failure_of_its_pair() -> None:
+    jobs = _jobs("a:b", 5, 5, 0.1) + [JobResult("t9", "a", "b", 1, False, None, 0, 0.0, "error",
+                                                "git worktree add failed: disk full")]
+    rep = summarize(jobs, ["a:b"], 6)
+    (ab,) = rep.pairs
+    assert (ab.runs, ab.successes, ab.total_cost) == (5, 5, 0.5) and rep.done == 5
