@@ -442,3 +442,20 @@ def test_a_call_running_in_another_pid_namespace_is_not_taken_for_a_dead_one(
     assert p.returncode == 0 and "lost" not in p.stderr, p.stderr
     assert contained.wait(timeout=60) == 0
     assert sorted(r["status"] for r in ws.ledger()) == ["ok", "ok"]
+
+
+def test_a_removed_session_does_not_come_back_with_a_killed_turn(ws: Workspace) -> None:
+    """`session rm` after a turn was killed before writing its capsule: a later run (of any
+    session) must not re-create the session to restore that capsule into it."""
+    _config(ws, fake("honest"))
+    assert ws.run("run", "write out/a.txt one", "--session", "s").returncode == 0
+    killed = ws.run("run", "write out/b.txt two", "--session", "s",
+                    env={"BURNLESS_FAULT": "after-ledger"})
+    assert killed.returncode == -signal.SIGKILL
+    assert ws.run("session", "rm", "s").returncode == 0
+    p = ws.run("run", "write out/c.txt three", "--session", "t")
+    assert p.returncode == 0, p.stderr
+    assert not (ws.state / "sessions" / "s").exists()
+    assert "s" not in ws.run("session", "list").stdout.split()
+    assert len(ws.ledger()) == 3  # the killed call is in the ledger, once
+    assert not list((ws.state / "inflight").glob("*.json"))
