@@ -128,7 +128,9 @@ def _run(plan: Plan, on_progress: Callable[[int, int, float], None] | None) -> R
             if r.status not in ("stopped", "error")}
     todo = [j for j in plan.all_jobs() if j.key not in done]
     total = len(plan.all_jobs())
-    state = _Shared(spent=sum(r.cost_usd or 0.0 for r in done.values()), done=len(done))
+    # What the evaluation has spent so far is every call of it in the ledger: jobs that were
+    # stopped or interrupted spent money too, and a resumed evaluation must count it.
+    state = _Shared(spent=_spent(plan), done=len(done))
     workdir = Path(tempfile.mkdtemp(prefix=f"burnless-{plan.eval_id}-"))
 
     def one(job: Job) -> JobResult:
@@ -191,7 +193,8 @@ class _Shared:
 
 def _run_job(plan: Plan, job: Job, workdir: Path, state: _Shared) -> JobResult:
     started = time.monotonic()
-    tree = workdir / f"{job.task.name}--{job.planner}-{job.executor}--{job.repeat}"
+    # '+' and '@' are in no task or tier name: "a-b"+"c" and "a"+"b-c" get different trees
+    tree = workdir / f"{job.task.name}@{job.planner}+{job.executor}@{job.repeat}"
     add = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree),
                           plan.commits.get(job.task.name, job.task.revision)], cwd=plan.repo,
                          capture_output=True, text=True)
@@ -308,6 +311,17 @@ def _copy_ledger(plan: Plan, tree: Path, job: Job) -> None:
     if records:
         ledger.record_copies(plan.config.state_dir, records, eval_id=plan.eval_id,
                              eval_job=job.key)
+
+
+def _spent(plan: Plan) -> float:
+    """What the evaluation's calls cost, from the project's ledger (they carry its id)."""
+    total = 0.0
+    for rec in jsonl.Records(ledger.ledger_path(plan.config.state_dir)):
+        if rec.get("eval") == plan.eval_id:
+            cost = rec.get("cost_usd")
+            if isinstance(cost, (int, float)) and not isinstance(cost, bool) and 0 <= cost < 1e9:
+                total += cost
+    return total
 
 
 def _load(path: Path) -> list[JobResult]:

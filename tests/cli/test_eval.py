@@ -265,3 +265,32 @@ def test_a_turn_killed_outright_still_reaches_the_projects_ledger(
     assert calls[1]["cost_usd"] > 0 and calls[1]["eval"] == rep["eval"]
     # a turn that crashed is not the pair failing the task: not counted, retried on resume
     assert rep["pairs"][0]["runs"] == 0 and "1 job(s) could not run" in rep["stopped"]
+
+
+def test_a_resumed_evaluation_counts_what_its_stopped_jobs_spent(
+        ws: Workspace, sim: SimServer, tmp_path: Path) -> None:
+    """--budget covers the evaluation, resumes included: a job stopped at the budget after
+    its first turn spent money; run again with the same budget, nothing new may start."""
+    root = _repo(ws, sim.url, tasks=1)
+    flag = _slow_verify_tasks(root, tmp_path / "verifying", 2)
+    flag.unlink()  # verify fails at once: every job wants its second turn
+    code, rep = _eval(ws, "--pairs", "gold:silver", "--budget", "0.0001")
+    assert code == 0 and rep["stopped"] and rep["jobs_done"] == 0
+    spent = len(ws.ledger())
+    assert spent == 2  # the first turn of the first job: planning, execution
+    code, rep = _eval(ws, "--pairs", "gold:silver", "--budget", "0.0001")
+    assert code == 0 and rep["stopped"] and rep["jobs_done"] == 0
+    assert len(ws.ledger()) == spent  # nothing was run (or paid for) again
+
+
+def test_pairs_whose_names_join_alike_run_side_by_side(ws: Workspace, sim: SimServer) -> None:
+    """Tiers "a-b" with "c", and "a" with "b-c": their jobs' worktrees were both named
+    t0--a-b-c--1, so with --jobs 2 one of them could not run."""
+    _repo(ws, sim.url, tasks=1)
+    cfg = orjson.loads((ws.state / "config.yaml").read_bytes())
+    silver = cfg["tiers"]["silver"]
+    cfg["tiers"].update({"a-b": silver, "c": silver, "a": silver, "b-c": silver})
+    ws.config(orjson.dumps(cfg).decode())
+    code, rep = _eval(ws, "--pairs", "a-b:c,a:b-c", "--jobs", "2")
+    assert code == 0 and rep["stopped"] is None, rep
+    assert [p["runs"] for p in rep["pairs"]] == [1, 1]
