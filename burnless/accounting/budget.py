@@ -163,8 +163,21 @@ class Guard:
                        f"day {day} (UTC)")]
             left = [lim - spent - held for lim, _, spent, held, _ in scopes if lim is not None]
             amount = ceiling(tier, prompt_tokens, min(left) if left else None) or 0.0
-            for limit, name, spent, held, scope in scopes:
-                self._check(limit, name, spent, held, amount, scope)
+            try:
+                for limit, name, spent, held, scope in scopes:
+                    self._check(limit, name, spent, held, amount, scope)
+            except BudgetExceeded as exc:
+                # An agent CLI's call with no max_cost_per_call holds all the budget had left:
+                # a call it delegates (a burnless run from inside it) can never fit. Say so.
+                holders = sorted({str(r.get("uncapped")) for r in open_.values()
+                                  if r.get("uncapped")})
+                if not holders:
+                    raise
+                names = ", ".join(f"tiers.{t}.max_cost_per_call" for t in holders)
+                raise BudgetExceeded(
+                    f"{exc}. A call in flight on an agent CLI with no max_cost_per_call "
+                    f"reserves all the budget has left, so nothing can run beside it, not "
+                    f"even the calls it delegates: set {names}") from None
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
@@ -180,6 +193,8 @@ class Guard:
                 "session": session, "day": day, "amount": amount, "tree": res.tree,
                 "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
+            if tier.agent_loop and tier.max_cost_per_call is None:
+                open_[res.id]["uncapped"] = tier.name
             self._save(open_)
         return res
 

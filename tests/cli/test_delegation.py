@@ -206,3 +206,24 @@ def test_a_tree_file_that_is_a_fifo_does_not_hang_every_reservation(ws: Workspac
     p = ws.run("run", "write a.txt x", "--session", "c", env=tree, timeout=30)
     assert p.returncode == 0, p.stderr
     assert orjson.loads(fifo.read_bytes())["spent"] > 0
+
+
+def test_a_child_of_an_uncapped_agent_cli_root_is_told_what_to_set(ws: Workspace,
+                                                                   tmp_path: Path) -> None:
+    """Under max_cost_per_task, a root call on an agent CLI (Claude Code calling burnless
+    through MCP) with no max_cost_per_call reserves the whole task budget: every call it
+    delegates is refused. The refusal must say so and what to set; with the cap set, the
+    child runs."""
+    rec = tmp_path / "rec"
+    tiers = (f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}, "
+             "format: claude-json, price: {input: 1, output: 5}EXTRA}\n"
+             f"  bronze: {{command: {quoted(fake('honest'))}, price: {{input: 1, output: 5}}}}\n"
+             "planner: null\nrouting: {rules: [{regex: '^inner', tier: bronze}]}\n"
+             "budget: {max_cost_per_task: 1.0}\n")
+    ws.config(tiers.replace("EXTRA", ""))
+    assert ws.run("run", "nest child inner write c.txt x").returncode == 0
+    code, err = (rec / "nested-exit").read_text().split("\n", 1)
+    assert code == "4" and "set tiers.silver.max_cost_per_call" in err, err
+    ws.config(tiers.replace("EXTRA", ", max_cost_per_call: 0.5"))
+    assert ws.run("run", "nest child2 inner write d.txt x").returncode == 0
+    assert (rec / "nested-exit").read_text().startswith("0")
