@@ -293,4 +293,4 @@ def test_pairs_whose_names_join_alike_run_side_by_side(ws: Workspace, sim: SimSe
     ws.config(orjson.dumps(cfg).decode())
     code, rep = _eval(ws, "--pairs", "a-b:c,a:b-c", "--jobs", "2")
     assert code == 0 and rep["stopped"] is None, rep
-    assert [p["runs"] for p in rep["pairs"]] == [1, 1]
+    assert [(p["runs"], p["successes"]) for p in rep["pairs"]] == [(1, 1), (1, 1)]
