@@ -82,6 +82,23 @@ def _try_lock(path: Path, *, create: bool) -> int | None:
     return None
 
 
+def _new_lock(path: Path) -> int:
+    """A lock file that appears at ``path`` already locked by this process: created and
+    locked under another name, then renamed (a sweeper that found it between its creation
+    and its lock would take it for the stale lock of a closed call, and remove it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file no one else has opened
+        os.rename(tmp, path)
+    except BaseException:
+        os.close(fd)
+        _unlink(tmp)
+        raise
+    return fd
+
+
 def _unlink(path: Path) -> None:
     try:
         os.unlink(path)
@@ -123,10 +140,7 @@ class Journal:
         d = journal_dir(state_dir)
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{run_id}.json"
-        fd = _try_lock(_lock_path(path), create=True)  # first: no one sees a journal unlocked
-        if fd is None:
-            raise OSError(errno.EEXIST, "a call with this run id is already in flight",
-                          str(_lock_path(path)))
+        fd = _new_lock(_lock_path(path))  # first: no one ever sees this journal unlocked
         try:
             write_atomic(path, orjson.dumps(head))
         except BaseException:

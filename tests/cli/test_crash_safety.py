@@ -459,3 +459,21 @@ def test_a_removed_session_does_not_come_back_with_a_killed_turn(ws: Workspace) 
     assert "s" not in ws.run("session", "list").stdout.split()
     assert len(ws.ledger()) == 3  # the killed call is in the ledger, once
     assert not list((ws.state / "inflight").glob("*.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(4))
+def test_runs_that_open_calls_while_others_sweep_all_succeed(
+        ws: Workspace, tmp_path: Path, attempt: int) -> None:
+    """Ten runs at once, one dead journal to sweep: a sweeper must never take a call's lock
+    file, caught between its creation and its lock, for a stale one (that run then failed:
+    "a call with this run id is already in flight")."""
+    _kill_during_the_call(ws, tmp_path)
+    _config(ws, fake("honest"))
+    procs = [subprocess.Popen([sys.executable, "-m", "burnless", "run", f"write f{i}.txt x",
+                               "--session", f"p{i}"], cwd=ws.root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for i in range(10)]
+    out = [(p.returncode, err.decode()[-300:])
+           for p, (_, err) in ((p, p.communicate(timeout=120)) for p in procs)]
+    assert [c for c, _ in out] == [0] * 10, [o for o in out if o[0]]
+    assert [r["status"] for r in ws.ledger()].count("lost") == 1
