@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 from burnless.accounting import budget, inflight
@@ -31,10 +30,7 @@ log = logging.getLogger("burnless")
 def sweep(state_dir: Path, current: Session) -> list[str]:
     """Record every dead run's calls; restore capsules. Returns what to tell the user."""
     said: list[str] = []
-    try:
-        if not os.listdir(inflight.journal_dir(state_dir)):
-            return said
-    except (FileNotFoundError, NotADirectoryError):
+    if not inflight.any_dead(state_dir, current.id):  # the common case: none, or live calls
         return said
     with budget.locked(state_dir):
         try:

@@ -253,6 +253,35 @@ class Orphan:
         os.close(self.fd)
 
 
+def any_dead(state_dir: Path, session: str) -> bool:
+    """Whether a journal (or lock file) here may have lost its process: a quick look, with
+    no lock held, so a run with only live calls beside it does not queue for the budget
+    lock to find nothing to do. A journal of ``session`` always counts: the caller holds
+    that session's lock, so whoever holds the journal's lock is another run's sweep, which
+    the caller must wait for (under the budget lock) to see that journal."""
+    d = journal_dir(state_dir)
+    try:
+        entries = list(os.scandir(d))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for entry in entries:
+        run_id, dot, rest = entry.name.partition(".")
+        if not (dot and rest in ("json", "lock") and RUN_ID_RE.fullmatch(run_id)):
+            continue
+        fd = _try_lock(d / f"{run_id}.lock", create=False)
+        if fd is not None:
+            os.close(fd)
+            return True
+        if rest != "json":
+            continue
+        if not os.path.lexists(d / f"{run_id}.lock"):
+            return True  # a journal with no lock file: its pid decides, under the lock
+        data, _ = _read(Path(entry.path), run_id)
+        if data is not None and data["session"] == session:
+            return True
+    return False
+
+
 def orphans(state_dir: Path, session: str | None = None) -> Iterator[Orphan]:
     """Claim each journal whose process is dead. The caller holds the budget lock
     (``budget.locked``). ``session`` limits it to one session's journals."""
