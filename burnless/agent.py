@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import time
@@ -57,6 +58,8 @@ from burnless.session.store import Session, check_session_id
 from burnless.turn import Task, Turn
 from burnless.vocab import WORKER_ROLE, Role, Status
 from burnless.workers import check_available
+
+log = logging.getLogger("burnless")
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,10 @@ class BurnlessAgent:
         cfg = self.config
         session = Session(cfg.state_dir, _session_arg(session_id))
         with session.lock(cfg.session.lock_timeout):
+            # A turn a killed run left unwritten is restored first: folded with the others,
+            # not appended later to an epoch that no prompt shows any more.
+            for said in recovery.sweep(cfg.state_dir, session, cfg.user_dir):
+                log.warning("%s", said)
             turn = Turn(session, Task("", "", new_task_id()), PinBook.load(session))
             capsules = session.capsules()
             if not capsules:

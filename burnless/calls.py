@@ -122,6 +122,7 @@ class Calls:
                 tier=tier.name, model=tier.model, task_id=turn.task.id,
                 prompt_tokens=prompt_tokens,
                 worst_case=reservation.amount if reservation else worst_case(tier, prompt_tokens),
+                tree=reservation.tree if reservation else "",
             )
             log.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -144,6 +145,12 @@ class Calls:
             progress.start(role, tier.name)
         try:
             reply = dispatch(call)
+        except UsageError:
+            # Refused before anything started (a prompt too long for one argument): nothing
+            # was dispatched, so there is nothing for a later run to charge.
+            journal.close()
+            guard.release(reservation)
+            raise
         except BaseException:
             # What the worker did or cost is unknown: its journal stays, and the next run
             # records it as lost at its worst case (the reservation goes with this process).

@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from burnless.accounting import ledger, pricing
 from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
 from burnless.runs import alive, start_ticks
-from burnless.storage.atomic import write_atomic
+from burnless.storage.atomic import open_regular, write_atomic
 from burnless.storage.locks import file_lock
 
 LOCK_TIMEOUT = 120.0
@@ -84,9 +84,9 @@ def ceiling(tier: Tier, prompt_tokens: int, remaining: float | None) -> float | 
         if worst is None:
             return None
         return worst if remaining is None else max(worst, remaining)
-    if worst is None:
-        return cap
-    return worst if cap is None else min(worst, cap)
+    # One request: its worst case is what it may cost (``Guard.reserve`` refuses a call whose
+    # worst case passes max_cost_per_call; nothing could stop it half-way).
+    return worst
 
 
 def worst_case(tier: Tier, prompt_tokens: int) -> float | None:
@@ -135,6 +135,49 @@ class _Scope:
             self.save(open_)
 
 
+def locked(state_dir: Path) -> AbstractContextManager[None]:
+    """The workspace's budget lock: reservations, settling, and recording what dead runs
+    left in flight all happen under it."""
+    return file_lock(state_dir / "budget.lock", LOCK_TIMEOUT)
+
+
+def record_orphans(
+    state_dir: Path, user_dir: Path | None = None
+) -> list[ledger.LedgerRecord]:
+    """Record the calls dead runs left in flight (``ledger.record_orphans``; copied to
+    ``user_dir``'s ledger too), each counted in its delegation tree's running total too. The
+    caller holds ``locked(state_dir)``."""
+    done = ledger.record_orphans(state_dir, user_dir)
+    for rec, tree in done:
+        if tree and rec.cost_usd:
+            add_to_tree(state_dir, tree, rec.cost_usd)
+    return [rec for rec, _ in done]
+
+
+def _tree_path(state_dir: Path, tree: str) -> Path:
+    return state_dir / "cache" / "trees" / f"{tree}.json"
+
+
+def tree_spent(state_dir: Path, tree: str) -> float:
+    """What the calls of a delegation tree have cost so far (settled, under the lock)."""
+    try:
+        with open_regular(_tree_path(state_dir, tree)) as f:
+            data = orjson.loads(f.read(4096))
+    except (OSError, orjson.JSONDecodeError):
+        return 0.0
+    spent = data.get("spent") if isinstance(data, dict) else None
+    if isinstance(spent, bool) or not isinstance(spent, (int, float)):
+        return 0.0
+    return float(spent) if math.isfinite(spent) and spent >= 0 else 0.0
+
+
+def add_to_tree(state_dir: Path, tree: str, cost: float) -> None:
+    """Count a call's cost in its tree's running total (the caller holds the lock)."""
+    path = _tree_path(state_dir, tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, orjson.dumps({"spent": tree_spent(state_dir, tree) + cost}))
+
+
 class Guard:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -161,6 +204,7 @@ class Guard:
         ``max_cost_per_task`` then covers the whole tree (what its root has left), not only
         this run (``task_spent``). ``key``: the gateway virtual key the request carries, whose
         limits are checked as well."""
+        self._check_call_cap(tier, prompt_tokens)
         keyed = key is not None and key.limited
         if not self.active and not keyed:
             return None
@@ -177,7 +221,7 @@ class Guard:
         with self._locked():
             open_ = self._load_open()
             # A dead run's reservation is gone: its call is charged by a `lost` record first.
-            ledger.record_orphans(self.state_dir, self.cfg.user_dir)
+            record_orphans(self.state_dir, self.cfg.user_dir)
             spend = spend_for(self.state_dir, session=session, day=day, key=key_name)
             res_session = sum(r["amount"] for r in open_.values() if r["session"] == session)
             # Every open reservation counts against today, whatever day it was made: a call
@@ -220,8 +264,21 @@ class Guard:
             left = [lim - spent - held for lim, _, spent, held, _, _ in scopes
                     if lim is not None]
             amount = ceiling(tier, prompt_tokens, min(left) if left else None) or 0.0
-            for limit, name, spent, held, scope, where in scopes:
-                self._check(limit, name, spent, held, amount, scope, where)
+            try:
+                for limit, name, spent, held, scope, where in scopes:
+                    self._check(limit, name, spent, held, amount, scope, where)
+            except BudgetExceeded as exc:
+                # An agent CLI's call with no max_cost_per_call holds all the budget had left:
+                # a call it delegates (a burnless run from inside it) can never fit. Say so.
+                holders = sorted({str(r.get("uncapped")) for r in open_.values()
+                                  if r.get("uncapped")})
+                if not holders:
+                    raise
+                names = ", ".join(f"tiers.{t}.max_cost_per_call" for t in holders)
+                raise BudgetExceeded(
+                    f"{exc}. A call in flight on an agent CLI with no max_cost_per_call "
+                    f"reserves all the budget has left, so nothing can run beside it, not "
+                    f"even the calls it delegates: set {names}") from None
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
@@ -239,6 +296,8 @@ class Guard:
                 "key": key_name,
                 "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
             }
+            if tier.agent_loop and tier.max_cost_per_call is None:
+                entry["uncapped"] = tier.name
             open_[res.id] = entry
             self._save(open_)
             if self._user is not None:
@@ -246,32 +305,39 @@ class Guard:
                 self._user.save(user_open)
         return res
 
-    def _tree_path(self, tree: str) -> Path:
-        return self.state_dir / "cache" / "trees" / f"{tree}.json"
+    def _check_call_cap(self, tier: Tier, prompt_tokens: int) -> None:
+        """max_cost_per_call where it can be enforced before the call: a tier that makes one
+        request, whose worst case is a true bound. (An agent CLI's call reserves the cap, and
+        a stream-json one is stopped once its reported usage passes it.)"""
+        cap = tier.max_cost_per_call
+        if cap is None or tier.agent_loop:
+            return
+        worst = worst_case(tier, prompt_tokens)
+        where = f"tiers.{tier.name}.max_cost_per_call = ${cap:.4f}"
+        if worst is None:
+            raise BudgetExceeded(
+                f"{where}: no price known for model {tier.model!r}, so it cannot be enforced; "
+                f"set tiers.{tier.name}.price in {self.cfg.path}; nothing was dispatched")
+        if worst > cap + 1e-12:
+            raise BudgetExceeded(
+                f"{where}: this call may cost up to ${worst:.4f} (its {prompt_tokens:,}-token "
+                f"prompt at the input rate, max_output_tokens = {tier.max_output_tokens:,} at "
+                "the output rate); nothing was dispatched. Lower max_output_tokens or raise "
+                "the cap")
 
     def _tree_spent(self, tree: str) -> float:
-        """What the calls of a delegation tree have cost so far (settled, under the lock)."""
-        try:
-            data = orjson.loads(self._tree_path(tree).read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            return 0.0
-        spent = data.get("spent") if isinstance(data, dict) else None
-        if isinstance(spent, bool) or not isinstance(spent, (int, float)):
-            return 0.0
-        return float(spent) if math.isfinite(spent) and spent >= 0 else 0.0
+        return tree_spent(self.state_dir, tree)
 
     def add_to_tree(self, res: Reservation | None, cost: float | None) -> None:
         """Count a settled call's cost in its tree (the caller holds the lock: ``settling``)."""
         if res is None or not res.tree or not cost:
             return
-        path = self._tree_path(res.tree)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, orjson.dumps({"spent": self._tree_spent(res.tree) + cost}))
+        add_to_tree(self.state_dir, res.tree, cost)
 
     def forget_tree(self, tree: str) -> None:
         """The root run ended: its tree's running total is no longer needed."""
         try:
-            os.unlink(self._tree_path(tree))
+            os.unlink(_tree_path(self.state_dir, tree))
         except OSError:
             pass
 

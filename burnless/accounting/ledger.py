@@ -19,15 +19,14 @@ without it, nothing of OpenTelemetry is imported.
 
 from __future__ import annotations
 
-import calendar
 import errno
 import os
-import re
-import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from burnless.accounting.inflight import Journal, Orphan, orphans
 from burnless.accounting.tokens import Tokens
@@ -134,21 +133,42 @@ def record_call(
     ``settling`` (``budget.Guard.settling``) holds the budget locks and releases the call's
     reservation around the writes, so no other run ever sees the call's cost twice or not at
     all. With the call's ``journal``, the record (and the turn's ``capsule``) are kept in it
-    first, so a crash from here on loses neither; the caller closes the journal once the
-    capsule is written too. ``tier_settings``: the tier's configuration, for the call's span
-    (its provider and kind)."""
-    if journal is not None:
-        journal.stage(record.to_dict(), capsule)
+    first, with the offset the record is appended at (under the ledger's lock, so it is
+    exact), so a crash from here on loses neither and a later run can tell whether the record
+    landed; the caller closes the journal once the capsule is written too.
+    ``tier_settings``: the tier's configuration, for the call's span (its provider and kind)."""
+    data = record.to_dict()
+    path = ledger_path(state_dir)
+    staged = False
     with settling or nullcontext():
-        _append(state_dir, record, user_dir)
+        try:
+            check_writable(state_dir)
+            if user_dir is not None:
+                check_writable(user_dir)
+            with jsonl.locked(path):
+                jsonl.repair_torn_tail(path)
+                if journal is not None:
+                    journal.stage(data, capsule, _size(path))
+                    staged = True
+                jsonl.append_unlocked(path, [data])
+            if user_dir is not None:
+                jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
+        except OSError:
+            if journal is not None and not staged:  # the ledger cannot even be opened:
+                journal.stage(data, capsule, None)  # kept anyway, with no offset
+            raise
     _span(record, tier_settings)
 
 
-def record_orphans(state_dir: Path, user_dir: Path | None = None) -> list[LedgerRecord]:
-    """Record every call that a dead run left in flight (``record_orphan``). A journal that
-    still holds a capsule is kept, marked recorded, for its session (``recovery``). Budgets
-    call this under their lock before they count what was spent."""
-    done: list[LedgerRecord] = []
+def record_orphans(
+    state_dir: Path, user_dir: Path | None = None
+) -> list[tuple[LedgerRecord, str]]:
+    """Record every call that a dead run left in flight (``record_orphan``; copied to
+    ``user_dir``'s ledger too), with the delegation tree each appended record counts in. A
+    journal that still holds a capsule is kept, marked recorded, for its session
+    (``recovery``). The caller holds the budget lock (``budget.record_orphans``), so no call
+    is recorded twice and budgets count each one."""
+    done: list[tuple[LedgerRecord, str]] = []
     for orphan in orphans(state_dir):
         if orphan.data.get("recorded"):
             orphan.keep(orphan.data)
@@ -159,7 +179,7 @@ def record_orphans(state_dir: Path, user_dir: Path | None = None) -> list[Ledger
             orphan.keep(orphan.data)  # a later run tries again
             raise
         if rec is not None:
-            done.append(rec)
+            done.append((rec, orphan.tree))
         if orphan.capsule is not None:
             orphan.keep({**orphan.data, "recorded": True})
         else:
@@ -171,10 +191,12 @@ def record_orphan(
     state_dir: Path, orphan: Orphan, user_dir: Path | None = None
 ) -> LedgerRecord | None:
     """Record a call that a dead run left in flight: its finished record when the journal has
-    it and the ledger does not yet, else a ``lost`` record at its worst case. Returns what
-    was appended (None: the ledger had it already)."""
+    a sound one and the ledger does not hold it, else a ``lost`` record at its worst case.
+    Returns what was appended (None: the ledger had it already)."""
     data = orphan.record
-    if data is not None and contains(state_dir, orphan.run_id):
+    if data is not None and not _sound(data):
+        data = None  # a damaged record: what the journal's head says is all there is
+    if data is not None and contains(state_dir, orphan.run_id, offset=orphan.offset):
         return None
     if data is None:
         data = orphan.lost_record()
@@ -200,22 +222,21 @@ def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: st
                  [{**r, "eval": eval_id, "eval_job": eval_job} for r in records])
 
 
-_TS = re.compile(rb'"ts":"([^"]*)"')
-
-
-def contains(state_dir: Path, run_id: str, *, lookback: int = 64 << 20) -> bool:
-    """Whether the ledger holds a record of ``run_id``, looking back from its end (a dead run's
-    record is among the last ones; past ``lookback`` bytes it is taken as absent)."""
-    needle = b'"run_id":"' + run_id.encode("ascii") + b'"'
-    # A run id starts with the UTC time of the call: no record of it is older. Records land in
-    # ts order up to a lock wait, so stop at records 10 minutes older than that.
-    t = calendar.timegm(time.strptime(run_id[2:17], "%Y%m%dT%H%M%S")) - 600
-    oldest = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+def contains(state_dir: Path, run_id: str, *, offset: int | None = None,
+             lookback: int = 64 << 20) -> bool:
+    """Whether the ledger holds the record of ``run_id``: the whole line at ``offset`` (where
+    its journal says it was appended), or without one any whole line in the last
+    ``lookback`` bytes. A torn line (a write cut short by a full disk) does not count: it is
+    moved away before the next append, and the record goes in again."""
     try:
         f = open(ledger_path(state_dir), "rb")
     except FileNotFoundError:
         return False
     with f:
+        if offset is not None:
+            f.seek(offset)
+            return _is(f.read(1 << 20).split(b"\n", 1)[0], run_id)
+        needle = b'"run_id":"' + run_id.encode("ascii", "replace") + b'"'
         end = f.seek(0, os.SEEK_END)
         pos, carry = end, b""
         while pos > 0 and end - pos < lookback:
@@ -226,12 +247,42 @@ def contains(state_dir: Path, run_id: str, *, lookback: int = 64 << 20) -> bool:
             lines = block.split(b"\n")
             carry = lines[0] if pos > 0 else b""
             for line in reversed(lines[1:] if pos > 0 else lines):
-                if needle in line:
+                if needle in line and _is(line, run_id):
                     return True
-                m = _TS.search(line)
-                if m and m.group(1).decode("ascii", "replace")[:19] < oldest:
-                    return False
     return False
+
+
+def _is(line: bytes, run_id: str) -> bool:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(rec, dict) and rec.get("run_id") == run_id
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+_STATUSES = frozenset(("ok", "partial", "failed", "escalate", "refused", "interrupted", "lost"))
+
+
+def _sound(d: dict[str, Any]) -> bool:
+    """Whether a journal's finished record is one burnless wrote (else it is not copied to
+    the ledger as it is: the call is charged as lost instead)."""
+    if d.get("status") not in _STATUSES or not isinstance(d.get("tier"), str):
+        return False
+    cost = d.get("cost_usd")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        return False
+    try:
+        record_from_dict(d)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def record_from_dict(d: dict[str, Any]) -> LedgerRecord:

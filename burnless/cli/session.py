@@ -180,6 +180,12 @@ def rm(session_id: IdArg, json_: JsonOpt = False, config: ConfigOpt = None) -> N
         cfg = load_config(config)
         s = _existing(cfg, session_id)
         with s.lock(0):  # never wait up to lock_timeout on a running turn: say it is busy
+            # A turn a killed run left unwritten reaches the ledger (and this session) first:
+            # else a later run would re-create the session to restore its capsule.
+            from burnless import recovery
+
+            for said in recovery.sweep(cfg.state_dir, s, cfg.user_dir):
+                console.err(f"burnless: warning: {said}")
             s.remove()
     if json_:
         console.emit_json({"removed": session_id})

@@ -5,7 +5,9 @@ Success is a binomial proportion: its 95% interval is Wilson's score interval (w
 0 and n, unlike the normal approximation). A pair is on the frontier when no other pair is at
 least as successful for less money (or more successful for the same). The recommendation is
 the cheapest pair whose success is not significantly worse than the most successful pair's:
-its interval reaches the best pair's success rate.
+Newcombe's 95% interval for the difference of the two rates (built from their Wilson
+intervals, so it too behaves at 0 and n) includes 0. When no pair ever succeeded, none is
+recommended; pairs of unknown cost are not ranked, and the reason names a better one.
 """
 
 from __future__ import annotations
@@ -123,9 +125,12 @@ class Report:
 
 def summarize(results: Sequence[JobResult], pairs: Sequence[str], total: int,
               stopped: str = "") -> Report:
+    # A job that was stopped (budget, Ctrl-C) or could not run (git, a crashed turn) says
+    # nothing of the pair: it is not a run, and resuming the evaluation runs it again.
+    results = [r for r in results if r.status not in ("stopped", "error")]
     stats: list[PairStats] = []
     for pair in pairs:
-        mine = [r for r in results if r.pair == pair and r.status != "stopped"]
+        mine = [r for r in results if r.pair == pair]
         wins = sum(r.success for r in mine)
         costs = [r.cost_usd for r in mine]
         low, high = wilson(wins, len(mine))
@@ -137,8 +142,7 @@ def summarize(results: Sequence[JobResult], pairs: Sequence[str], total: int,
         ))
     stats = _mark_frontier(stats)
     rec, reason = _recommend(stats)
-    return Report(tuple(stats), rec, reason, len([r for r in results if r.status != "stopped"]),
-                  total, stopped)
+    return Report(tuple(stats), rec, reason, len(results), total, stopped)
 
 
 def _mark_frontier(stats: list[PairStats]) -> list[PairStats]:
@@ -153,24 +157,36 @@ def _mark_frontier(stats: list[PairStats]) -> list[PairStats]:
     return out
 
 
+def worse(best: PairStats, other: PairStats) -> bool:
+    """Whether ``other`` succeeds significantly less often than ``best``: the lower end of
+    Newcombe's hybrid score interval for ``best.rate - other.rate`` (method 10, from the two
+    Wilson intervals) is above 0."""
+    d = best.rate - other.rate
+    return d - math.hypot(best.rate - best.low, other.high - other.rate) > 1e-12
+
+
 def _recommend(stats: list[PairStats]) -> tuple[str | None, str]:
     ran = [s for s in stats if s.runs and s.mean_cost is not None]
     if not ran:
         return None, "no pair has results with a known cost"
     best = max(ran, key=lambda s: (s.rate, -(s.mean_cost or 0.0)))
-    # not significantly worse than the best: its interval reaches the best's success rate
-    fine = [s for s in ran if s.high >= best.rate - 1e-12]
+    unknown = [s for s in stats if s.runs and s.mean_cost is None and s.rate > best.rate]
+    aside = (f"; not ranked, cost unknown: {', '.join(s.pair for s in unknown)} "
+             f"({', '.join(f'{s.rate:.0%}' for s in unknown)} success)") if unknown else ""
+    if not best.successes:
+        return None, "no pair succeeded on any task" + aside
+    fine = [s for s in ran if not worse(best, s)]
     pick = min(fine, key=lambda s: (s.mean_cost or 0.0, -s.rate))
     if pick is best:
-        why = (f"{pick.pair}: the highest success ({pick.rate:.0%}, 95% CI "
-               f"{pick.low:.0%}-{pick.high:.0%})")
+        what = "the highest success" if not unknown else "the highest success of known cost"
+        why = f"{pick.pair}: {what} ({pick.rate:.0%}, 95% CI {pick.low:.0%}-{pick.high:.0%})"
         cheaper = [s for s in ran if (s.mean_cost or 0.0) < (pick.mean_cost or 0.0)]
         if cheaper:
             why += ("; every cheaper pair succeeds significantly less often")
-        return pick.pair, why
+        return pick.pair, why + aside
     ratio = (pick.mean_cost or 0.0) / best.mean_cost if best.mean_cost else 0.0
     return pick.pair, (f"{pick.pair}: same success as {best.pair} within the 95% interval "
-                       f"({pick.rate:.0%} vs {best.rate:.0%}) at {ratio:.2f}x the cost")
+                       f"({pick.rate:.0%} vs {best.rate:.0%}) at {ratio:.2f}x the cost" + aside)
 
 
 CSV_COLUMNS = ("pair", "runs", "successes", "success_rate", "ci95_low", "ci95_high",

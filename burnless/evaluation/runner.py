@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,14 @@ from burnless.errors import UsageError
 from burnless.evaluation.report import JobResult, Report, summarize
 from burnless.evaluation.tasks import EvalTask
 from burnless.storage import jsonl
+from burnless.storage.locks import LockTimeout, file_lock
 
 # What a job's workspace gets of the project's .burnless/: configuration, never state.
 _STATE = {"sessions", "logs", "cache", "inflight", "evals", "ledger.jsonl", "ledger.jsonl.torn",
           "ledger.jsonl.lock", "reservations.json", "breaker.json", "budget.lock",
           "breaker.lock"}
+# How a turn that was interrupted ends (Ctrl-C, SIGTERM): `burnless run` exits 130.
+_INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM)
 # Variables that would point a job's turns at another config, session or delegation tree.
 _DROP_ENV = ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_WORKSPACE", "BURNLESS_PARENT_RUN",
              "BURNLESS_ROOT_RUN", "BURNLESS_TREE", "BURNLESS_ACTIVE_SESSIONS")
@@ -73,6 +77,7 @@ class Plan:
     config: Config
     repo: Path  # the git repository's top level
     eval_id: str
+    commits: dict[str, str] = field(default_factory=dict)  # task name: the commit it runs at
 
     @property
     def dir(self) -> Path:
@@ -95,20 +100,37 @@ def make_plan(
     repo = _git_top(config.workspace)
     h = hashlib.sha256(tasks_file.read_bytes())
     h.update(orjson.dumps([list(p) for p in pairs]))
-    for t in tasks:  # a revision is resolved now: HEAD moving on starts a new evaluation
-        h.update(_rev(repo, t.revision).encode())
-    return Plan(tasks, pairs, repeat, jobs, budget, keep, config, repo, "e-" + h.hexdigest()[:12])
+    # A revision is resolved now, once: every job of the task runs at that commit even if the
+    # branch moves on meanwhile, and HEAD moving on starts a new evaluation.
+    commits = {t.name: _rev(repo, t.revision) for t in tasks}
+    for t in tasks:
+        h.update(commits[t.name].encode())
+    return Plan(tasks, pairs, repeat, jobs, budget, keep, config, repo,
+                "e-" + h.hexdigest()[:12], commits)
 
 
 def run(plan: Plan, on_progress: Callable[[int, int, float], None] | None = None) -> Report:
-    """Run what is left of the evaluation and report on all of it."""
+    """Run what is left of the evaluation and report on all of it. The same evaluation run
+    twice at once is refused (both would run every job left, and pay for it twice)."""
     plan.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(plan.dir / ".lock", 0):
+            return _run(plan, on_progress)
+    except LockTimeout:
+        raise UsageError(f"evaluation {plan.eval_id} is already running (another `burnless "
+                         "eval` of the same tasks and pairs): wait for it, or stop it; running "
+                         "it again afterwards resumes it") from None
+
+
+def _run(plan: Plan, on_progress: Callable[[int, int, float], None] | None) -> Report:
     results_path = plan.dir / "results.jsonl"
     done = {f"{r.task}/{r.pair}/{r.repeat}": r for r in _load(results_path)
             if r.status not in ("stopped", "error")}
     todo = [j for j in plan.all_jobs() if j.key not in done]
     total = len(plan.all_jobs())
-    state = _Shared(spent=sum(r.cost_usd or 0.0 for r in done.values()), done=len(done))
+    # What the evaluation has spent so far is every call of it in the ledger: jobs that were
+    # stopped or interrupted spent money too, and a resumed evaluation must count it.
+    state = _Shared(spent=_spent(plan), done=len(done))
     workdir = Path(tempfile.mkdtemp(prefix=f"burnless-{plan.eval_id}-"))
 
     def one(job: Job) -> JobResult:
@@ -123,31 +145,42 @@ def run(plan: Plan, on_progress: Callable[[int, int, float], None] | None = None
             on_progress(state.done, total, state.spent)
         return result
 
+    pool = ThreadPoolExecutor(max_workers=plan.jobs)
     try:
         if on_progress:
             on_progress(state.done, total, state.spent)
-        with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
-            fresh = list(pool.map(one, todo))
-    finally:
+        futures = [pool.submit(one, job) for job in todo]
+        fresh = [f.result() for f in futures]
+    except KeyboardInterrupt:
+        # Ctrl-C: no job or turn starts any more. The running turns got the signal too (one
+        # process group) and end as interrupted; their jobs are not results (a rerun runs
+        # them again), but their calls reach the project's ledger first.
+        state.stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:  # a job that raised: the others are not started either
+        pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(workdir, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=plan.repo, capture_output=True)
-    results = list(done.values()) + [r for r in fresh if r.status != "stopped"]
-    stopped = ""
+    results = list(done.values()) + [r for r in fresh if r.status not in ("stopped", "error")]
+    notes = []
     if any(r.status == "stopped" for r in fresh):
         left = sum(r.status == "stopped" for r in fresh)
-        stopped = (f"stopped at the --budget of ${plan.budget:.2f} (${state.spent:.4f} spent); "
-                   f"{left} job(s) not run: run the same command again to resume")
-    return summarize(results, [f"{p}:{e}" for p, e in plan.pairs], total, stopped)
+        notes.append(f"stopped at the --budget of ${plan.budget or 0:.2f} (${state.spent:.4f} "
+                     f"spent); {left} job(s) not run: run the same command again to resume")
+    errors = [r for r in fresh if r.status == "error"]
+    if errors:  # not the pair's doing: not counted as its failures, and a rerun retries them
+        notes.append(f"{len(errors)} job(s) could not run ({errors[0].detail[:160]}); they are "
+                     "not counted: run the same command again to retry them")
+    return summarize(results, [f"{p}:{e}" for p, e in plan.pairs], total, "; ".join(notes))
 
 
 @dataclass
 class _Shared:
     spent: float
     done: int
-    lock: threading.Lock = threading.Lock()
-
-    def __post_init__(self) -> None:
-        self.lock = threading.Lock()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: start nothing
 
     def over(self, budget: float | None) -> bool:
         with self.lock:
@@ -160,9 +193,11 @@ class _Shared:
 
 def _run_job(plan: Plan, job: Job, workdir: Path, state: _Shared) -> JobResult:
     started = time.monotonic()
-    tree = workdir / f"{job.task.name}--{job.planner}-{job.executor}--{job.repeat}"
+    # '+' and '@' are in no task or tier name: "a-b"+"c" and "a"+"b-c" get different trees
+    tree = workdir / f"{job.task.name}@{job.planner}+{job.executor}@{job.repeat}"
     add = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(tree),
-                          job.task.revision], cwd=plan.repo, capture_output=True, text=True)
+                          plan.commits.get(job.task.name, job.task.revision)], cwd=plan.repo,
+                         capture_output=True, text=True)
     if add.returncode != 0:
         return JobResult(job.task.name, job.planner, job.executor, job.repeat, False, None, 0,
                          time.monotonic() - started, "error",
@@ -176,6 +211,9 @@ def _run_job(plan: Plan, job: Job, workdir: Path, state: _Shared) -> JobResult:
             if state.over(plan.budget):
                 status, detail = "stopped", "the evaluation's --budget was reached"
                 break
+            if state.stop.is_set():
+                status, detail = "stopped", "interrupted"
+                break
             out = _turn(tree, job, prompt)
             turns = turn
             turn_cost = out.get("cost_usd")
@@ -184,6 +222,10 @@ def _run_job(plan: Plan, job: Job, workdir: Path, state: _Shared) -> JobResult:
             elif cost is not None:
                 cost += turn_cost
             state.add(turn_cost if isinstance(turn_cost, (int, float)) else 0.0)
+            if out.get("exit_code") in _INTERRUPTED:  # Ctrl-C: not a result of the pair
+                state.stop.set()
+                status, detail, success = "stopped", "interrupted", False
+                break
             status = str(out.get("status") or out.get("error") or "failed")
             success = out.get("exit_code") == 0 and out.get("ok") is True
             if success:
@@ -241,6 +283,8 @@ def _turn(tree: Path, job: Job, prompt: str) -> dict[str, Any]:
     if not isinstance(out, dict):
         return {"ok": False, "exit_code": p.returncode, "status": "error",
                 "error": (p.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    if p.returncode in _INTERRUPTED:
+        out["exit_code"] = p.returncode
     return out
 
 
@@ -255,11 +299,29 @@ def _why(out: dict[str, Any]) -> str:
 
 
 def _copy_ledger(plan: Plan, tree: Path, job: Job) -> None:
-    """The job's calls, into the project's ledger, tagged with the evaluation."""
-    records = jsonl.read(tree / STATE_DIR / ledger.LEDGER_NAME)
+    """The job's calls, into the project's ledger, tagged with the evaluation. A call its
+    last turn left in flight (that `burnless run` was killed outright) is recorded first:
+    no later turn in the worktree would, and the worktree is about to go."""
+    from burnless.accounting import budget
+
+    state = tree / STATE_DIR
+    with budget.locked(state):
+        budget.record_orphans(state, plan.config.user_dir)
+    records = jsonl.read(state / ledger.LEDGER_NAME)
     if records:
         ledger.record_copies(plan.config.state_dir, records, eval_id=plan.eval_id,
                              eval_job=job.key)
+
+
+def _spent(plan: Plan) -> float:
+    """What the evaluation's calls cost, from the project's ledger (they carry its id)."""
+    total = 0.0
+    for rec in jsonl.Records(ledger.ledger_path(plan.config.state_dir)):
+        if rec.get("eval") == plan.eval_id:
+            cost = rec.get("cost_usd")
+            if isinstance(cost, (int, float)) and not isinstance(cost, bool) and 0 <= cost < 1e9:
+                total += cost
+    return total
 
 
 def _load(path: Path) -> list[JobResult]:

@@ -112,9 +112,11 @@ class CostWatch:
         if price is None:
             return None
         cost = pricing.cost_usd(tokens, price)
-        key = mid or f"#{len(self._messages)}"
-        self._messages[key] = max(cost, self._messages.get(key, 0.0))
-        self.spent = sum(self._messages.values())
+        key = mid or f"#{len(self._messages)}"  # no id: counted as a message of its own
+        before = self._messages.get(key, 0.0)
+        if cost > before:  # a message's usage only grows; a smaller figure changes nothing
+            self._messages[key] = cost
+            self.spent += cost - before  # a running total: summing every event is quadratic
         if self.spent > self.ceiling:
             return (f"stopped: the usage it reported so far costs ${self.spent:.4f}, past the "
                     f"call's ceiling of ${self.ceiling:.4f} (max_cost_per_call or the budget "

@@ -148,3 +148,82 @@ def test_a_stream_json_call_is_stopped_when_its_reported_cost_passes_its_ceiling
     (rec,) = ws.ledger()
     assert rec["status"] == "failed" and "ceiling" in rec["reason"]
     assert 0.1 < rec["cost_usd"] < 0.2  # what it had spent when stopped
+
+
+# -- adversarial cases (review)
+
+
+def test_a_small_max_cost_per_call_does_not_shrink_a_one_request_reservation(
+        ws: Workspace, tmp_path: Path) -> None:
+    """A plain command tier makes one request: its worst case is a true bound, and nothing
+    stops it at max_cost_per_call. A smaller cap must not become its reservation, or parallel
+    runs each reserve the cap, spend the worst case, and overspend the budget."""
+    calib = Workspace(tmp_path / "calib")
+    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+                 "planner: null\n")
+    assert calib.run("run", "write p0.txt x", "--session", "p0").returncode == 0
+    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('slow'))}, {PRICE}, "
+              f"max_cost_per_call: {worst:.6f}}}\n"
+              f"planner: null\nbudget: {{max_cost_per_day: {2.2 * worst:.6f}}}\n")
+    # the cap holds one call: a reservation of $0.000001 would let all six through
+    ws.config((ws.state / "config.yaml").read_text().replace(f"{worst:.6f}}}", "0.000001}", 1))
+    procs = [subprocess.Popen([sys.executable, "-m", "burnless", "run", f"write p{i}.txt x",
+                               "--session", f"p{i}"], cwd=ws.root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for i in range(6)]
+    codes = sorted(p.wait(timeout=120) for p in procs)
+    spent = sum(r["cost_usd"] for r in ws.ledger() if r["status"] == "ok")
+    assert spent <= 2.2 * worst + 1e-9, (codes, spent, worst)
+
+
+def test_a_one_request_call_whose_worst_case_passes_max_cost_per_call_is_refused(
+        ws: Workspace, tmp_path: Path) -> None:
+    """max_cost_per_call is enforced where it can be: for a one-request tier, before the
+    call, since its worst case is known (and nothing could stop it half-way)."""
+    rec = tmp_path / "rec"
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest', '--record', str(rec)))}, "
+              f"{PRICE}, max_cost_per_call: 0.001}}\nplanner: null\n")
+    p = ws.run("run", "write a.txt x")
+    assert p.returncode == 4, p.stderr
+    assert "max_cost_per_call" in p.stderr and "max_output_tokens" in p.stderr
+    assert not rec.exists()
+    (refused,) = ws.ledger()
+    assert refused["status"] == "refused" and refused["refused_by"] == "budget"
+
+
+def test_a_tree_file_that_is_a_fifo_does_not_hang_every_reservation(ws: Workspace) -> None:
+    """The tree's running total is read under the budget lock: a FIFO there (planted by a
+    worker that knows its tree id) used to block that read, and with it every run of the
+    workspace. It reads as no spend yet, and the next settle replaces it."""
+    tree = {"BURNLESS_PARENT_RUN": "r-20261201T000000-abcdef",
+            "BURNLESS_ROOT_RUN": "r-20261201T000000-abcdef", "BURNLESS_TREE": "t-0123456789ab",
+            "BURNLESS_DEPTH": "1"}
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+              "planner: null\nbudget: {max_cost_per_task: 100}\n")
+    fifo = ws.state / "cache" / "trees" / "t-0123456789ab.json"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    p = ws.run("run", "write a.txt x", "--session", "c", env=tree, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert orjson.loads(fifo.read_bytes())["spent"] > 0
+
+
+def test_a_child_of_an_uncapped_agent_cli_root_is_told_what_to_set(ws: Workspace,
+                                                                   tmp_path: Path) -> None:
+    """Under max_cost_per_task, a root call on an agent CLI (Claude Code calling burnless
+    through MCP) with no max_cost_per_call reserves the whole task budget: every call it
+    delegates is refused. The refusal must say so and what to set; with the cap set, the
+    child runs."""
+    rec = tmp_path / "rec"
+    tiers = (f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}, "
+             "format: claude-json, price: {input: 1, output: 5}EXTRA}\n"
+             f"  bronze: {{command: {quoted(fake('honest'))}, price: {{input: 1, output: 5}}}}\n"
+             "planner: null\nrouting: {rules: [{regex: '^inner', tier: bronze}]}\n"
+             "budget: {max_cost_per_task: 1.0}\n")
+    ws.config(tiers.replace("EXTRA", ""))
+    assert ws.run("run", "nest child inner write c.txt x").returncode == 0
+    code, err = (rec / "nested-exit").read_text().split("\n", 1)
+    assert code == "4" and "set tiers.silver.max_cost_per_call" in err, err
+    ws.config(tiers.replace("EXTRA", ", max_cost_per_call: 0.5"))
+    assert ws.run("run", "nest child2 inner write d.txt x").returncode == 0
+    assert (rec / "nested-exit").read_text().startswith("0")
