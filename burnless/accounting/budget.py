@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,14 +190,25 @@ class Guard:
         """Hold the budget lock around the ledger write of a reserved call, then drop its
         reservation (the call's cost is in the ledger from then on, and in its tree's
         running total)."""
-        if res is None:
+        with self.settling_all([(res, cost)]):
+            yield
+
+    @contextmanager
+    def settling_all(self, calls: Sequence[tuple[Reservation | None, float | None]]
+                     ) -> Iterator[None]:
+        """``settling`` for several calls at once (one lock, one write of the open
+        reservations): the gateway records its calls in batches."""
+        held = [(res, cost) for res, cost in calls if res is not None]
+        if not held:
             yield
             return
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             yield
-            self.add_to_tree(res, cost)
+            for res, cost in held:
+                self.add_to_tree(res, cost)
             open_ = self._load_open()
-            open_.pop(res.id, None)
+            for res, _ in held:
+                open_.pop(res.id, None)
             self._save(open_)
 
     def release(self, res: Reservation | None) -> None:

@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,21 @@ def record_call(
         journal.stage(record.to_dict(), capsule)
     with settling or nullcontext():
         _append(state_dir, record)
+
+
+def record_calls(
+    state_dir: Path,
+    records: Sequence[LedgerRecord],
+    settling: AbstractContextManager[object] | None = None,
+) -> None:
+    """Append the records of several calls that were made in one write: one lock, one fsync
+    (the gateway's group commit, where an fsync per request would serialise every request
+    behind the disk). ``settling`` (``budget.Guard.settling_all``) as for ``record_call``."""
+    if not records:
+        return
+    with settling or nullcontext():
+        check_writable(state_dir)
+        jsonl.append(ledger_path(state_dir), [r.to_dict() for r in records])
 
 
 def record_orphans(state_dir: Path) -> list[LedgerRecord]:

@@ -9,7 +9,8 @@
 A provider request goes through the same steps as a ``run`` turn, in a straight line: read it
 (size and time bounded) → find its session → policy reads its text → route (routing.py) →
 for each candidate tier: breaker, key, response cache, budget reservation, masks, one upstream
-attempt (upstream.py) → relay the answer → settle the attempt's ledger record → pin the session.
+attempt (upstream.py) → relay the answer → settle the attempt's ledger record (recorder.py,
+in batches) → pin the session.
 Every core call goes through ``core``.
 
 Slow clients cannot starve the server: there are no handler slots to hold (asyncio), a client
@@ -48,6 +49,7 @@ from burnless.gateway.protocols import (
     RequestInfo,
     inspect,
 )
+from burnless.gateway.recorder import Recorder
 from burnless.gateway.routing import EXECUTION, NoRoute, Sessions, choose, served_models
 from burnless.gateway.upstream import VIA, Pool
 from burnless.vocab import RefusedBy, Role
@@ -66,6 +68,7 @@ class Gateway:
         self.masker = Masker(cfg)
         self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
         self.guard = core.make_guard(cfg)
+        self.recorder = Recorder(self.guard)
         self.breaker = core.make_breaker(cfg)
         self.pool = Pool(cfg.gateway.connect_timeout)
         self.live = core.metrics_source(cfg.state_dir)
@@ -80,6 +83,7 @@ class Gateway:
         return app
 
     async def _close(self, app: web.Application) -> None:
+        await self.recorder.drain()
         await self.pool.close()
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:

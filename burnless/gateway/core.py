@@ -30,12 +30,13 @@ from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 __all__ = [
-    "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation", "Tokens",
-    "account", "allows", "example_for", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
-    "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
-    "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
-    "next_rungs", "record_refusal", "release", "reserve", "retry_after",
-    "rule_for", "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
+    "Breaker", "BudgetExceeded", "Guard", "LedgerRecord", "Live", "Policy", "Reservation",
+    "Tokens", "account", "allows", "breaker_open", "breaker_record", "breaker_streak", "cache_get",
+    "cache_key", "cache_put", "estimate", "example_for", "make_breaker", "make_guard",
+    "make_policy", "make_record", "mask", "mask_if_secret", "metrics_source", "metrics_text",
+    "new_run_id", "new_task_id", "next_rungs", "record_refusal", "release", "reserve",
+    "retry_after", "rule_for", "sensitivity", "settle", "settle_all", "stats_body",
+    "upstream_base_url", "upstream_key",
 ]
 
 MIN_SECRET = 8  # redact.MIN_SECRET_VALUE: shorter literal values would mask ordinary words
@@ -119,6 +120,10 @@ def breaker_open(breaker: Breaker, tier: str) -> str | None:
     return breaker.open_reason(tier)
 
 
+def breaker_streak(breaker: Breaker, tier: str) -> int:
+    return breaker.streak(tier)
+
+
 def breaker_record(breaker: Breaker, tier: str, failed: bool) -> None:
     breaker.record(tier, failed)
 
@@ -153,6 +158,14 @@ def settle(guard: Guard, reservation: Reservation | None, record: LedgerRecord) 
     """Append the attempt's ledger record, settling its reservation (ledger.record_call, as
     for ``run``)."""
     ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd))
+
+
+def settle_all(guard: Guard, calls: Sequence[tuple[Reservation | None, LedgerRecord]]) -> None:
+    """``settle`` for several attempts in one ledger write (ledger.record_calls): one lock and
+    one fsync for all of them."""
+    records = [record for _, record in calls]
+    ledger.record_calls(guard.state_dir, records, guard.settling_all(
+        [(res, record.cost_usd) for res, record in calls]))
 
 
 def release(guard: Guard, reservation: Reservation | None) -> None:
