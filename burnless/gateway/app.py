@@ -247,7 +247,9 @@ def _caller(request: web.Request, info: RequestInfo) -> Caller:
                              "leading dot)")
         session = explicit
     else:
-        found = h.get("x-claude-code-session-id") or info.session
+        # The client's own session: Claude Code's header (or its metadata.user_id), Codex's
+        # ``session-id`` header (the thread id, kept by ``codex exec resume``).
+        found = h.get("x-claude-code-session-id") or info.session or h.get("session-id")
         session = found if found and SESSION_ID.fullmatch(found) else None
     labels = tuple(x.strip() for v in h.getall("x-burnless-label", ())
                    for x in v.split(",") if x.strip())
