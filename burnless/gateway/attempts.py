@@ -149,7 +149,8 @@ class _Settle:
             duration_s=time.monotonic() - self.started, route=self.route,
             redactions=self.redactions, client=att.caller.client,
             reason=core.mask_if_secret(gw.masker.policy, reason) if reason else "")
-        written = gw.recorder.record(self.reservation, record)
+        written = gw.recorder.record(self.reservation, record,
+                                     wait=self.reservation is not None)
         if self.reservation is not None:
             # A budgeted request returns once its real cost is settled, so the session's
             # next request is checked against it rather than against the reservation.
