@@ -77,8 +77,8 @@ def test_a_budgeted_request_settles_before_the_next_one_on_its_connection(
     assert sum(r["cost_usd"] for r in got) < 0.025
 
 
-def test_a_stopping_server_writes_its_pending_records_first(ws: Workspace, gateway: Start,
-                                                            fakes: object) -> None:  # noqa: F811
+def test_a_stopping_server_writes_its_pending_records_first(  # noqa: F811
+        ws: Workspace, gateway: Start, fakes: object) -> None:  # noqa: F811
     fake = fakes()  # type: ignore[operator]
     srv = gateway(tiers_on(fake))
     client = ant(srv)
