@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,17 +380,29 @@ class Guard:
         """Hold the budget lock around the ledger write of a reserved call, then drop its
         reservation (the call's cost is in the ledger from then on, and in its tree's
         running total)."""
-        if res is None:
+        with self.settling_all([(res, cost)]):
+            yield
+
+    @contextmanager
+    def settling_all(self, calls: Sequence[tuple[Reservation | None, float | None]]
+                     ) -> Iterator[None]:
+        """``settling`` for several calls at once (one lock, one write of the open
+        reservations): the gateway records its calls in batches."""
+        held = [(res, cost) for res, cost in calls if res is not None]
+        if not held:
             yield
             return
         with self._locked():
             yield
-            self.add_to_tree(res, cost)
+            for res, cost in held:
+                self.add_to_tree(res, cost)
             open_ = self._load_open()
-            open_.pop(res.id, None)
+            for res, _ in held:
+                open_.pop(res.id, None)
             self._save(open_)
             if self._user is not None:
-                self._user.drop(res.id)
+                for res, _ in held:
+                    self._user.drop(res.id)
 
     def release(self, res: Reservation | None) -> None:
         if res is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,34 @@ def record_call(
                 journal.stage(data, capsule, None)  # kept anyway, with no offset
             raise
     _span(record, tier_settings)
+
+
+def record_calls(
+    state_dir: Path,
+    records: Sequence[LedgerRecord],
+    settling: AbstractContextManager[object] | None = None,
+    *,
+    user_dir: Path | None = None,
+    tier_settings: Sequence[Tier | None] = (),
+) -> None:
+    """Append the records of several calls that were made in one write: one lock, one fsync
+    (the gateway's group commit, where an fsync per request would serialise every request
+    behind the disk), and their copies to ``user_dir``'s ledger. ``settling``
+    (``budget.Guard.settling_all``) as for ``record_call``; ``tier_settings``: each record's
+    tier configuration, for its span."""
+    if not records:
+        return
+    lines = [r.to_dict() for r in records]
+    with settling or nullcontext():
+        check_writable(state_dir)
+        if user_dir is not None:
+            check_writable(user_dir)
+        jsonl.append(ledger_path(state_dir), lines)
+        if user_dir is not None:
+            jsonl.append(ledger_path(user_dir),
+                         [{**line, "workspace": str(state_dir.parent)} for line in lines])
+    for i, record in enumerate(records):
+        _span(record, tier_settings[i] if i < len(tier_settings) else None)
 
 
 def record_orphans(

@@ -8,6 +8,7 @@ failed over, budgeted and metered by pointing one environment variable at it (SP
     routing    which tier serves a request; sessions pinned to their tiers
     upstream   pooled upstream clients, one attempt, relaying JSON and streams
     masking    policy on request bodies; masks put back in answers
+    recorder   the ledger records of the attempts, written in batches (one fsync for many)
     core       the one door into burnless's core (routing, policy, budget, ledger, breaker,
                pricing, response cache, metrics)
 

@@ -10,7 +10,8 @@ A provider request goes through the same steps as a ``run`` turn, in a straight 
 virtual key when keys exist (keys.py) → read it (size and time bounded) → find its session →
 policy reads its text → route (routing.py) → the key's allowed tiers →
 for each candidate tier: breaker, key, response cache, budget reservation, masks, one upstream
-attempt (upstream.py) → relay the answer → settle the attempt's ledger record → pin the session.
+attempt (upstream.py) → relay the answer → settle the attempt's ledger record (recorder.py,
+in batches) → pin the session.
 Every core call goes through ``core``.
 
 Slow clients cannot starve the server: there are no handler slots to hold (asyncio), a client
@@ -51,6 +52,7 @@ from burnless.gateway.protocols import (
     RequestInfo,
     inspect,
 )
+from burnless.gateway.recorder import Recorder
 from burnless.gateway.routing import EXECUTION, NoRoute, Sessions, choose, served_models
 from burnless.gateway.upstream import VIA, Pool
 from burnless.vocab import RefusedBy, Role
@@ -73,6 +75,7 @@ class Gateway:
         self.masker = Masker(cfg)
         self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
         self.guard = core.make_guard(cfg)
+        self.recorder = Recorder(self.guard)
         self.breaker = core.make_breaker(cfg)
         self.pool = Pool(cfg.gateway.connect_timeout)
         self.live = core.metrics_source(cfg)
@@ -87,6 +90,7 @@ class Gateway:
         return app
 
     async def _close(self, app: web.Application) -> None:
+        await self.recorder.drain()
         await self.pool.close()
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -305,7 +309,9 @@ def _caller(request: web.Request, info: RequestInfo, key: VirtualKey | None = No
                              "leading dot)")
         session = explicit
     else:
-        found = h.get("x-claude-code-session-id") or info.session
+        # The client's own session: Claude Code's header (or its metadata.user_id), Codex's
+        # ``session-id`` header (the thread id, kept by ``codex exec resume``).
+        found = h.get("x-claude-code-session-id") or info.session or h.get("session-id")
         session = found if found and SESSION_ID.fullmatch(found) else None
     labels = tuple(x.strip() for v in h.getall("x-burnless-label", ())
                    for x in v.split(",") if x.strip())

@@ -7,8 +7,9 @@ ledger record settling the reservation. A failure before the first byte moves to
 candidate; a ``retry-after`` within ``gateway.max_retry_wait`` is waited for when no one else
 can serve. The session's pin follows the tier that served.
 
-Blocking core calls (ledger, budget, breaker, cache files) run in threads; the ones that record
-money finish even when the client hangs up meanwhile (``durable``).
+Blocking core calls (budget, breaker, cache files) run in threads; the ones that record money
+finish even when the client hangs up meanwhile (``durable``). Ledger records go to the
+gateway's recorder, which writes them in batches and is not cancelled with a request.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ async def durable(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
 
 async def reserve(guard: core.Guard, **kw: Any) -> core.Reservation | None:
     """``core.reserve`` in a thread; a reservation made for a request cancelled meanwhile is
-    released, never left open against the budget."""
+    released, never left open against the budget. Without budgets (the workspace's, or the
+    request's virtual key's) there is nothing to reserve and no thread to wait for."""
+    key: core.KeyLimits | None = kw.get("key")
+    if not guard.active and not (key is not None and key.limited):
+        return None
     loop = asyncio.get_running_loop()
     fut = asyncio.ensure_future(asyncio.to_thread(core.reserve, guard, **kw))
     try:
@@ -152,11 +157,15 @@ class _Settle:
             duration_s=time.monotonic() - self.started, route=self.route,
             redactions=self.redactions, client=att.caller.client, key=att.caller.key_name,
             reason=core.mask_if_secret(gw.masker.policy, reason) if reason else "")
-        try:
-            await durable(core.settle, gw.guard, self.reservation, record)
-        except OSError as exc:  # a full disk, a read-only ledger: the answer has gone out
-            log.warning("could not record a %s call on tier %s in the ledger (%s); its "
-                        "budget reservation stays open", status, self.name, exc)
+        written = gw.recorder.record(self.reservation, record,
+                                     wait=self.reservation is not None)
+        if self.reservation is not None:
+            # A budgeted request returns once its real cost is settled, so the session's
+            # next request is checked against it rather than against the reservation.
+            try:
+                await asyncio.shield(written)
+            except Exception:
+                pass  # the recorder logged it; the answer has gone out
 
 
 class Attempts:
@@ -340,7 +349,10 @@ class Attempts:
             status = "failed"
         await settle(status, relayed.usage, reason, unbilled=relayed.status != 200)
         if relayed.status == 200 and not relayed.client_gone:
-            await durable(core.breaker_record, self.gw.breaker, name, bool(relayed.error))
+            # A success only resets a failure streak; the usual one has none (a small file
+            # read here, as breaker_open's) and needs no thread.
+            if relayed.error or core.breaker_streak(self.gw.breaker, name):
+                await durable(core.breaker_record, self.gw.breaker, name, bool(relayed.error))
         if cache_key and status == "ok" and relayed.body is not None:
             await self._store(cache_key, relayed, model)
         return resp
@@ -400,7 +412,7 @@ class Attempts:
             tokens=core.Tokens(), cost_usd=0.0, cost_source="priced",
             duration_s=time.monotonic() - started, route=route, redactions=0,
             client=self.caller.client, cached=True, key=self.caller.key_name)
-        await durable(core.settle, self.gw.guard, None, record)
+        self.gw.recorder.record(None, record)
         return resp
 
     async def _store(self, key: str, relayed: Relayed, model: str | None) -> None:

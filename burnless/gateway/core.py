@@ -29,12 +29,13 @@ from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 __all__ = [
-    "BudgetExceeded", "Breaker", "Guard", "KeyLimits", "LedgerRecord", "Live", "Policy",
-    "Reservation", "Tokens", "account", "allows", "example_for", "breaker_open", "breaker_record",
-    "cache_get", "cache_key", "cache_put", "estimate", "make_breaker", "make_guard", "make_policy",
-    "make_record", "mask", "mask_if_secret", "metrics_source", "metrics_text", "new_run_id",
-    "new_task_id", "next_rungs", "record_refusal", "release", "reserve", "retry_after", "rule_for",
-    "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
+    "Breaker", "BudgetExceeded", "Guard", "KeyLimits", "LedgerRecord", "Live", "Policy",
+    "Reservation", "Tokens", "account", "allows", "breaker_open", "breaker_record",
+    "breaker_streak", "cache_get", "cache_key", "cache_put", "estimate", "example_for",
+    "make_breaker", "make_guard", "make_policy", "make_record", "mask", "mask_if_secret",
+    "metrics_source", "metrics_text", "new_run_id", "new_task_id", "next_rungs",
+    "record_refusal", "release", "reserve", "retry_after", "rule_for", "sensitivity", "settle",
+    "settle_all", "stats_body", "upstream_base_url", "upstream_key",
 ]
 
 MIN_SECRET = 8  # redact.MIN_SECRET_VALUE: shorter literal values would mask ordinary words
@@ -118,6 +119,10 @@ def breaker_open(breaker: Breaker, tier: str) -> str | None:
     return breaker.open_reason(tier)
 
 
+def breaker_streak(breaker: Breaker, tier: str) -> int:
+    return breaker.streak(tier)
+
+
 def breaker_record(breaker: Breaker, tier: str, failed: bool) -> None:
     breaker.record(tier, failed)
 
@@ -154,7 +159,18 @@ def settle(guard: Guard, reservation: Reservation | None, record: LedgerRecord) 
     """Append the attempt's ledger record, settling its reservation (ledger.record_call, as
     for ``run``)."""
     ledger.record_call(guard.state_dir, record, guard.settling(reservation, record.cost_usd),
-                       tier_settings=guard.cfg.tiers.get(record.tier))
+                       user_dir=guard.cfg.user_dir, tier_settings=guard.cfg.tiers.get(record.tier))
+
+
+def settle_all(guard: Guard, calls: Sequence[tuple[Reservation | None, LedgerRecord]]) -> None:
+    """``settle`` for several attempts in one ledger write (ledger.record_calls): one lock and
+    one fsync for all of them."""
+    records = [record for _, record in calls]
+    ledger.record_calls(
+        guard.state_dir, records,
+        guard.settling_all([(res, record.cost_usd) for res, record in calls]),
+        user_dir=guard.cfg.user_dir,
+        tier_settings=[guard.cfg.tiers.get(record.tier) for record in records])
 
 
 def release(guard: Guard, reservation: Reservation | None) -> None:
@@ -167,7 +183,7 @@ def record_refusal(cfg: Config, record: LedgerRecord) -> None:
         cfg.state_dir, session=record.session, role=record.role, tier=record.tier,
         model=record.model, reason=record.reason, refused_by=record.refused_by or "policy",
         task_id=record.task_id, route=record.route, client=record.client, key=record.key,
-        tier_settings=cfg.tiers.get(record.tier))
+        user_dir=cfg.user_dir, tier_settings=cfg.tiers.get(record.tier))
 
 
 def estimate(n_bytes: int) -> int:

@@ -222,17 +222,22 @@ def anthropic_usage(u: Mapping[str, Any], was: Tokens | None = None) -> tuple[To
 
 def openai_usage(u: Mapping[str, Any]) -> Tokens:
     """Chat Completions (``prompt_tokens``) or Responses (``input_tokens``) usage, with the
-    cached tokens taken out of the input (SPEC section 9)."""
+    cached tokens taken out of the input (SPEC section 9), and the cache writes too: from the
+    GPT-5.6 family on, OpenAI bills them (``cache_write_tokens``, included in the input
+    figure) at their own rate, as Codex reports them."""
     if "input_tokens" in u:
         total, out, details = u.get("input_tokens"), u.get("output_tokens"), u.get(
             "input_tokens_details")
     else:
         total, out, details = u.get("prompt_tokens"), u.get("completion_tokens"), u.get(
             "prompt_tokens_details")
-    cached = _num(details.get("cached_tokens")) if isinstance(details, Mapping) else 0
     prompt = _num(total)
-    cached = min(cached, prompt)
-    return Tokens(input=prompt - cached, output=_num(out), cache_read=cached)
+    cached = written = 0
+    if isinstance(details, Mapping):
+        cached = min(_num(details.get("cached_tokens")), prompt)
+        written = min(_num(details.get("cache_write_tokens")), prompt - cached)
+    return Tokens(input=prompt - cached - written, output=_num(out), cache_read=cached,
+                  cache_write=written)
 
 
 def usage_from_json(endpoint: Endpoint, body: object) -> Usage:

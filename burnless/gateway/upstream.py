@@ -233,16 +233,23 @@ async def relay_json(request: web.Request, endpoint: Endpoint, status: int,
     hdrs = response_headers(headers)
     hdrs["content-type"] = next((v for k, v in headers.items() if k.lower() == "content-type"),
                                 "application/json")
-    resp = web.StreamResponse(status=status, headers=hdrs)
-    resp.content_length = len(out)
+    # A Response (not a StreamResponse) sends its headers and body in one write: one packet
+    # and one wake-up of the client instead of two.
+    resp = web.Response(status=status, headers=hdrs, body=out)
     relayed = Relayed(usage, status, stream=False, body=raw)
     try:
         await resp.prepare(request)
-        await resp.write(out)
         await resp.write_eof()
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         relayed.client_gone = True
     return resp, relayed
+
+
+class _EventStream(web.StreamResponse):
+    """An SSE answer whose headers go out with its first event (aiohttp sends a stream's
+    headers on their own by default): the client's first read has the first event."""
+
+    _send_headers_immediately = False
 
 
 @dataclass
@@ -266,7 +273,7 @@ async def relay_stream(request: web.Request, endpoint: Endpoint, headers: Mappin
     hdrs["content-type"] = next((v for k, v in headers.items() if k.lower() == "content-type"),
                                 "text/event-stream; charset=utf-8")
     hdrs["cache-control"] = "no-cache"
-    resp = web.StreamResponse(status=200, headers=hdrs)
+    resp = _EventStream(status=200, headers=hdrs)
     usage = relayed.usage
     reader = SSEReader()
     state = _StreamState(endpoint, rewrite, usage)

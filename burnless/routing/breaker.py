@@ -51,6 +51,10 @@ class Breaker:
                     f"skipped until {until} UTC")
         return None
 
+    def streak(self, tier: str) -> int:
+        """The tier's failures in a row (0: a success has nothing to reset)."""
+        return int(self._load().get(tier, {}).get("streak", 0))
+
     def record(self, tier: str, failed: bool) -> None:
         if not failed and not self._load().get(tier, {}).get("streak"):
             return  # the usual success: nothing to reset, so no lock and no write

@@ -10,7 +10,7 @@ Modes (the server's ``mode`` for its first ``times`` requests, or a request's ``
 header): ``ok``, ``tool``, a status (``429``, ``503``, ``529``...: an error answer in the
 protocol's shape, with ``retry-after`` when set), ``garbage`` (a 200 event stream of junk),
 ``cut`` (a stream that stops after its first delta, connection closed), ``slow`` (``delay``
-seconds before the headers), ``drip`` (a long stream, one delta every ``drip`` seconds),
+seconds before the headers), ``drip`` (a long stream, ``drips`` deltas ``drip`` seconds apart),
 ``close`` (the connection closed without an answer), ``greedy`` (an Anthropic JSON answer that
 bills the worst case: every prompt byte / 4 as input, the whole ``max_tokens`` as output).
 
@@ -53,6 +53,7 @@ class FakeUpstream:
     retry_after: str | None = None
     delay: float = 0.0
     drip: float = 0.05
+    drips: int = 2000  # deltas a drip stream sends
     chunk: int = 7
     requests: list[Seen] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -196,9 +197,10 @@ class FakeUpstream:
             if mode == "drip":
                 head, body_events = events[:2], events[2:]
                 await resp.write(b"".join(head))
-                for _ in range(2000):
+                for _ in range(self.drips):
                     await asyncio.sleep(self.drip)
                     await resp.write(body_events[0])
+                events = body_events  # then the rest, the end of the answer
             for e in events:
                 await resp.write(e)
             await resp.write_eof()
