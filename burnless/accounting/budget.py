@@ -5,6 +5,11 @@ limit against settled spend (from the ledger index) plus the open reservations o
 and is recorded in ``.burnless/reservations.json``. ``settling`` holds the same lock while the
 ledger appends the call's record and drops the reservation as it lets go, so parallel runs can
 never overspend and no run sees a call's cost twice or not at all.
+
+With a shared backend (``state.backend: redis://...``) the same limits are checked against the
+team's totals on the server instead, and the reservation is held there: check and hold are one
+script (``burnless.state``), settling is part of the script that copies the call's record. A
+server that cannot be reached refuses every budgeted call.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +31,9 @@ from burnless.errors import BudgetExceeded
 from burnless.runs import alive, start_ticks
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import file_lock
+
+if TYPE_CHECKING:
+    from burnless.state import SharedState
 
 LOCK_TIMEOUT = 120.0
 
@@ -37,6 +45,7 @@ class Reservation:
     day: str
     amount: float  # USD reserved: the most the call may cost (its ceiling)
     tree: str = ""  # the delegation tree's root task, when max_cost_per_task covers one
+    handle: str = ""  # the reservation as a shared state server knows it ("": local)
 
 
 def ceiling(tier: Tier, prompt_tokens: int, remaining: float | None) -> float | None:
@@ -82,6 +91,11 @@ class Guard:
         self._lock_path = self.state_dir / "budget.lock"
         self._path = self.state_dir / "reservations.json"
         ledger.check_writable(self.state_dir)  # before anything is dispatched
+        self.shared: SharedState | None = None
+        if cfg.state.shared:
+            from burnless.state import shared
+
+            self.shared = shared(cfg)
 
     def reserve(
         self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float,
@@ -100,6 +114,9 @@ class Guard:
                 f"cannot be enforced; set tiers.{tier.name}.price in {self.cfg.path}"
             )
         day = today()
+        if self.shared is not None:
+            return self._reserve_shared(session=session, tier=tier, prompt_tokens=prompt_tokens,
+                                        task_spent=task_spent, tree=tree, day=day)
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
         with file_lock(self._lock_path, LOCK_TIMEOUT):
@@ -127,12 +144,7 @@ class Guard:
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
-                    raise BudgetExceeded(
-                        f"budget.max_calls_per_session = {b.max_calls_per_session}: session "
-                        f"{session!r} has made {spend.session_calls} calls"
-                        + (f" (+{calls_open} in flight)" if calls_open else "")
-                        + "; nothing was dispatched"
-                    )
+                    raise self._too_many_calls(session, spend.session_calls, calls_open)
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
                               tree if b.max_cost_per_task is not None else "")
             open_[res.id] = {
@@ -141,6 +153,59 @@ class Guard:
             }
             self._save(open_)
         return res
+
+    def _too_many_calls(self, session: str, calls: int, calls_open: int) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"budget.max_calls_per_session = {self.limits.max_calls_per_session}: session "
+            f"{session!r} has made {calls} calls"
+            + (f" (+{calls_open} in flight)" if calls_open else "")
+            + "; nothing was dispatched"
+        )
+
+    def _reserve_shared(self, *, session: str, tier: Tier, prompt_tokens: int,
+                        task_spent: float, tree: str, day: str) -> Reservation:
+        """``reserve`` against the team's totals: the limits are checked and the ceiling held
+        in one script on the server. The same scopes as the local check, in the same order."""
+        from burnless.state import Denial, Scope, Unreachable
+
+        assert self.shared is not None
+        b = self.limits
+        # A dead run's calls are charged first: their `lost` records reach the server (with
+        # their cost) as they reach the ledger.
+        ledger.record_orphans(self.state_dir)
+        tree = tree if b.max_cost_per_task is not None else ""
+        scopes = [
+            (Scope(b.max_cost_per_task, "tree" if tree else "run", 0.0 if tree else task_spent),
+             "max_cost_per_task", f"the task tree {tree}" if tree else "this run"),
+            (Scope(b.max_cost_per_session, "session"), "max_cost_per_session",
+             f"session {session!r}"),
+            (Scope(b.max_cost_per_day, "day"), "max_cost_per_day", f"day {day} (UTC)"),
+        ]
+        worst = worst_case(tier, prompt_tokens)
+        grow = tier.agent_loop and tier.max_cost_per_call is None and worst is not None
+        ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
+        try:
+            out = self.shared.reserve(
+                [s for s, _, _ in scopes], session=session, tree=tree,
+                fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
+                max_calls=b.max_calls_per_session, ttl=ttl, day=day)
+        except Unreachable as exc:
+            names = [f"budget.{f}" for f in ("max_cost_per_task", "max_cost_per_session",
+                                              "max_cost_per_day", "max_calls_per_session")
+                     if getattr(b, f) is not None]
+            raise BudgetExceeded(
+                f"{', '.join(names)} cannot be checked: {exc}; a shared budget is not "
+                "enforced by guessing, so nothing was dispatched") from None
+        if isinstance(out, Denial):
+            if out.scope < 0:
+                raise self._too_many_calls(session, out.calls, out.calls_open)
+            scope, name, label = scopes[out.scope]
+            self._check(scope.limit, name, out.spent, out.held, out.amount, label)
+            # Rounding aside, the server's word holds.
+            raise BudgetExceeded(f"budget.{name} = ${scope.limit or 0:.4f}: {label} is at its "
+                                 "limit; nothing was dispatched")
+        return Reservation(out.handle.split("|")[0], session, day, out.amount, tree,
+                           handle=out.handle)
 
     def _tree_path(self, tree: str) -> Path:
         return self.state_dir / "cache" / "trees" / f"{tree}.json"
@@ -166,6 +231,9 @@ class Guard:
 
     def forget_tree(self, tree: str) -> None:
         """The root run ended: its tree's running total is no longer needed."""
+        if self.shared is not None:
+            self.shared.forget_tree(tree)
+            return
         try:
             os.unlink(self._tree_path(tree))
         except OSError:
@@ -193,6 +261,10 @@ class Guard:
         if res is None:
             yield
             return
+        if self.shared is not None:
+            with self.shared.settling(res):
+                yield
+            return
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             yield
             self.add_to_tree(res, cost)
@@ -202,6 +274,9 @@ class Guard:
 
     def release(self, res: Reservation | None) -> None:
         if res is None:
+            return
+        if self.shared is not None:
+            self.shared.release(res)
             return
         with file_lock(self._lock_path, LOCK_TIMEOUT):
             open_ = self._load_open()

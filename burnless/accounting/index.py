@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -501,3 +501,19 @@ def spend_in(cells: Cells, sessions: Cells, *, session: str, day: str) -> Spend:
         if key[DAY] == day and is_billed(key):
             day_cost += sums[COST]
     return Spend(session_cost, int(calls), day_cost)
+
+
+def tables_of(records: Iterable[dict[str, Any]]) -> Tables:
+    """Cells of records given as mappings (copies read from a shared state server), each read
+    as carefully as a hand-edited ledger line."""
+    tables = Tables()
+    for r in records:
+        (day, fields, refused_by, known), (i, o, cr, cw, cost) = _careful(r)
+        tier, model, role, session, status, audit, cached = fields
+        v: Sums = [1, i, o, cr, cw, cost or 0.0]
+        status, failed = _s(status), audit == "failed"
+        add(tables.cells, (day, _s(tier), _s(model), _s(role), "", status, failed, cached,
+                           _s(refused_by), known), v)
+        add(tables.sessions, (day, "", "", "", _s(session), status, failed, cached, "", known),
+            v)
+    return tables

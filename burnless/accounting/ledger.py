@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ from burnless.storage import jsonl
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 
 LEDGER_NAME = "ledger.jsonl"
+# Where the records appended to a state directory's ledger are also sent: a shared state
+# backend (``burnless.state``) registers its ``copy`` here. Empty with the local backend.
+# Copies never raise: what cannot reach the server waits in its outbox.
+COPIES: dict[Path, Callable[[list[dict[str, Any]]], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -160,13 +165,16 @@ def record_orphan(state_dir: Path, orphan: Orphan) -> LedgerRecord | None:
                                    "(the run that made the call died first)").lstrip("; ")[:300]}
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir), [data])
+    _copy(state_dir, [data])
     return record_from_dict(data)
 
 
 def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
                   eval_job: str) -> None:
     """Copy the records of an evaluation job's own ledger (its worktree's) into this one,
-    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend."""
+    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend. They
+    are not copied to a shared state server: the job's own runs (its workspace has the
+    project's ``state`` settings) sent them there already."""
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir),
                  [{**r, "eval": eval_id, "eval_job": eval_job} for r in records])
@@ -255,7 +263,15 @@ def record_refusal(
 
 def _append(state_dir: Path, record: LedgerRecord) -> None:
     check_writable(state_dir)
-    jsonl.append(ledger_path(state_dir), [record.to_dict()])
+    data = record.to_dict()
+    jsonl.append(ledger_path(state_dir), [data])
+    _copy(state_dir, [data])
+
+
+def _copy(state_dir: Path, records: list[dict[str, Any]]) -> None:
+    send = COPIES.get(state_dir)
+    if send is not None:
+        send(records)
 
 
 def check_writable(state_dir: Path, *, probe: bool = False) -> None:

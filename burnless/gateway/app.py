@@ -64,11 +64,14 @@ class Gateway:
         self.cfg = cfg
         self.environ = dict(os.environ if environ is None else environ)
         self.masker = Masker(cfg)
-        self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
+        # A shared backend first: the ledger copies every record from the first one on.
+        shared = core.shared_state(cfg)
+        self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions,
+                                 shared=shared)
         self.guard = core.make_guard(cfg)
         self.breaker = core.make_breaker(cfg)
         self.pool = Pool(cfg.gateway.connect_timeout)
-        self.live = core.metrics_source(cfg.state_dir)
+        self.live = core.metrics_source(cfg)
         self.cooling: dict[str, float] = {}  # tier -> monotonic time its retry-after ends
 
     # ------------------------------------------------------------------ the aiohttp app
@@ -157,7 +160,10 @@ class Gateway:
         except BadRequest as exc:
             return error_response(api, 400, str(exc))
         key = caller.session
-        state = self.sessions.get(key) if key else None
+        state = None
+        if key:  # a pin on a shared server is a network round trip: not on the event loop
+            state = (await asyncio.to_thread(self.sessions.get, key) if self.sessions.remote
+                     else self.sessions.get(key))
         sensitive = self.masker.sensitivity(endpoint, body, caller.labels)
         if state is not None and state.sensitive and not sensitive:
             sensitive = ("the session's earlier requests were sensitive",)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -29,16 +29,34 @@ from burnless.routing.breaker import Breaker
 from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
+if TYPE_CHECKING:
+    from burnless.state import SharedState
+    from burnless.state.report import SharedLive
+
 __all__ = [
     "BudgetExceeded", "Breaker", "Guard", "LedgerRecord", "Live", "Policy", "Reservation", "Tokens",
-    "account", "allows", "example_for", "breaker_open", "breaker_record", "cache_get", "cache_key", "cache_put",
+    "account", "allows", "example_for", "breaker_open", "breaker_record", "cache_get",
+    "cache_key", "cache_put",
     "estimate", "make_breaker", "make_guard", "make_policy", "make_record", "mask",
     "mask_if_secret", "metrics_source", "metrics_text", "new_run_id", "new_task_id",
     "next_rungs", "record_refusal", "release", "reserve", "retry_after",
-    "rule_for", "sensitivity", "settle", "stats_body", "upstream_base_url", "upstream_key",
+    "rule_for", "sensitivity", "settle", "shared_state", "stats_body", "upstream_base_url",
+    "upstream_key",
 ]
 
 MIN_SECRET = 8  # redact.MIN_SECRET_VALUE: shorter literal values would mask ordinary words
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+def shared_state(cfg: Config) -> SharedState | None:
+    """The workspace's shared backend (``state.backend``), None when its state is local."""
+    if not cfg.state.shared:
+        return None
+    from burnless.state import shared
+
+    return shared(cfg)
 
 
 # --------------------------------------------------------------------------- routing
@@ -224,27 +242,37 @@ def cache_key(tier: Tier, role: str, canonical: str) -> str:
 
 
 def cache_get(cfg: Config, key: str) -> tuple[str, str | None] | None:
-    return responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(key)
+    return responses.ResponseCache.of(cfg).get(key)
 
 
 def cache_put(cfg: Config, key: str, text: str, model: str | None) -> None:
-    responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(key, text, model)
+    responses.ResponseCache.of(cfg).put(key, text, model)
 
 
 # --------------------------------------------------------------------------- metrics
 
 
-def metrics_source(state_dir: Path) -> Live:
-    """The server's metrics state: the ledger index, caught up at each scrape."""
-    return Live(state_dir)
+def metrics_source(cfg: Config) -> Live | SharedLive:
+    """The server's metrics state: the ledger index, caught up at each scrape; with a shared
+    backend, the team's records from the server's stream instead."""
+    shared = shared_state(cfg)
+    if shared is not None:
+        from burnless.state.report import SharedLive
+
+        return SharedLive(shared)
+    return Live(cfg.state_dir)
 
 
-def metrics_text(live: Live) -> bytes:
+def metrics_text(live: Live | SharedLive) -> bytes:
     return exposition(live.families()).encode()
 
 
-def stats_body(live: Live) -> bytes:
-    return orjson.dumps(stats(live.families(), live.index), option=orjson.OPT_INDENT_2)
+def stats_body(live: Live | SharedLive) -> bytes:
+    if isinstance(live, Live):
+        body = stats(live.families(), live.index)
+    else:
+        body = live.stats()
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
 
 # --------------------------------------------------------------------------- upstreams
