@@ -660,8 +660,7 @@ def _check_gateway(gw: GatewaySettings, tiers: dict[str, Tier], src: Source) -> 
 
 def _check_state(cfg: Config, src: Source) -> None:
     st = cfg.state
-    if st.backend != "local" and not (st.backend.startswith(STATE_BACKENDS)
-                                      and len(st.backend) > len("unix://")):
+    if st.backend != "local" and not _redis_url(st.backend):
         raise fail(src, ("state", "backend"), f"must be 'local' or a Redis URL (redis://host:"
                    f"port/db, rediss://... for TLS, unix:///path.sock), not {st.shown!r}")
     if not NAMESPACE_RE.fullmatch(st.namespace):
@@ -673,6 +672,23 @@ def _check_state(cfg: Config, src: Source) -> None:
     ttl = cfg.budget.reservation_ttl
     if ttl is not None and ttl <= 0:
         raise fail(src, ("budget", "reservation_ttl"), f"must be > 0 seconds, not {ttl:g}")
+
+
+def _redis_url(url: str) -> bool:
+    """A URL the Redis client can connect to (checked without importing it)."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(STATE_BACKENDS):
+        return False
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018  (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    if u.scheme == "unix":
+        return bool(u.path)
+    db = u.path.lstrip("/")
+    return bool(u.hostname) and (db == "" or db.isdigit())
 
 
 def _not_general(name: str) -> str:

@@ -41,7 +41,7 @@ LOCK_TIMEOUT = 120.0
 @dataclass(frozen=True)
 class Reservation:
     id: str
-    session: str
+    session: str  # with a shared backend: the session's key there (Guard.team_sessions)
     day: str
     amount: float  # USD reserved: the most the call may cost (its ceiling)
     tree: str = ""  # the delegation tree's root task, when max_cost_per_task covers one
@@ -83,6 +83,10 @@ def today() -> str:
 
 
 class Guard:
+    # With a shared backend: the gateway's sessions are the team's (any gateway may serve
+    # one, so their totals are shared), a run's sessions are its workspace's.
+    team_sessions = False
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.limits = cfg.budget
@@ -170,6 +174,7 @@ class Guard:
 
         assert self.shared is not None
         b = self.limits
+        key = self.shared.session_key(session, team=self.team_sessions)
         # A dead run's calls are charged first: their `lost` records reach the server (with
         # their cost) as they reach the ledger.
         ledger.record_orphans(self.state_dir)
@@ -186,7 +191,7 @@ class Guard:
         ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
         try:
             out = self.shared.reserve(
-                [s for s, _, _ in scopes], session=session, tree=tree,
+                [s for s, _, _ in scopes], session=key, tree=tree,
                 fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
                 max_calls=b.max_calls_per_session, ttl=ttl, day=day)
         except Unreachable as exc:
@@ -204,7 +209,7 @@ class Guard:
             # Rounding aside, the server's word holds.
             raise BudgetExceeded(f"budget.{name} = ${scope.limit or 0:.4f}: {label} is at its "
                                  "limit; nothing was dispatched")
-        return Reservation(out.handle.split("|")[0], session, day, out.amount, tree,
+        return Reservation(out.handle.split("|")[0], key, day, out.amount, tree,
                            handle=out.handle)
 
     def _tree_path(self, tree: str) -> Path:

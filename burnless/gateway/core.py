@@ -145,7 +145,9 @@ def breaker_record(breaker: Breaker, tier: str, failed: bool) -> None:
 
 
 def make_guard(cfg: Config) -> Guard:
-    return Guard(cfg)
+    guard = Guard(cfg)
+    guard.team_sessions = True  # a client session may reach any gateway of a shared backend
+    return guard
 
 
 def _priced_tier(tier: Tier, model: str | None, max_output: int | None) -> Tier:

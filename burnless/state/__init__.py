@@ -66,6 +66,10 @@ class SharedState(Protocol):
     shown: str  # the backend, credentials masked, for messages
 
     # budgets (accounting.budget)
+    def session_key(self, session: str, *, team: bool) -> str:
+        """How a session's totals are named on the server: a gateway session is the team's
+        (any gateway may serve it), a run's session is its workspace's."""
+        ...
     def reserve(self, scopes: Sequence[Scope], *, session: str, tree: str, fixed: float,
                 grow: bool, max_calls: int | None, ttl: float, day: str) -> Grant | Denial: ...
     def settling(self, res: Reservation) -> AbstractContextManager[None]: ...
@@ -88,6 +92,8 @@ class SharedState(Protocol):
     def copy(self, records: list[dict[str, Any]]) -> None: ...
     def records(self, since_day: str | None = None, after: str | None = None
                 ) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]: ...
+
+    def close(self) -> None: ...
 
 
 _backends: dict[tuple[str, str, Path], SharedState] = {}
@@ -113,3 +119,15 @@ def shared(cfg: Config) -> SharedState | None:
 
             ledger.COPIES[cfg.state_dir] = found.copy
         return found
+
+
+def reset() -> None:
+    """Forget this process's backends and close their connections (tests; an embedder that
+    reloads its configuration). Their reservations expire unless settled first."""
+    from burnless.accounting import ledger
+
+    with _lock:
+        for (_, _, state_dir), backend in _backends.items():
+            ledger.COPIES.pop(state_dir, None)
+            backend.close()
+        _backends.clear()

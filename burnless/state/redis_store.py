@@ -110,7 +110,16 @@ class RedisState:
         self._held: dict[str, tuple[list[str], int]] = {}  # member -> (its sets, ttl ms)
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._wake = threading.Event()  # something to renew
         self._flushing = threading.Lock()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        with self._held_lock:
+            self._held.clear()
+        self._client.close()
 
     # ------------------------------------------------------------------ the server
 
@@ -163,6 +172,9 @@ class RedisState:
         return self.prefix + ":".join(parts)
 
     # ------------------------------------------------------------------ budgets
+
+    def session_key(self, session: str, *, team: bool) -> str:
+        return session if team else f"{self.origin}/{session}"
 
     def _sets(self, session: str, tree: str) -> list[str]:
         keys = [self._key("open"), self._key("open", "s", session)]
@@ -223,6 +235,7 @@ class RedisState:
     def _hold(self, member: str, keys: list[str], ttl_ms: int) -> None:
         with self._held_lock:
             self._held[member] = (keys, ttl_ms)
+            self._wake.set()
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
                                                  name="burnless-state-renew")
@@ -233,11 +246,17 @@ class RedisState:
             self._held.pop(member, None)
 
     def _renew_loop(self) -> None:
-        while True:
+        while not self._closed.is_set():
             with self._held_lock:
                 held = list(self._held.items())
-            every = min((ttl for _, (_, ttl) in held), default=3000) / 3000
-            time.sleep(max(0.05, every))
+                if not held:
+                    self._wake.clear()
+            if not held:
+                self._wake.wait()
+                continue
+            # Each reservation is pushed on every third of the shortest TTL held.
+            if self._closed.wait(max(0.05, min(ttl for _, (_, ttl) in held) / 3000)):
+                return
             for member, (keys, ttl) in held:
                 with self._held_lock:
                     if member not in self._held:
@@ -260,8 +279,8 @@ class RedisState:
         ops = []
         for i, r in enumerate(records):
             res = pending if i == 0 else None
-            ops.append({"id": uuid.uuid4().hex, "record": r,
-                        "handle": res.handle if res else "", "tree": res.tree if res else ""})
+            ops.append({"id": uuid.uuid4().hex, "record": r, "handle": res.handle if res else "",
+                        "tree": res.tree if res else "", "session": res.session if res else ""})
         sent = 0
         if not self._down():
             try:
@@ -286,7 +305,11 @@ class RedisState:
         from burnless.accounting.index import billed
 
         r = op["record"]
-        session, tree, handle = str(r.get("session") or ""), str(op["tree"]), str(op["handle"])
+        tree, handle = str(op["tree"]), str(op["handle"])
+        # The reservation's session key; else a gateway's record (it names its client) counts
+        # in the team's session, a run's in its workspace's.
+        session = str(op.get("session") or self.session_key(str(r.get("session") or ""),
+                                                            team=bool(r.get("client"))))
         day = str(r.get("ts") or "")[:10]
         cost = r.get("cost_usd")
         cost_n = nano(float(cost)) if isinstance(cost, (int, float)) else 0
@@ -296,7 +319,8 @@ class RedisState:
                 self._key("spent", "t", tree), self._key("applied", str(op["id"]))]
         args = [orjson.dumps(r), self.origin, cost_n,
                 int(billed(r.get("status"), r.get("cached"))), handle, int(bool(tree)),
-                self.retention_ms, KEEP_DAY_MS, KEEP_SESSION_MS, int(dedupe), KEEP_APPLIED_MS]
+                self.retention_ms, KEEP_DAY_MS, KEEP_SESSION_MS, int(dedupe), KEEP_APPLIED_MS,
+                int(bool(r.get("session")))]
         return bool(self._run("record", keys, args))
 
     def _flush(self) -> None:

@@ -99,12 +99,14 @@ return {1, member, amount}
 #       9 applied:<op id>
 # ARGV: 1 record (JSON), 2 origin, 3 cost (nano-USD), 4 billed (1/0), 5 reservation member
 #       ('' none), 6 tree (1/0), 7 retention ms, 8 day total keep ms, 9 session keep ms,
-#       10 dedupe (1/0), 11 applied keep ms
+#       10 dedupe (1/0), 11 applied keep ms, 12 the record has a session (1/0: a gateway
+#       request without one counts in no session's totals)
 RECORD = """
 if ARGV[10] == '1' then
   if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[11]) then return 0 end
 end
 local has_tree = ARGV[6] == '1'
+local in_session = ARGV[12] == '1'
 if ARGV[5] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[5])
   redis.call('ZREM', KEYS[3], ARGV[5])
@@ -113,16 +115,20 @@ end
 if ARGV[4] == '1' then
   if tonumber(ARGV[3]) > 0 then
     redis.call('INCRBY', KEYS[5], ARGV[3])
-    redis.call('INCRBY', KEYS[6], ARGV[3])
+    redis.call('PEXPIRE', KEYS[5], ARGV[8])
+    if in_session then
+      redis.call('INCRBY', KEYS[6], ARGV[3])
+      redis.call('PEXPIRE', KEYS[6], ARGV[9])
+    end
     if has_tree then
       redis.call('INCRBY', KEYS[8], ARGV[3])
       redis.call('PEXPIRE', KEYS[8], ARGV[9])
     end
-    redis.call('PEXPIRE', KEYS[5], ARGV[8])
-    redis.call('PEXPIRE', KEYS[6], ARGV[9])
   end
-  redis.call('INCR', KEYS[7])
-  redis.call('PEXPIRE', KEYS[7], ARGV[9])
+  if in_session then
+    redis.call('INCR', KEYS[7])
+    redis.call('PEXPIRE', KEYS[7], ARGV[9])
+  end
 end
 """ + _NOW_MS + """
 local minid = string.format('%.0f', now - tonumber(ARGV[7]))
