@@ -356,6 +356,7 @@ class RedisState:
         else:
             start = "-"
         key = self._key("ledger")
+        self._do("ping")  # this workspace's outbox reaches the stream before it is read
         while True:
             entries = self._do("xrange", key, start, "+", count=BATCH)
             if not entries:
