@@ -93,6 +93,7 @@ class SharedState(Protocol):
     def records(self, since_day: str | None = None, after: str | None = None
                 ) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]: ...
 
+    def ping(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -113,7 +114,14 @@ def shared(cfg: Config) -> SharedState | None:
         if found is None:
             from burnless.state.redis_store import RedisState
 
-            found = _backends[key] = RedisState(cfg)
+            try:
+                found = _backends[key] = RedisState(cfg)  # imports the client
+            except ImportError as exc:
+                from burnless.errors import UsageError
+
+                raise UsageError(f"state.backend is a Redis server ({st.shown}), but the redis "
+                                 f"client cannot be imported ({exc}): pip install "
+                                 "'burnless[redis]'") from None
             # Every record this workspace's ledger gets from now on is copied to the server.
             from burnless.accounting import ledger
 

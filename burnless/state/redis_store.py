@@ -114,6 +114,9 @@ class RedisState:
         self._wake = threading.Event()  # something to renew
         self._flushing = threading.Lock()
 
+    def ping(self) -> None:
+        self._do("ping")
+
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
@@ -356,7 +359,7 @@ class RedisState:
         else:
             start = "-"
         key = self._key("ledger")
-        self._do("ping")  # this workspace's outbox reaches the stream before it is read
+        self.ping()  # this workspace's outbox reaches the stream before it is read
         while True:
             entries = self._do("xrange", key, start, "+", count=BATCH)
             if not entries:

@@ -129,3 +129,32 @@ def test_usage_shared_needs_a_shared_backend_and_says_when_it_is_down(ws: Worksp
     p = down.run("usage", "--shared")
     assert p.returncode == 1 and "is unreachable" in p.stderr
     assert "burnless usage without --shared" in p.stderr
+
+
+def test_without_the_redis_client_a_redis_backend_says_how_to_install_it(
+        tmp_path: Path) -> None:
+    blocked = tmp_path / "no-redis"
+    (blocked / "redis").mkdir(parents=True)
+    (blocked / "redis" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'redis'\")\n")
+    ws = workspace(tmp_path / "a", "redis://:hunter2@127.0.0.1:1/0",
+                   "budget: {max_cost_per_day: 1}\n")
+    env = {"PYTHONPATH": str(blocked)}
+    p = ws.run("run", "say hi", env=env)
+    assert p.returncode == 2, p.stderr
+    assert ("state.backend is a Redis server (redis://***@127.0.0.1:1/0), but the redis client "
+            "cannot be imported") in p.stderr and "pip install 'burnless[redis]'" in p.stderr
+    assert "Traceback" not in p.stderr and "hunter2" not in p.stderr
+    assert ws.ledger() == []  # nothing dispatched
+    assert ws.run("route", "say hi", env=env).returncode == 0  # routing needs no server
+
+
+def test_doctor_checks_the_shared_state_server(redis_server: RedisServer, tmp_path: Path) -> None:
+    up = workspace(tmp_path / "up", redis_server.url)
+    code, report = up.json("doctor")
+    [check] = [c for c in report["checks"] if c["name"] == "shared state"]
+    assert check["status"] == "ok" and redis_server.url in check["detail"]
+    down = workspace(tmp_path / "down", f"redis://127.0.0.1:{free_port()}/0")
+    code, report = down.json("doctor")
+    [check] = [c for c in report["checks"] if c["name"] == "shared state"]
+    assert code == 1 and check["status"] == "fail" and "is unreachable" in check["detail"]
