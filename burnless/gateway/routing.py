@@ -26,6 +26,7 @@ so every gateway of the team routes a session alike (and in memory while it is u
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -102,6 +103,8 @@ class Sessions:
         self.ttl, self.max, self._clock = ttl, max_sessions, clock
         self._items: OrderedDict[str, SessionState] = OrderedDict()
         self.shared = shared
+        # With a shared backend, get and put run in threads (and fall back to _items).
+        self._lock = threading.Lock()
 
     @property
     def remote(self) -> bool:
@@ -116,13 +119,14 @@ class Sessions:
                 return SessionState.from_dict(data) if data is not None else None
             except Unreachable:
                 pass  # this gateway's own pins, until the server is back
-        state = self._items.get(key)
-        if state is None:
-            return None
-        if self._clock() - state.seen > self.ttl:
-            del self._items[key]
-            return None
-        return state
+        with self._lock:
+            state = self._items.get(key)
+            if state is None:
+                return None
+            if self._clock() - state.seen > self.ttl:
+                del self._items[key]
+                return None
+            return state
 
     def put(self, key: str, state: SessionState) -> None:
         if self.shared is not None:
@@ -134,10 +138,11 @@ class Sessions:
             except Unreachable:
                 pass
         state.seen = self._clock()
-        self._items[key] = state
-        self._items.move_to_end(key)
-        while len(self._items) > self.max:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = state
+            self._items.move_to_end(key)
+            while len(self._items) > self.max:
+                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)
