@@ -153,6 +153,10 @@ class BurnlessAgent:
             self.policy.redactor()  # a damaged redact.key stops the run before anything is sent
         turn = Turn(session, self._task(task, labels), PinBook(session, session.meta()))
         self._guard_nesting(turn)
+        if cfg.state.shared:  # every record from here on (recovered ones too) is copied there
+            from burnless.state import shared
+
+            shared(cfg)
         with session.lock(cfg.session.lock_timeout):
             # Calls a killed run left in flight reach the ledger (and their capsules this
             # session) before anything else is decided: no seq is reused, no spend unseen.

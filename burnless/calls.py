@@ -237,7 +237,7 @@ class Calls:
             return None
         from burnless import response_cache
 
-        hit = response_cache.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(
+        hit = response_cache.ResponseCache.of(cfg).get(
             response_cache.key(tier, role, prompt.text))
         if hit is None:
             return None
@@ -253,7 +253,7 @@ class Calls:
             return
         from burnless import response_cache
 
-        response_cache.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(
+        response_cache.ResponseCache.of(cfg).put(
             response_cache.key(out.tier, role, prompt.text),
             self.policy.mask(out.reply.output.text), out.model)
 

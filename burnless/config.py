@@ -195,6 +195,9 @@ class BudgetSettings:
     max_cost_per_session: float | None = None
     max_cost_per_day: float | None = None
     max_calls_per_session: int | None = None
+    # Seconds a shared reservation (state.backend: redis) outlives a process that stopped
+    # renewing it (it died); None: the tier's timeout + 60 s.
+    reservation_ttl: float | None = None
 
     @property
     def any_cost_limit(self) -> bool:
@@ -232,6 +235,32 @@ class PolicySettings:
 class MetricsSettings:
     host: str = "127.0.0.1"
     port: int = 4356
+
+
+STATE_BACKENDS = ("redis://", "rediss://", "unix://")
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """Where budgets, breakers, pins, the response cache and ledger copies are shared
+    (SPEC 14): ``local`` (files under .burnless/, nothing shared) or a Redis URL."""
+
+    backend: str = "local"  # local | redis://host:port/db | rediss://... | unix:///path.sock
+    namespace: str = "burnless"  # key prefix, so several teams can share one server
+    retention_days: float = 35.0  # ledger copies older than this are trimmed from the stream
+    timeout: float = 2.0  # seconds to connect or answer before the server counts as unreachable
+
+    @property
+    def shared(self) -> bool:
+        return self.backend != "local"
+
+    @property
+    def shown(self) -> str:
+        """The backend as messages show it: credentials in the URL (user info, a password
+        query parameter) are masked."""
+        shown = re.sub(r"://[^/@]*@", "://***@", self.backend)
+        return re.sub(r"(?i)(password=)[^&]*", r"\1***", shown)
 
 
 @dataclass(frozen=True)
@@ -286,6 +315,7 @@ class Config:
     policy: PolicySettings = field(default_factory=PolicySettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    state: StateSettings = field(default_factory=StateSettings)
     path: Path = Path()
     workspace: Path = Path()
     # The limits of $BURNLESS_HOME/config.yaml (``budget`` is already clamped to them), and
@@ -618,6 +648,7 @@ def build_config(
             if t in tier.fallback[:i]:
                 raise fail(src, at, f"names tier {t!r} twice")
     _check_gateway(cfg.gateway, tiers, src)
+    _check_state(cfg, src)
     _check_examples(cfg.routing, tiers, src)
     for i, cmd in enumerate(cfg.audit.verify):
         problem = command_problem(cmd)
@@ -723,6 +754,39 @@ def check_key(name: str, ks: KeySettings, tiers: dict[str, Tier] | None, src: So
         if not LABEL_RE.fullmatch(label):
             raise fail(src, (*where, "labels", str(i)), f"{label!r} is not a label (1-64 "
                        "letters, digits, '_', '.', ':', '/', '-')")
+
+
+def _check_state(cfg: Config, src: Source) -> None:
+    st = cfg.state
+    if st.backend != "local" and not _redis_url(st.backend):
+        raise fail(src, ("state", "backend"), f"must be 'local' or a Redis URL (redis://host:"
+                   f"port/db, rediss://... for TLS, unix:///path.sock), not {st.shown!r}")
+    if not NAMESPACE_RE.fullmatch(st.namespace):
+        raise fail(src, ("state", "namespace"), f"{st.namespace!r} is not a namespace (1 to 64 "
+                   "letters, digits, '_', '-', '.')")
+    for key, value in (("retention_days", st.retention_days), ("timeout", st.timeout)):
+        if value <= 0:
+            raise fail(src, ("state", key), f"must be > 0, not {value:g}")
+    ttl = cfg.budget.reservation_ttl
+    if ttl is not None and ttl <= 0:
+        raise fail(src, ("budget", "reservation_ttl"), f"must be > 0 seconds, not {ttl:g}")
+
+
+def _redis_url(url: str) -> bool:
+    """A URL the Redis client can connect to (checked without importing it)."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(STATE_BACKENDS):
+        return False
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018  (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    if u.scheme == "unix":
+        return bool(u.path)
+    db = u.path.lstrip("/")
+    return bool(u.hostname) and (db == "" or db.isdigit())
 
 
 def _not_general(name: str) -> str:

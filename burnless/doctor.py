@@ -60,8 +60,28 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
     if gemini:
         out.append(_gemini_context(cfg.workspace, gemini))
     out.append(_writable(cfg.state_dir))
+    if cfg.state.shared:
+        out.append(_shared_state(cfg))
     out.extend(_cacheable(cfg))
     return out
+
+
+def _shared_state(cfg: Any) -> dict[str, str]:
+    """Whether the team's state server (``state.backend``) answers."""
+    from burnless.errors import UsageError
+    from burnless.state import Unreachable, shared
+
+    name = "shared state"
+    try:
+        backend = shared(cfg)
+        assert backend is not None
+        backend.ping()
+    except UsageError as exc:
+        return _check(name, "fail", str(exc))
+    except Unreachable as exc:
+        return _check(name, "fail", f"{exc}; budgeted calls are refused until it answers")
+    return _check(name, "ok", f"{backend.shown} (namespace {cfg.state.namespace}): budgets, "
+                              "breakers, pins, the response cache and ledger copies are shared")
 
 
 def _gemini_context(workspace: Any, tiers: list[str]) -> dict[str, str]:

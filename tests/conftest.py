@@ -6,12 +6,15 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.redis_server import RedisServer
 
 # Hypothesis's per-example deadline is wall time: under a parallel run (pytest-xdist) another
 # worker can take the CPU mid-example. Examples are still bounded by max_examples.
@@ -110,3 +113,12 @@ def parse_metrics(text: str) -> Samples:
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own (skipped when it is not installed)."""
+    pytest.importorskip("redis")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -19,6 +19,13 @@ tree under its top-level run has left (its settled spend is kept per tree, under
 A gateway request that carries a virtual key (``gateway.keys``) is checked against that key's
 own limits too (``KeyLimits``), in the same reservation under the same lock: its reservations
 are tagged with the key's name, its settled spend is read from the ledger's ``key`` field.
+
+With a shared backend (``state.backend: redis://...``) the same limits are checked against the
+team's totals on the server instead, and the reservation is held there: check and hold are one
+script (``burnless.state``), settling is part of the script that copies the call's record. A
+server that cannot be reached refuses every budgeted call. A virtual key's own limits and the
+user's limits across projects are not kept on the server yet: with a shared backend, a call
+they would cover is refused with a message saying so (never let through unchecked).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -41,17 +48,21 @@ from burnless.runs import alive, start_ticks
 from burnless.storage.atomic import open_regular, write_atomic
 from burnless.storage.locks import file_lock
 
+if TYPE_CHECKING:
+    from burnless.state import SharedState
+
 LOCK_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
 class Reservation:
     id: str
-    session: str
+    session: str  # with a shared backend: the session's key there (Guard.team_sessions)
     day: str
     amount: float  # USD reserved: the most the call may cost (its ceiling)
     tree: str = ""  # the delegation tree's root task, when max_cost_per_task covers one
     key: str = ""  # the gateway virtual key whose limits it counts against
+    handle: str = ""  # the reservation as a shared state server knows it ("": local)
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,10 @@ def add_to_tree(state_dir: Path, tree: str, cost: float) -> None:
 
 
 class Guard:
+    # With a shared backend: the gateway's sessions are the team's (any gateway may serve
+    # one, so their totals are shared), a run's sessions are its workspace's.
+    team_sessions = False
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.limits = cfg.budget
@@ -194,6 +209,11 @@ class Guard:
         ledger.check_writable(self.state_dir)  # before anything is dispatched
         if cfg.user_dir is not None:  # the user's copy of the ledger
             ledger.check_writable(cfg.user_dir)
+        self.shared: SharedState | None = None
+        if cfg.state.shared:
+            from burnless.state import shared
+
+            self.shared = shared(cfg)
 
     def reserve(
         self, *, session: str, tier: Tier, prompt_tokens: int, task_spent: float,
@@ -216,6 +236,10 @@ class Guard:
             )
         key_name = key.name if key is not None and keyed else ""
         day = today()
+        if self.shared is not None:
+            self._unshared(key_name)
+            return self._reserve_shared(session=session, tier=tier, prompt_tokens=prompt_tokens,
+                                        task_spent=task_spent, tree=tree, day=day)
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
         with self._locked():
@@ -282,13 +306,7 @@ class Guard:
             if b.max_calls_per_session is not None:
                 used = spend.session_calls + calls_open
                 if used + 1 > b.max_calls_per_session:
-                    raise BudgetExceeded(
-                        f"budget.max_calls_per_session = {b.max_calls_per_session}"
-                        f"{self._whose('max_calls_per_session')}: session "
-                        f"{session!r} has made {spend.session_calls} calls"
-                        + (f" (+{calls_open} in flight)" if calls_open else "")
-                        + "; nothing was dispatched"
-                    )
+                    raise self._too_many_calls(session, spend.session_calls, calls_open)
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
                               tree if b.max_cost_per_task is not None else "", key_name)
             entry = {
@@ -304,6 +322,78 @@ class Guard:
                 user_open[res.id] = {**entry, "workspace": str(self.cfg.workspace)}
                 self._user.save(user_open)
         return res
+
+    def _too_many_calls(self, session: str, calls: int, calls_open: int) -> BudgetExceeded:
+        return BudgetExceeded(
+            f"budget.max_calls_per_session = {self.limits.max_calls_per_session}"
+            f"{self._whose('max_calls_per_session')}: session "
+            f"{session!r} has made {calls} calls"
+            + (f" (+{calls_open} in flight)" if calls_open else "")
+            + "; nothing was dispatched"
+        )
+
+    def _unshared(self, key_name: str) -> None:
+        """Refuse, with the reason, a call whose limits the shared backend does not keep."""
+        where = f"state.backend = {self.cfg.state.backend}"
+        if key_name:
+            raise BudgetExceeded(
+                f"key {key_name!r} has its own limits, which are not kept on the shared state "
+                f"server ({where}) yet, so they cannot be enforced across the team; remove the "
+                "key's budget (burnless keys) or the shared backend; nothing was dispatched")
+        if self._user is not None:
+            raise BudgetExceeded(
+                f"budget.max_cost_per_day in {self._user.state_dir / 'config.yaml'} (across every "
+                f"project) is not kept on the shared state server ({where}) yet, so it cannot "
+                "be enforced; set the day limit in the project's config instead; nothing was "
+                "dispatched")
+
+    def _reserve_shared(self, *, session: str, tier: Tier, prompt_tokens: int,
+                        task_spent: float, tree: str, day: str) -> Reservation:
+        """``reserve`` against the team's totals: the limits are checked and the ceiling held
+        in one script on the server. The same scopes as the local check, in the same order."""
+        from burnless.state import Denial, Scope, Unreachable
+
+        assert self.shared is not None
+        b = self.limits
+        key = self.shared.session_key(session, team=self.team_sessions)
+        # A dead run's calls are charged first: their `lost` records reach the server (with
+        # their cost) as they reach the ledger.
+        with self._locked():
+            record_orphans(self.state_dir, self.cfg.user_dir)
+        tree = tree if b.max_cost_per_task is not None else ""
+        scopes = [
+            (Scope(b.max_cost_per_task, "tree" if tree else "run", 0.0 if tree else task_spent),
+             "max_cost_per_task", f"the task tree {tree}" if tree else "this run"),
+            (Scope(b.max_cost_per_session, "session"), "max_cost_per_session",
+             f"session {session!r}"),
+            (Scope(b.max_cost_per_day, "day"), "max_cost_per_day", f"day {day} (UTC)"),
+        ]
+        worst = worst_case(tier, prompt_tokens)
+        grow = tier.agent_loop and tier.max_cost_per_call is None and worst is not None
+        ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
+        try:
+            out = self.shared.reserve(
+                [s for s, _, _ in scopes], session=key, tree=tree,
+                fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
+                max_calls=b.max_calls_per_session, ttl=ttl, day=day)
+        except Unreachable as exc:
+            names = [f"budget.{f}" for f in ("max_cost_per_task", "max_cost_per_session",
+                                              "max_cost_per_day", "max_calls_per_session")
+                     if getattr(b, f) is not None]
+            raise BudgetExceeded(
+                f"{', '.join(names)} cannot be checked: {exc}; a shared budget is not "
+                "enforced by guessing, so nothing was dispatched") from None
+        if isinstance(out, Denial):
+            if out.scope < 0:
+                raise self._too_many_calls(session, out.calls, out.calls_open)
+            scope, name, label = scopes[out.scope]
+            self._check(scope.limit, f"budget.{name}", out.spent, out.held, out.amount, label,
+                        self._whose(name))
+            # Rounding aside, the server's word holds.
+            raise BudgetExceeded(f"budget.{name} = ${scope.limit or 0:.4f}: {label} is at its "
+                                 "limit; nothing was dispatched")
+        return Reservation(out.handle.split("|")[0], key, day, out.amount, tree,
+                           handle=out.handle)
 
     def _check_call_cap(self, tier: Tier, prompt_tokens: int) -> None:
         """max_cost_per_call where it can be enforced before the call: a tier that makes one
@@ -336,6 +426,9 @@ class Guard:
 
     def forget_tree(self, tree: str) -> None:
         """The root run ended: its tree's running total is no longer needed."""
+        if self.shared is not None:
+            self.shared.forget_tree(tree)
+            return
         try:
             os.unlink(_tree_path(self.state_dir, tree))
         except OSError:
@@ -380,6 +473,10 @@ class Guard:
         """Hold the budget lock around the ledger write of a reserved call, then drop its
         reservation (the call's cost is in the ledger from then on, and in its tree's
         running total)."""
+        if res is not None and self.shared is not None:
+            with self.shared.settling(res):
+                yield
+            return
         with self.settling_all([(res, cost)]):
             yield
 
@@ -387,11 +484,14 @@ class Guard:
     def settling_all(self, calls: Sequence[tuple[Reservation | None, float | None]]
                      ) -> Iterator[None]:
         """``settling`` for several calls at once (one lock, one write of the open
-        reservations): the gateway records its calls in batches."""
+        reservations): the gateway records its calls in batches. A shared backend settles
+        one call per ledger write (``settling``): the gateway does not batch then."""
         held = [(res, cost) for res, cost in calls if res is not None]
         if not held:
             yield
             return
+        if self.shared is not None:
+            raise ValueError("settling_all: a shared backend settles one call at a time")
         with self._locked():
             yield
             for res, cost in held:
@@ -406,6 +506,9 @@ class Guard:
 
     def release(self, res: Reservation | None) -> None:
         if res is None:
+            return
+        if self.shared is not None:
+            self.shared.release(res)
             return
         with self._locked():
             self._scope.drop(res.id)

@@ -44,7 +44,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -906,3 +906,55 @@ def spend_for(state_dir: Path, *, session: str, day: str, key: str = "") -> Spen
     """
     with LedgerIndex(state_dir) as idx:
         return idx.spend_now(session=session, day=day, key=key)
+
+
+def tables_of(records: Iterable[dict[str, Any]]) -> Tables:
+    """The rows of records given as mappings (copies read from a shared state server), each
+    read as carefully as a hand-edited ledger line."""
+    raw: dict[Any, list[Any]] = {}
+    for r in records:
+        key, (i, o, cr, cw, cost) = _careful(r)
+        cur = raw.get(key)
+        if cur is None:
+            raw[key] = [1, i, o, cr, cw, cost]
+        else:
+            cur[:] = [cur[0] + 1, cur[1] + i, cur[2] + o, cur[3] + cr, cur[4] + cw, cur[5] + cost]
+    return _fold(raw)[0]
+
+
+class TablesView:
+    """Rows in memory queried as ``LedgerIndex`` is (``grouped``, ``total``), so a report of
+    them (the team's, from a shared state server) is the same projection as a local one."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+
+    def _rows(self, table: str) -> Iterator[tuple[dict[str, str], Sums]]:
+        if table == "cells":
+            for k, v in self.tables.cells.items():
+                yield dict(zip(_CELL_COLUMNS, k, strict=True)), v
+            return
+        if table == "totals":
+            raise ValueError("totals are not kept in memory; group the cells")
+        pairs = self.tables.sessions if table == "sessions" else self.tables.roots
+        for (name, day), v in pairs.items():
+            yield {_TABLES[table][0]: name, "day": day}, v
+
+    def grouped(self, table: str, column: str, first: str | None = None,
+                last: str | None = None) -> list[tuple[str, Sums]]:
+        if table not in _TABLES or column not in _TABLES[table]:
+            raise ValueError(f"no column {column!r} in {table!r}")
+        out: dict[str, Sums] = {}
+        for cols, v in self._rows(table):
+            if first is None or first <= cols["day"] <= (last or cols["day"]):
+                add(out, cols[column], v)
+        return sorted(out.items())
+
+    def total(self, table: str, first: str | None = None, last: str | None = None) -> Sums:
+        out: Sums = [0] * len(STATS)
+        out[COST] = 0.0
+        for cols, v in self._rows(table):
+            if first is None or first <= cols["day"] <= (last or cols["day"]):
+                for j, x in enumerate(v):
+                    out[j] += x
+        return out

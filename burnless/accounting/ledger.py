@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 LEDGER_NAME = "ledger.jsonl"
 _OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# Where the records appended to a state directory's ledger are also sent: a shared state
+# backend (``burnless.state``) registers its ``copy`` here. Empty with the local backend.
+# Copies never raise: what cannot reach the server waits in its outbox.
+COPIES: dict[Path, Callable[[list[dict[str, Any]]], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ def record_call(
                 jsonl.append_unlocked(path, [data])
             if user_dir is not None:
                 jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
+            _copy(state_dir, [data])  # with a shared backend: settles the reservation there
         except OSError:
             if journal is not None and not staged:  # the ledger cannot even be opened:
                 journal.stage(data, capsule, None)  # kept anyway, with no offset
@@ -182,6 +187,7 @@ def record_calls(
         if user_dir is not None:
             check_writable(user_dir)
         jsonl.append(ledger_path(state_dir), lines)
+        _copy(state_dir, lines)
         if user_dir is not None:
             jsonl.append(ledger_path(user_dir),
                          [{**line, "workspace": str(state_dir.parent)} for line in lines])
@@ -237,6 +243,7 @@ def record_orphan(
     if user_dir is not None:
         check_writable(user_dir)
         jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
+    _copy(state_dir, [data])
     record = record_from_dict(data)
     _span(record, None)
     return record
@@ -245,7 +252,9 @@ def record_orphan(
 def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
                   eval_job: str) -> None:
     """Copy the records of an evaluation job's own ledger (its worktree's) into this one,
-    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend."""
+    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend. They
+    are not copied to a shared state server: the job's own runs (its workspace has the
+    project's ``state`` settings) sent them there already."""
     check_writable(state_dir)
     jsonl.append(ledger_path(state_dir),
                  [{**r, "eval": eval_id, "eval_job": eval_job} for r in records])
@@ -383,6 +392,13 @@ def _append(state_dir: Path, record: LedgerRecord, user_dir: Path | None = None)
     jsonl.append(ledger_path(state_dir), [line])
     if user_dir is not None:
         jsonl.append(ledger_path(user_dir), [{**line, "workspace": str(state_dir.parent)}])
+    _copy(state_dir, [line])
+
+
+def _copy(state_dir: Path, records: list[dict[str, Any]]) -> None:
+    send = COPIES.get(state_dir)
+    if send is not None:
+        send(records)
 
 
 def check_writable(state_dir: Path, *, probe: bool = False) -> None:

@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from burnless.accounting.index import LedgerIndex, Sums
+from burnless.accounting.index import LedgerIndex, Sums, TablesView
 from burnless.errors import UsageError
 
 PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
@@ -168,8 +168,8 @@ def report(
 
 
 def from_index(
-    idx: LedgerIndex, *, by: str = "tier", period: str | None = None, since: str | None = None,
-    today: date | None = None,
+    idx: LedgerIndex | TablesView, *, by: str = "tier", period: str | None = None,
+    since: str | None = None, today: date | None = None,
 ) -> Report:
     """The report over an open index."""
     if by not in GROUPS:

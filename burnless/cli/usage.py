@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,8 +12,10 @@ from burnless.cli.options import ConfigOpt
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from burnless.accounting.usage import Report, Stats
+    from burnless.config import Config
 
 FORMATS = ("table", "json", "csv", "html")
 
@@ -24,6 +27,7 @@ EPILOG = {"usage": epilog([
     "burnless usage --since 2026-11-01 --by session --format csv > usage.csv",
     "burnless usage --period today --by key           # spend per gateway virtual key",
     "burnless usage --json | jq .total.cost_usd       # same as --format json",
+    "burnless usage --shared --by session             # the team's records (state.backend)",
 ])}
 
 
@@ -51,6 +55,9 @@ def usage(
     json_: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     chart: Annotated[bool, typer.Option("--chart", help="Cost and tokens per day and per "
                                         "tier as bars, instead of the table.")] = False,
+    shared: Annotated[bool, typer.Option("--shared", help="The whole team's records, from the "
+                                         "shared state server (state.backend), instead of "
+                                         "this workspace's ledger.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Calls, failures, tokens, cache hits, cost and refusals from the ledger, per group."""
@@ -70,20 +77,69 @@ def usage(
     if (chart or format_ == "html") and by not in (None, "tier"):
         raise UsageError(f"--by {by} groups the table, json and csv; "
                          f"{'--chart' if chart else '--format html'} shows per day and per tier")
+    if shared and (chart or format_ == "html"):
+        raise UsageError("--shared prints the table, json or csv; --chart and --format html "
+                         "show this workspace's ledger")
     if chart or format_ == "html":
         _pictures(load_config(config).state_dir, html=not chart, period=period, since=since)
         return
-    rep = report(load_config(config).state_dir, by=by or "tier", period=period, since=since)
+    origins = None
+    if shared:
+        rep, origins = _shared(load_config(config), by=by or "tier", period=period,
+                               since=since)
+    else:
+        rep = report(load_config(config).state_dir, by=by or "tier", period=period,
+                     since=since)
     if format_ == "json":
         from burnless.cli.console import emit_json
 
-        emit_json(rep.to_dict())
+        body = rep.to_dict()
+        if origins is not None:
+            body["shared"] = origins
+        emit_json(body)
     elif format_ == "csv":
         import sys
 
         sys.stdout.write(rep.to_csv())
     else:
         _table(rep)
+        if origins is not None:
+            from burnless.cli import console
+
+            machines = origins["origins"]
+            console.out(f"shared: {len(machines)} machine(s) on {origins['backend']} "
+                        f"(namespace {origins['namespace']}): "
+                        + ", ".join(f"{o} ({v['calls']:,} calls)"
+                                    for o, v in machines.items()))
+
+
+def _shared(cfg: Config, *, by: str, period: str | None, since: str | None
+            ) -> tuple[Report, dict[str, Any]]:
+    """The team's report from the shared state server, and who sent its records."""
+    from burnless.accounting.usage import GROUPS, first_day
+    from burnless.errors import UsageError
+
+    if not cfg.state.shared:
+        raise UsageError(f"--shared reads the team's records from state.backend, and "
+                         f"{cfg.path} keeps its state local; set state.backend: "
+                         "redis://host:port/db")
+    if by not in GROUPS:  # before asking the server
+        raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
+    first_day(period, since, date.today())
+    from burnless.state import Unreachable, shared
+    from burnless.state.report import shared_report
+
+    backend = shared(cfg)
+    assert backend is not None
+    try:
+        rep, origins = shared_report(backend, by=by, period=period, since=since)
+    except Unreachable as exc:
+        from burnless.errors import BurnlessError
+
+        raise BurnlessError(f"usage --shared: {exc}; this workspace's own calls are in its "
+                            "ledger (burnless usage without --shared)") from None
+    return rep, {"backend": backend.shown, "namespace": cfg.state.namespace,
+                 "origins": origins.to_dict()}
 
 
 def _pictures(state_dir: Path, *, html: bool, period: str | None, since: str | None) -> None:

@@ -73,7 +73,10 @@ class Gateway:
         if self.keys.error:
             raise ConfigError(self.keys.error)
         self.masker = Masker(cfg)
-        self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions)
+        # A shared backend first: the ledger copies every record from the first one on.
+        shared = core.shared_state(cfg)
+        self.sessions = Sessions(cfg.gateway.affinity_ttl, cfg.gateway.max_sessions,
+                                 shared=shared)
         self.guard = core.make_guard(cfg)
         self.recorder = Recorder(self.guard)
         self.breaker = core.make_breaker(cfg)
@@ -204,7 +207,10 @@ class Gateway:
         except BadRequest as exc:
             return error_response(api, 400, str(exc))
         pin = caller.session
-        state = self.sessions.get(pin) if pin else None
+        state = None
+        if pin:  # a pin on a shared server is a network round trip: not on the event loop
+            state = (await asyncio.to_thread(self.sessions.get, pin) if self.sessions.remote
+                     else self.sessions.get(pin))
         sensitive = self.masker.sensitivity(endpoint, body, caller.labels)
         if state is not None and state.sensitive and not sensitive:
             sensitive = ("the session's earlier requests were sensitive",)

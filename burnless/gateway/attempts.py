@@ -191,7 +191,9 @@ class Attempts:
         while i < len(order):
             name = order[i]
             tier = self.cfg.tiers[name]
-            why = core.breaker_open(self.gw.breaker, name)  # a small file read: inline
+            why = (await asyncio.to_thread(core.breaker_open, self.gw.breaker, name)
+                   if self.gw.breaker.shared  # a round trip to the shared server
+                   else core.breaker_open(self.gw.breaker, name))  # a small file read: inline
             if why:
                 self.notes.append(why)
                 i += 1
@@ -214,7 +216,7 @@ class Attempts:
             outcome = await self._attempt(name, secret)
             if not isinstance(outcome, Failed):
                 if key is not None and outcome.status < 400:
-                    self._pin(key, state, name)
+                    await self._pin(key, state, name)
                 return outcome
             last = outcome
             self.notes.append(f"{name}: {outcome.reason}")
@@ -438,7 +440,7 @@ class Attempts:
         # Without a session every request is its own: max_cost_per_session bounds each one.
         return self.caller.session or f"gateway-request-{self.task_id}"
 
-    def _pin(self, key: str, state: SessionState | None, served: str) -> None:
+    async def _pin(self, key: str, state: SessionState | None, served: str) -> None:
         plan = self.plan
         st = state or SessionState()
         if plan.engine:
@@ -451,4 +453,7 @@ class Attempts:
             st.transcripts[self.info.model] = self.info.transcript
         st.sensitive = st.sensitive or bool(plan.sensitive)
         if plan.engine or st.sensitive:
-            self.gw.sessions.put(key, st)
+            if self.gw.sessions.remote:
+                await durable(self.gw.sessions.put, key, st)
+            else:
+                self.gw.sessions.put(key, st)

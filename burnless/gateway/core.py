@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -28,6 +29,10 @@ from burnless.routing.breaker import Breaker
 from burnless.safety.policy import Policy
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
+if TYPE_CHECKING:
+    from burnless.state import SharedState
+    from burnless.state.report import SharedLive
+
 __all__ = [
     "Breaker", "BudgetExceeded", "Guard", "KeyLimits", "LedgerRecord", "Live", "Policy",
     "Reservation", "Tokens", "account", "allows", "breaker_open", "breaker_record",
@@ -35,10 +40,22 @@ __all__ = [
     "make_breaker", "make_guard", "make_policy", "make_record", "mask", "mask_if_secret",
     "metrics_source", "metrics_text", "new_run_id", "new_task_id", "next_rungs",
     "record_refusal", "release", "reserve", "retry_after", "rule_for", "sensitivity", "settle",
-    "settle_all", "stats_body", "upstream_base_url", "upstream_key",
+    "settle_all", "shared_state", "stats_body", "upstream_base_url", "upstream_key",
 ]
 
 MIN_SECRET = 8  # redact.MIN_SECRET_VALUE: shorter literal values would mask ordinary words
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+def shared_state(cfg: Config) -> SharedState | None:
+    """The workspace's shared backend (``state.backend``), None when its state is local."""
+    if not cfg.state.shared:
+        return None
+    from burnless.state import shared
+
+    return shared(cfg)
 
 
 # --------------------------------------------------------------------------- routing
@@ -131,7 +148,9 @@ def breaker_record(breaker: Breaker, tier: str, failed: bool) -> None:
 
 
 def make_guard(cfg: Config) -> Guard:
-    return Guard(cfg)
+    guard = Guard(cfg)
+    guard.team_sessions = True  # a client session may reach any gateway of a shared backend
+    return guard
 
 
 def _priced_tier(tier: Tier, model: str | None, max_output: int | None) -> Tier:
@@ -165,6 +184,10 @@ def settle(guard: Guard, reservation: Reservation | None, record: LedgerRecord) 
 def settle_all(guard: Guard, calls: Sequence[tuple[Reservation | None, LedgerRecord]]) -> None:
     """``settle`` for several attempts in one ledger write (ledger.record_calls): one lock and
     one fsync for all of them."""
+    if guard.shared is not None:  # each record's copy settles its reservation on the server
+        for reservation, record in calls:
+            settle(guard, reservation, record)
+        return
     records = [record for _, record in calls]
     ledger.record_calls(
         guard.state_dir, records,
@@ -244,28 +267,38 @@ def cache_key(tier: Tier, role: str, canonical: str) -> str:
 
 
 def cache_get(cfg: Config, key: str) -> tuple[str, str | None] | None:
-    return responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).get(key)
+    return responses.ResponseCache.of(cfg).get(key)
 
 
 def cache_put(cfg: Config, key: str, text: str, model: str | None) -> None:
-    responses.ResponseCache(cfg.state_dir, cfg.cache.ttl).put(key, text, model)
+    responses.ResponseCache.of(cfg).put(key, text, model)
 
 
 # --------------------------------------------------------------------------- metrics
 
 
-def metrics_source(cfg: Config) -> Live:
+def metrics_source(cfg: Config) -> Live | SharedLive:
     """The server's metrics state: the ledger index, caught up at each scrape (the configured
-    tiers' models keep their own label)."""
+    tiers' models keep their own label); with a shared backend, the team's records from the
+    server's stream instead."""
+    shared = shared_state(cfg)
+    if shared is not None:
+        from burnless.state.report import SharedLive
+
+        return SharedLive(shared)
     return Live(cfg.state_dir, [t.model for t in cfg.tiers.values()])
 
 
-def metrics_text(live: Live) -> bytes:
+def metrics_text(live: Live | SharedLive) -> bytes:
     return exposition(live.families()).encode()
 
 
-def stats_body(live: Live) -> bytes:
-    return orjson.dumps(stats(live.families(), live.index), option=orjson.OPT_INDENT_2)
+def stats_body(live: Live | SharedLive) -> bytes:
+    if isinstance(live, Live):
+        body = stats(live.families(), live.index)
+    else:
+        body = live.stats()
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
 
 # --------------------------------------------------------------------------- upstreams

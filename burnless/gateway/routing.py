@@ -19,22 +19,27 @@ A session remembers the transcript size of its previous request per model the cl
 for: Claude Code makes small side requests on another model (titles, checks) in the same
 session, which must not look like a compaction of the main conversation. Pins live
 ``gateway.affinity_ttl`` seconds after their last use, at most ``gateway.max_sessions`` of them
-(least recently used dropped).
+(least recently used dropped). With a shared backend (``state.backend``) pins are on the server,
+so every gateway of the team routes a session alike (and in memory while it is unreachable).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from burnless.accounting import pricing
 from burnless.config import Config, Tier
 from burnless.gateway import core
 from burnless.vocab import Role
+
+if TYPE_CHECKING:
+    from burnless.state import SharedState
 
 AUTO = "burnless/auto"
 PLANNING: Final[Role] = "planning"
@@ -71,30 +76,73 @@ class SessionState:
     sensitive: bool = False  # once sensitive, the session stays on local tiers
     seen: float = field(default_factory=time.monotonic)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "role": self.role, "transcripts": self.transcripts,
+                "sensitive": self.sensitive}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionState | None:
+        """A pin as another gateway stored it; None when it is not one."""
+        tier, role, transcripts = d.get("tier"), d.get("role"), d.get("transcripts")
+        if (not isinstance(tier, (str, type(None))) or role not in (PLANNING, EXECUTION)
+                or not isinstance(transcripts, dict)
+                or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                           for k, v in transcripts.items())):
+            return None
+        return cls(tier=tier, role=role, transcripts=dict(transcripts),
+                   sensitive=d.get("sensitive") is True)
+
 
 class Sessions:
-    """Pins by session id, with a TTL refreshed on use and an LRU bound."""
+    """Pins by session id, with a TTL refreshed on use and an LRU bound; on the ``shared``
+    backend when there is one (its calls then block: ``remote`` says so)."""
 
     def __init__(self, ttl: float, max_sessions: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 shared: SharedState | None = None) -> None:
         self.ttl, self.max, self._clock = ttl, max_sessions, clock
         self._items: OrderedDict[str, SessionState] = OrderedDict()
+        self.shared = shared
+        # With a shared backend, get and put run in threads (and fall back to _items).
+        self._lock = threading.Lock()
+
+    @property
+    def remote(self) -> bool:
+        return self.shared is not None
 
     def get(self, key: str) -> SessionState | None:
-        state = self._items.get(key)
-        if state is None:
-            return None
-        if self._clock() - state.seen > self.ttl:
-            del self._items[key]
-            return None
-        return state
+        if self.shared is not None:
+            from burnless.state import Unreachable
+
+            try:
+                data = self.shared.pin_get(key)
+                return SessionState.from_dict(data) if data is not None else None
+            except Unreachable:
+                pass  # this gateway's own pins, until the server is back
+        with self._lock:
+            state = self._items.get(key)
+            if state is None:
+                return None
+            if self._clock() - state.seen > self.ttl:
+                del self._items[key]
+                return None
+            return state
 
     def put(self, key: str, state: SessionState) -> None:
+        if self.shared is not None:
+            from burnless.state import Unreachable
+
+            try:
+                self.shared.pin_put(key, state.to_dict(), self.ttl, self.max)
+                return
+            except Unreachable:
+                pass
         state.seen = self._clock()
-        self._items[key] = state
-        self._items.move_to_end(key)
-        while len(self._items) > self.max:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = state
+            self._items.move_to_end(key)
+            while len(self._items) > self.max:
+                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)

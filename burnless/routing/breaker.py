@@ -2,19 +2,24 @@
 
 A tier that exits non-zero or times out ``routing.breaker.failures`` times in a row, across all
 runs and sessions of the workspace, is skipped for ``routing.breaker.cooldown`` seconds. State is
-a small JSON file (``.burnless/breaker.json``) updated under a lock after every call.
+a small JSON file (``.burnless/breaker.json``) updated under a lock after every call; with a
+shared backend (``state.backend``) it is on the server, for every machine of the team (and this
+file again while the server cannot be reached).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from burnless.config import Config
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import file_lock
+
+if TYPE_CHECKING:
+    from burnless.state import SharedState
 
 
 class Breaker:
@@ -23,6 +28,28 @@ class Breaker:
         self.cooldown = cfg.routing.breaker.cooldown
         self._path = cfg.state_dir / "breaker.json"
         self._lock_path = cfg.state_dir / "breaker.lock"
+        self._shared: SharedState | None = None
+        if cfg.state.shared:
+            from burnless.state import shared
+
+            self._shared = shared(cfg)
+
+    @property
+    def shared(self) -> bool:
+        """Its state is on a server (each call is a round trip)."""
+        return self._shared is not None
+
+    def _state(self, tier: str) -> tuple[dict[str, Any] | None, float | None]:
+        """The tier's state, and the clock it is measured by (None: this machine's)."""
+        if self._shared is not None:
+            from burnless.state import Unreachable
+
+            try:
+                state, now = self._shared.breaker_state(tier)
+                return state or None, now
+            except Unreachable:
+                pass  # this machine's own record, until the server is back
+        return self._load().get(tier), None
 
     def _load(self) -> dict[str, dict[str, Any]]:
         """Each tier's ``{"streak": int, "last_failure": float}``; a damaged entry is dropped."""
@@ -39,12 +66,12 @@ class Breaker:
         """Why the tier's breaker is open, or None when the tier may be called."""
         if self.failures <= 0:
             return None
-        state = self._load().get(tier)
+        state, clock = self._state(tier)
         if state is None:
             return None
         streak = int(state.get("streak", 0))
         last = float(state.get("last_failure", 0.0))
-        now = time.time() if now is None else now
+        now = (clock or time.time()) if now is None else now
         if streak >= self.failures and now - last < self.cooldown:
             until = time.strftime("%H:%M:%S", time.gmtime(last + self.cooldown))
             return (f"breaker open on {tier}: {streak} failures in a row, "
@@ -56,6 +83,14 @@ class Breaker:
         return int(self._load().get(tier, {}).get("streak", 0))
 
     def record(self, tier: str, failed: bool) -> None:
+        if self._shared is not None:
+            from burnless.state import Unreachable
+
+            try:
+                self._shared.breaker_record(tier, failed)
+                return
+            except Unreachable:
+                pass
         if not failed and not self._load().get(tier, {}).get("streak"):
             return  # the usual success: nothing to reset, so no lock and no write
         with file_lock(self._lock_path, 60):
