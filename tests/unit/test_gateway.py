@@ -437,6 +437,29 @@ def test_a_stream_that_breaks_after_bytes_were_sent_ends_with_an_error_event(
 # --------------------------------------------------------------------------- money
 
 
+def test_the_users_day_limit_counts_gateway_spend(ws: Workspace, gateway: Start,
+                                                  fakes: Any) -> None:
+    """With a user-level day limit ($BURNLESS_HOME/config.yaml), the gateway's calls and
+    refusals are copied to the user's ledger as run's are (they used to stay in the project's
+    only, so the limit across projects never saw gateway spend)."""
+    import os
+
+    home = Path(os.environ["BURNLESS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text("budget: {max_cost_per_day: 0.006}\n")
+    fake = fakes("greedy")
+    srv = gateway(tiers_on(fake))
+    c = ant(srv)
+    c.messages.create(model="bronze", max_tokens=1000, messages=user("first"))
+    with pytest.raises(anthropic.RateLimitError, match="across every project"):
+        c.messages.create(model="bronze", max_tokens=1000, messages=user("second"))
+    mine = [orjson.loads(x) for x in (home / "ledger.jsonl").read_bytes().splitlines()]
+    assert [r["status"] for r in mine] == ["ok", "refused"]
+    assert {r["workspace"] for r in mine} == {str(ws.root)}
+    assert mine[0]["cost_usd"] == records(ws, 2)[0]["cost_usd"] > 0
+    assert len(fake.requests) == 1
+
+
 def test_budget_under_40_concurrent_clients_is_never_exceeded(ws: Workspace, gateway: Start,
                                                               fakes: Any) -> None:
     fake = fakes("greedy")
