@@ -252,12 +252,21 @@ def record_orphan(
 def record_copies(state_dir: Path, records: list[dict[str, Any]], *, eval_id: str,
                   eval_job: str) -> None:
     """Copy the records of an evaluation job's own ledger (its worktree's) into this one,
-    tagged with the evaluation, so ``usage`` can include or leave out evaluation spend. They
+    tagged with the evaluation, and into the evaluation's own copy (``eval_ledger``), so
+    ``usage --evals`` can include, leave out or show only evaluation spend. They
     are not copied to a shared state server: the job's own runs (its workspace has the
     project's ``state`` settings) sent them there already."""
+    copies = [{**r, "eval": eval_id, "eval_job": eval_job} for r in records]
     check_writable(state_dir)
-    jsonl.append(ledger_path(state_dir),
-                 [{**r, "eval": eval_id, "eval_job": eval_job} for r in records])
+    # The evaluation's own copy first: what `usage --evals exclude|only` reads (a crash
+    # between the two writes leaves a copy the ledger lacks, never spend it cannot leave out).
+    jsonl.append(eval_ledger(state_dir, eval_id), copies)
+    jsonl.append(ledger_path(state_dir), copies)
+
+
+def eval_ledger(state_dir: Path, eval_id: str) -> Path:
+    """Where an evaluation's copies of its calls' records are kept beside the ledger's."""
+    return state_dir / "evals" / eval_id / LEDGER_NAME
 
 
 def contains(state_dir: Path, run_id: str, *, offset: int | None = None,

@@ -33,7 +33,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from burnless.accounting.index import LedgerIndex, Sums, TablesView
+from burnless.accounting.index import COST, LedgerIndex, Sums, Tables, TablesView, tables_of
+from burnless.accounting.ledger import LEDGER_NAME
 from burnless.errors import UsageError
 
 PERIODS = {"today": 1, "last7d": 7, "last30d": 30, "all": None}
@@ -155,23 +156,47 @@ def first_day(period: str | None, since: str | None, today: date) -> tuple[str |
     return period, None if days is None else (today - timedelta(days=days - 1)).isoformat()
 
 
+EVALS = ("include", "exclude", "only")
+
+
 def report(
     state_dir: Path, *, by: str = "tier", period: str | None = None, since: str | None = None,
-    today: date | None = None,
+    today: date | None = None, evals: str = "include",
 ) -> Report:
-    """The usage report of the workspace's ledger (through its index, caught up first)."""
+    """The usage report of the workspace's ledger (through its index, caught up first).
+    ``evals``: ``include`` every record; ``exclude`` the copies of ``burnless eval`` jobs'
+    calls (read from each evaluation's own copy, ``ledger.eval_ledger``, and taken out of the
+    ledger's figures); ``only`` those copies."""
     if by not in GROUPS:  # before reading anything
         raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
+    if evals not in EVALS:
+        raise UsageError(f"--evals {evals!r}: expected one of {', '.join(EVALS)}")
     first_day(period, since, today or date.today())
+    if evals == "include":
+        with LedgerIndex.open(state_dir) as idx:
+            return from_index(idx, by=by, period=period, since=since, today=today)
+    copies = TablesView(eval_tables(state_dir))
+    if evals == "only":
+        return from_index(copies, by=by, period=period, since=since, today=today)
     with LedgerIndex.open(state_dir) as idx:
-        return from_index(idx, by=by, period=period, since=since, today=today)
+        return from_index(idx, by=by, period=period, since=since, today=today, minus=copies)
+
+
+def eval_tables(state_dir: Path) -> Tables:
+    """The rows of every evaluation's copies of its calls' records."""
+    from burnless.storage import jsonl
+
+    tables = Tables()
+    for path in sorted((state_dir / "evals").glob(f"*/{LEDGER_NAME}")):
+        tables.merge(tables_of(jsonl.read(path)))
+    return tables
 
 
 def from_index(
     idx: LedgerIndex | TablesView, *, by: str = "tier", period: str | None = None,
-    since: str | None = None, today: date | None = None,
+    since: str | None = None, today: date | None = None, minus: TablesView | None = None,
 ) -> Report:
-    """The report over an open index."""
+    """The report over an open index (less the rows of ``minus``, records it also holds)."""
     if by not in GROUPS:
         raise UsageError(f"--by {by!r}: expected one of {', '.join(GROUPS)}")
     today = today or datetime.now(timezone.utc).date()
@@ -180,6 +205,18 @@ def from_index(
     table, column = GROUPS[by]
     # "" (no readable ts) sorts first and a day after today last: both under all only.
     last = None if start is None else end
+    groups, total = _grouped(idx, table, column, start, last)
+    if minus is not None:
+        less = dict(_grouped(minus, table, column, start, last)[0])
+        groups = [(k, _less(v, less.get(k))) for k, v in groups]
+        groups = [(k, v) for k, v in groups if any(round(x, 9) for x in v)]
+        total = _less(total, _grouped(minus, table, column, start, last)[1])
+    rows = tuple(Row(k or None, stats_of(v)) for k, v in groups)
+    return Report(by, period, start, end, rows, stats_of(total))
+
+
+def _grouped(idx: LedgerIndex | TablesView, table: str, column: str, start: str | None,
+             last: str | None) -> tuple[list[tuple[str, Sums]], Sums]:
     groups = idx.grouped(table, column, start, last)
     total = idx.total(table, start, last)
     if table == "roots":  # records that name no root run: what the cells have and roots lack
@@ -188,5 +225,12 @@ def from_index(
         if any(round(x, 9) for x in rest):
             groups.insert(0, ("", rest))
             total = everything
-    rows = tuple(Row(k or None, stats_of(v)) for k, v in groups)
-    return Report(by, period, start, end, rows, stats_of(total))
+    return groups, total
+
+
+def _less(v: Sums, w: Sums | None) -> Sums:
+    """``v - w``, never below 0 (a copy the ledger lacks: its write was cut short)."""
+    if w is None:
+        return v
+    return [max(0.0, round(a - b, 9)) if j == COST else max(0, int(a - b))
+            for j, (a, b) in enumerate(zip(v, w, strict=True))]

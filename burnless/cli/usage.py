@@ -58,6 +58,10 @@ def usage(
     shared: Annotated[bool, typer.Option("--shared", help="The whole team's records, from the "
                                          "shared state server (state.backend), instead of "
                                          "this workspace's ledger.")] = False,
+    evals: Annotated[
+        str, typer.Option("--evals", help="include | exclude | only: the calls of `burnless "
+                          "eval` jobs (copied into the ledger) counted, left out, or alone.")
+    ] = "include",
     config: ConfigOpt = None,
 ) -> None:
     """Calls, failures, tokens, cache hits, cost and refusals from the ledger, per group."""
@@ -67,6 +71,10 @@ def usage(
 
     if format_ not in FORMATS:
         raise UsageError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+    from burnless.accounting.usage import EVALS
+
+    if evals not in EVALS:
+        raise UsageError(f"--evals {evals!r}: expected one of {', '.join(EVALS)}")
     if json_:
         if format_ not in ("table", "json"):
             raise UsageError(f"--json is --format json; it cannot be used with --format {format_}")
@@ -80,6 +88,9 @@ def usage(
     if shared and (chart or format_ == "html"):
         raise UsageError("--shared prints the table, json or csv; --chart and --format html "
                          "show this workspace's ledger")
+    if evals != "include" and (shared or chart or format_ == "html"):
+        raise UsageError("--evals applies to the table, json and csv of this workspace's "
+                         "ledger")
     if chart or format_ == "html":
         _pictures(load_config(config).state_dir, html=not chart, period=period, since=since)
         return
@@ -89,7 +100,7 @@ def usage(
                                since=since)
     else:
         rep = report(load_config(config).state_dir, by=by or "tier", period=period,
-                     since=since)
+                     since=since, evals=evals)
     if format_ == "json":
         from burnless.cli.console import emit_json
 
