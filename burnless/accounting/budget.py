@@ -237,9 +237,10 @@ class Guard:
         key_name = key.name if key is not None and keyed else ""
         day = today()
         if self.shared is not None:
-            self._unshared(key_name)
+            self._unshared()
             return self._reserve_shared(session=session, tier=tier, prompt_tokens=prompt_tokens,
-                                        task_spent=task_spent, tree=tree, day=day)
+                                        task_spent=task_spent, tree=tree, day=day,
+                                        key=key if key_name else None)
         from burnless.accounting.index import spend_for  # the index only when a limit is set
 
         with self._locked():
@@ -332,14 +333,9 @@ class Guard:
             + "; nothing was dispatched"
         )
 
-    def _unshared(self, key_name: str) -> None:
+    def _unshared(self) -> None:
         """Refuse, with the reason, a call whose limits the shared backend does not keep."""
-        where = f"state.backend = {self.cfg.state.backend}"
-        if key_name:
-            raise BudgetExceeded(
-                f"key {key_name!r} has its own limits, which are not kept on the shared state "
-                f"server ({where}) yet, so they cannot be enforced across the team; remove the "
-                "key's budget (burnless keys) or the shared backend; nothing was dispatched")
+        where = f"state.backend = {self.cfg.state.shown}"
         if self._user is not None:
             raise BudgetExceeded(
                 f"budget.max_cost_per_day in {self._user.state_dir / 'config.yaml'} (across every "
@@ -348,52 +344,63 @@ class Guard:
                 "dispatched")
 
     def _reserve_shared(self, *, session: str, tier: Tier, prompt_tokens: int,
-                        task_spent: float, tree: str, day: str) -> Reservation:
+                        task_spent: float, tree: str, day: str, key: KeyLimits | None
+                        ) -> Reservation:
         """``reserve`` against the team's totals: the limits are checked and the ceiling held
         in one script on the server. The same scopes as the local check, in the same order."""
         from burnless.state import Denial, Scope, Unreachable
 
         assert self.shared is not None
         b = self.limits
-        key = self.shared.session_key(session, team=self.team_sessions)
+        skey = self.shared.session_key(session, team=self.team_sessions)
         # A dead run's calls are charged first: their `lost` records reach the server (with
         # their cost) as they reach the ledger.
         with self._locked():
             record_orphans(self.state_dir, self.cfg.user_dir)
         tree = tree if b.max_cost_per_task is not None else ""
+        # (the server's scope, the limit's name, what it covers, where the limit comes from)
         scopes = [
             (Scope(b.max_cost_per_task, "tree" if tree else "run", 0.0 if tree else task_spent),
-             "max_cost_per_task", f"the task tree {tree}" if tree else "this run"),
-            (Scope(b.max_cost_per_session, "session"), "max_cost_per_session",
-             f"session {session!r}"),
-            (Scope(b.max_cost_per_day, "day"), "max_cost_per_day", f"day {day} (UTC)"),
+             "budget.max_cost_per_task", f"the task tree {tree}" if tree else "this run",
+             self._whose("max_cost_per_task")),
+            (Scope(b.max_cost_per_session, "session"), "budget.max_cost_per_session",
+             f"session {session!r}", self._whose("max_cost_per_session")),
+            (Scope(b.max_cost_per_day, "day"), "budget.max_cost_per_day", f"day {day} (UTC)",
+             self._whose("max_cost_per_day")),
         ]
+        if key is not None:  # the key's own totals, across every gateway of the team
+            scopes += [
+                (Scope(key.max_cost_per_day, "keyday"), f"key {key.name!r}: max_cost_per_day",
+                 f"day {day} (UTC)", ""),
+                (Scope(key.max_cost_per_month, "keymonth"),
+                 f"key {key.name!r}: max_cost_per_month", f"month {day[:7]} (UTC)", ""),
+            ]
         worst = worst_case(tier, prompt_tokens)
         grow = tier.agent_loop and tier.max_cost_per_call is None and worst is not None
         ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
         try:
             out = self.shared.reserve(
-                [s for s, _, _ in scopes], session=key, tree=tree,
+                [s for s, _, _, _ in scopes], session=skey, tree=tree,
                 fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
-                max_calls=b.max_calls_per_session, ttl=ttl, day=day)
+                max_calls=b.max_calls_per_session, ttl=ttl, day=day,
+                key=key.name if key is not None else "")
         except Unreachable as exc:
-            names = [f"budget.{f}" for f in ("max_cost_per_task", "max_cost_per_session",
-                                              "max_cost_per_day", "max_calls_per_session")
-                     if getattr(b, f) is not None]
+            names = [name for s, name, _, _ in scopes if s.limit is not None]
+            if b.max_calls_per_session is not None:
+                names.append("budget.max_calls_per_session")
             raise BudgetExceeded(
                 f"{', '.join(names)} cannot be checked: {exc}; a shared budget is not "
                 "enforced by guessing, so nothing was dispatched") from None
         if isinstance(out, Denial):
             if out.scope < 0:
                 raise self._too_many_calls(session, out.calls, out.calls_open)
-            scope, name, label = scopes[out.scope]
-            self._check(scope.limit, f"budget.{name}", out.spent, out.held, out.amount, label,
-                        self._whose(name))
+            scope, name, label, where = scopes[out.scope]
+            self._check(scope.limit, name, out.spent, out.held, out.amount, label, where)
             # Rounding aside, the server's word holds.
-            raise BudgetExceeded(f"budget.{name} = ${scope.limit or 0:.4f}: {label} is at its "
+            raise BudgetExceeded(f"{name} = ${scope.limit or 0:.4f}{where}: {label} is at its "
                                  "limit; nothing was dispatched")
-        return Reservation(out.handle.split("|")[0], key, day, out.amount, tree,
-                           handle=out.handle)
+        return Reservation(out.handle.split("|")[0], skey, day, out.amount, tree,
+                           key.name if key is not None else "", handle=out.handle)
 
     def _check_call_cap(self, tier: Tier, prompt_tokens: int) -> None:
         """max_cost_per_call where it can be enforced before the call: a tier that makes one

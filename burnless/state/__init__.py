@@ -32,7 +32,8 @@ class Unreachable(Exception):
 class Scope:
     """One budget limit as the server checks it. ``kind``: what the spend is counted over —
     ``tree`` (a delegation tree), ``session``, ``day`` (UTC, with every open reservation), or
-    ``run`` (one run's own calls, whose ``spent`` the caller knows)."""
+    ``run`` (one run's own calls, whose ``spent`` the caller knows), and for a gateway
+    request's virtual key ``keyday`` and ``keymonth`` (UTC)."""
 
     limit: float | None
     kind: str
@@ -71,7 +72,8 @@ class SharedState(Protocol):
         (any gateway may serve it), a run's session is its workspace's."""
         ...
     def reserve(self, scopes: Sequence[Scope], *, session: str, tree: str, fixed: float,
-                grow: bool, max_calls: int | None, ttl: float, day: str) -> Grant | Denial: ...
+                grow: bool, max_calls: int | None, ttl: float, day: str, key: str = ""
+                ) -> Grant | Denial: ...
     def settling(self, res: Reservation) -> AbstractContextManager[None]: ...
     def release(self, res: Reservation) -> None: ...
     def forget_tree(self, tree: str) -> None: ...

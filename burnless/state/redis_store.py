@@ -4,7 +4,9 @@ Keys live under ``burnless:{<namespace>}:`` (one hash tag per namespace, so a cl
 team's keys in one slot and its scripts may touch them together):
 
     open, open:s:<session>, open:t:<tree>     open reservations (scripts.py)
-    spent:d:<day>, spent:s:<session>, spent:t:<tree>, calls:s:<session>
+    open:k:<key>                              open reservations of a virtual key
+    spent:d:<day>, spent:s:<session>, spent:t:<tree>, calls:s:<session>,
+    spent:k:d:<day>:<key>, spent:k:m:<month>:<key>
                                               settled nano-USD and billed calls
     breaker                                   each tier's streak and last failure
     pin:<session>, pins                       gateway pins, and their LRU order
@@ -58,6 +60,7 @@ OUTBOX = "outbox.jsonl"
 NANO = 1e9  # money on the server is integer nano-USD
 DOWN_BACKOFF = 5.0  # seconds copies skip the server after it failed (budgets still ask)
 KEEP_DAY_MS = 3 * 86400_000  # a day's settled total outlives its day by two
+KEEP_MONTH_MS = 62 * 86400_000  # a key's month total outlives its month
 KEEP_SESSION_MS = 90 * 86400_000  # a session's (and a tree's) totals: 90 days after last use
 KEEP_APPLIED_MS = 7 * 86400_000
 BATCH = 5000  # stream entries read per round trip
@@ -179,17 +182,29 @@ class RedisState:
     def session_key(self, session: str, *, team: bool) -> str:
         return session if team else f"{self.origin}/{session}"
 
-    def _sets(self, session: str, tree: str) -> list[str]:
+    def _sets(self, session: str, tree: str, key: str = "") -> list[str]:
         keys = [self._key("open"), self._key("open", "s", session)]
-        return keys + [self._key("open", "t", tree)] if tree else keys
+        if tree:
+            keys.append(self._key("open", "t", tree))
+        if key:
+            keys.append(self._key("open", "k", key))
+        return keys
+
+    def _key_totals(self, key: str, day: str) -> list[str]:
+        """A virtual key's open reservations and its day's and month's settled totals."""
+        return [self._key("open", "k", key), self._key("spent", "k", "d", day, key),
+                self._key("spent", "k", "m", day[:7], key)]
 
     def reserve(self, scopes: Sequence[Scope], *, session: str, tree: str, fixed: float,
-                grow: bool, max_calls: int | None, ttl: float, day: str) -> Grant | Denial:
+                grow: bool, max_calls: int | None, ttl: float, day: str, key: str = ""
+                ) -> Grant | Denial:
         ttl_ms = max(1, int(ttl * 1000))
         keys = [self._key("open"), self._key("open", "s", session),
                 self._key("open", "t", tree), self._key("spent", "d", day),
                 self._key("spent", "s", session), self._key("calls", "s", session),
                 self._key("spent", "t", tree)]
+        if key:
+            keys += self._key_totals(key, day)
         args: list[object] = [ttl_ms, f"{os.getpid()}-{uuid.uuid4().hex[:12]}", nano(fixed),
                               int(grow), -1 if max_calls is None else max_calls,
                               int(bool(tree)), len(scopes)]
@@ -200,7 +215,7 @@ class RedisState:
             _, scope, spent, held, amount, calls, calls_open = (int(x) for x in out)
             return Denial(scope - 1, spent / NANO, held / NANO, amount / NANO, calls, calls_open)
         member = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
-        self._hold(member, self._sets(session, tree), ttl_ms)
+        self._hold(member, self._sets(session, tree, key), ttl_ms)
         return Grant(int(out[2]) / NANO, member)
 
     @contextmanager
@@ -225,7 +240,7 @@ class RedisState:
     def release(self, res: Reservation) -> None:
         self._unhold(res.handle)
         try:
-            self._run("release", self._sets(res.session, res.tree), [res.handle])
+            self._run("release", self._sets(res.session, res.tree, res.key), [res.handle])
         except Unreachable:
             pass  # it expires with its TTL
 
@@ -320,10 +335,13 @@ class RedisState:
                 self._key("open", "t", tree), self._key("spent", "d", day),
                 self._key("spent", "s", session), self._key("calls", "s", session),
                 self._key("spent", "t", tree), self._key("applied", str(op["id"]))]
+        vkey = r.get("key")
+        if isinstance(vkey, str) and vkey:  # a virtual key's request: its totals too
+            keys += self._key_totals(vkey, day)
         args = [orjson.dumps(r), self.origin, cost_n,
                 int(billed(r.get("status"), r.get("cached"))), handle, int(bool(tree)),
                 self.retention_ms, KEEP_DAY_MS, KEEP_SESSION_MS, int(dedupe), KEEP_APPLIED_MS,
-                int(bool(r.get("session")))]
+                int(bool(r.get("session"))), KEEP_MONTH_MS]
         return bool(self._run("record", keys, args))
 
     def _flush(self) -> None:

@@ -5,7 +5,8 @@ Money is counted in integer nano-USD (1e-9 USD), so sums are exact. Server time 
 the only clock: machines whose clocks disagree still agree on deadlines and cooldowns.
 
 An open reservation is a member ``<id>|<nano-USD>`` of sorted sets scored by its deadline (ms):
-``open`` (every reservation: the day scope), ``open:s:<session>`` and ``open:t:<tree>``. Each
+``open`` (every reservation: the day scope), ``open:s:<session>``, ``open:t:<tree>`` and, for a
+gateway request with a virtual key, ``open:k:<key>``. Each
 script that reads a set first drops the members past their deadline, and every set expires
 with its last member's deadline, so a reservation whose process died (and stopped renewing
 it) is gone after its TTL, key included.
@@ -19,10 +20,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: 1 open, 2 open:s:<session>, 3 open:t:<tree>, 4 spent:d:<day>, 5 spent:s:<session>,
-#       6 calls:s:<session>, 7 spent:t:<tree>
+#       6 calls:s:<session>, 7 spent:t:<tree>; for a virtual key's request also
+#       8 open:k:<key>, 9 spent:k:d:<day>:<key>, 10 spent:k:m:<month>:<key>
 # ARGV: 1 ttl ms, 2 id, 3 fixed amount, 4 grow (1: an agent loop's ceiling is what the budget
 #       has left, at least the fixed amount), 5 max calls per session (-1: none), 6 tree (1/0),
-#       7 number of scopes, then per scope: kind (day|session|tree|run), limit (-1: none),
+#       7 number of scopes, then per scope: kind (day|session|tree|run, and keyday|keymonth
+#       with keys 8-10), limit (-1: none),
 #       spent (for kind run: what the caller knows its run spent)
 # Returns {1, member, amount} or {0, scope (1-based; 0: max calls), spent, held, amount,
 #          settled calls, open calls}.
@@ -49,6 +52,9 @@ local held_all = held(KEYS[1])
 local held_s, open_s = held(KEYS[2])
 local held_t = 0
 if has_tree then held_t = held(KEYS[3]) end
+local has_key = #KEYS >= 10
+local held_k = 0
+if has_key then held_k = held(KEYS[8]) end
 local spent, holds, limits = {}, {}, {}
 for i = 1, n do
   local base = 8 + 3 * (i - 1)
@@ -57,6 +63,8 @@ for i = 1, n do
   if kind == 'day' then spent[i], holds[i] = num(KEYS[4]), held_all
   elseif kind == 'session' then spent[i], holds[i] = num(KEYS[5]), held_s
   elseif kind == 'tree' then spent[i], holds[i] = num(KEYS[7]), held_t
+  elseif kind == 'keyday' and has_key then spent[i], holds[i] = num(KEYS[9]), held_k
+  elseif kind == 'keymonth' and has_key then spent[i], holds[i] = num(KEYS[10]), held_k
   else spent[i], holds[i] = tonumber(ARGV[base + 2]), 0 end
 end
 local amount = fixed
@@ -88,6 +96,7 @@ end
 hold(KEYS[1])
 hold(KEYS[2])
 if has_tree then hold(KEYS[3]) end
+if has_key then hold(KEYS[8]) end
 return {1, member, amount}
 """
 
@@ -96,21 +105,24 @@ return {1, member, amount}
 # record is appended to the stream, trimmed by age. With dedupe, an outbox entry already
 # applied (a flush that died before clearing the outbox) is applied once only.
 # KEYS: 1 stream, 2 open, 3 open:s, 4 open:t, 5 spent:d, 6 spent:s, 7 calls:s, 8 spent:t,
-#       9 applied:<op id>
+#       9 applied:<op id>; for a record that names a virtual key also 10 open:k,
+#       11 spent:k:d, 12 spent:k:m
 # ARGV: 1 record (JSON), 2 origin, 3 cost (nano-USD), 4 billed (1/0), 5 reservation member
 #       ('' none), 6 tree (1/0), 7 retention ms, 8 day total keep ms, 9 session keep ms,
 #       10 dedupe (1/0), 11 applied keep ms, 12 the record has a session (1/0: a gateway
-#       request without one counts in no session's totals)
+#       request without one counts in no session's totals), 13 month total keep ms
 RECORD = """
 if ARGV[10] == '1' then
   if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[11]) then return 0 end
 end
 local has_tree = ARGV[6] == '1'
 local in_session = ARGV[12] == '1'
+local has_key = #KEYS >= 12
 if ARGV[5] ~= '' then
   redis.call('ZREM', KEYS[2], ARGV[5])
   redis.call('ZREM', KEYS[3], ARGV[5])
   if has_tree then redis.call('ZREM', KEYS[4], ARGV[5]) end
+  if has_key then redis.call('ZREM', KEYS[10], ARGV[5]) end
 end
 if ARGV[4] == '1' then
   if tonumber(ARGV[3]) > 0 then
@@ -123,6 +135,12 @@ if ARGV[4] == '1' then
     if has_tree then
       redis.call('INCRBY', KEYS[8], ARGV[3])
       redis.call('PEXPIRE', KEYS[8], ARGV[9])
+    end
+    if has_key then
+      redis.call('INCRBY', KEYS[11], ARGV[3])
+      redis.call('PEXPIRE', KEYS[11], ARGV[8])
+      redis.call('INCRBY', KEYS[12], ARGV[3])
+      redis.call('PEXPIRE', KEYS[12], ARGV[13])
     end
   end
   if in_session then

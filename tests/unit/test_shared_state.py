@@ -183,25 +183,47 @@ def test_settled_spend_is_counted_once_and_refuses_past_the_limit(
     reserve(ga)  # released: room again
 
 
-def test_limits_the_server_does_not_keep_refuse_rather_than_pass_unchecked(
-        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A virtual key's own limits and the user's day limit across projects are not kept on
-    the shared server: a call they cover is refused with the reason (it used to be let through
-    with neither checked); a call they do not cover is reserved on the server."""
+def test_a_virtual_keys_limits_are_the_teams_on_the_server(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """A key's day limit holds across gateways on two machines: reservations of the key are
+    held on the server and settled into its day and month totals there (they used to be
+    checked against one workspace's ledger only, or not at all)."""
     from burnless.accounting.budget import KeyLimits
 
-    ws = workspace(tmp_path / "a", redis_server.url,
-                   f"budget: {{max_cost_per_day: {10 * CALL}}}\n")
-    guard = Guard(cfg_of(ws))
-    tier = guard.cfg.tiers["silver"]
-    with pytest.raises(BudgetExceeded, match=r"key 'alice' has its own limits, which are not "
-                       r"kept on the shared state server \(state.backend = redis://"):
-        guard.reserve(session="s", tier=tier, prompt_tokens=0, task_spent=0.0,
-                      key=KeyLimits("alice", max_cost_per_day=1.0))
-    unlimited = guard.reserve(session="s", tier=tier, prompt_tokens=0, task_spent=0.0,
-                              key=KeyLimits("bob"))
-    assert unlimited is not None and unlimited.handle  # held on the server
-    guard.release(unlimited)
+    a = workspace(tmp_path / "a", redis_server.url)
+    b = workspace(tmp_path / "b", redis_server.url)
+    ga, gb = Guard(cfg_of(a)), Guard(cfg_of(b))
+    alice = KeyLimits("alice", max_cost_per_day=2 * CALL)
+    tier = ga.cfg.tiers["silver"]
+
+    def take(guard: Guard, key: KeyLimits) -> Any:
+        return guard.reserve(session="s", tier=tier, prompt_tokens=0, task_spent=0.0, key=key)
+
+    first = take(ga, alice)
+    assert first is not None and first.key == "alice" and first.handle
+    take(gb, alice)  # the other machine: the second call of the day still fits
+    with pytest.raises(BudgetExceeded) as exc:
+        take(ga, alice)
+    day = first.day
+    assert str(exc.value) == (
+        f"key 'alice': max_cost_per_day = $0.0100: day {day} (UTC) has spent $0.0000 (+$0.0100 "
+        "reserved by runs in flight); this call reserves up to $0.0050; nothing was dispatched")
+    assert take(ga, KeyLimits("bob", max_cost_per_day=CALL)) is not None  # keys are apart
+    # A settled call of the key moves from held to the key's totals, read by every machine.
+    ledger.record_call(ga.state_dir, record("s", 0.001, key="alice"), ga.settling(first, 0.001))
+    with redis_server.client() as c:
+        assert int(c.get(f"burnless:{{t}}:spent:k:d:{day}:alice")) == 1_000_000
+        assert int(c.get(f"burnless:{{t}}:spent:k:m:{day[:7]}:alice")) == 1_000_000
+        assert c.zcard("burnless:{t}:open:k:alice") == 1
+    with pytest.raises(BudgetExceeded, match=r"has spent \$0.0010 \(\+\$0.0050 reserved"):
+        take(gb, alice)
+
+
+def test_the_users_day_limit_is_refused_rather_than_passed_unchecked(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's day limit across projects is not kept on the shared server: a call it covers
+    is refused with the reason rather than let through with the limit unchecked."""
+    ws = workspace(tmp_path / "a", redis_server.url)
     home = tmp_path / "home"
     home.mkdir()
     (home / "config.yaml").write_text("budget: {max_cost_per_day: 1.0}\n")
@@ -210,7 +232,7 @@ def test_limits_the_server_does_not_keep_refuse_rather_than_pass_unchecked(
                        r"\(across every project\) is not kept on the shared state server"):
         reserve(Guard(cfg_of(ws)))
     with redis_server.client() as c:
-        assert not c.exists("burnless:{t}:open")  # nothing held by the refused calls
+        assert not c.exists("burnless:{t}:open")  # nothing held by the refused call
 
 
 def test_run_sessions_are_their_workspace_s_and_gateway_sessions_the_team_s(
