@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from burnless.cli import console, epilog
-from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt, task_text
+from burnless.cli.console import task_text
+from burnless.cli.options import ConfigOpt, JsonOpt, LabelOpt, SessionOpt
 
 if TYPE_CHECKING:
     from burnless.routing.router import Decision
