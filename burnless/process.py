@@ -24,7 +24,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -326,7 +325,7 @@ def run(
         os.close(ctl_r)
         os.close(status_w)
 
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+    spool = _Spool(_SPOOL_IN_MEMORY)
     tail = bytearray()
     stop = threading.Event()
     halt = _Halt(watch)
@@ -368,8 +367,7 @@ def run(
                 pipe.close()
         log.close()
 
-    spool.seek(0)
-    stdout = spool.read().decode("utf-8", errors="replace")
+    stdout = spool.read_all().decode("utf-8", errors="replace")
     spool.close()
     duration = time.monotonic() - started
     tail_text = bytes(tail).decode("utf-8", errors="replace")
@@ -505,11 +503,44 @@ def _feed(pipe: IO[bytes] | None, data: bytes, stop: threading.Event) -> None:
             pass
 
 
+class _Spool:
+    """The worker's stdout: in memory up to ``limit`` bytes, then in an anonymous temporary
+    file (``tempfile.SpooledTemporaryFile``'s job, without importing tempfile, shutil and the
+    compression modules shutil pulls in on every run)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.file: IO[bytes] | None = None
+
+    def write(self, chunk: bytes) -> None:
+        if self.file is None and len(self.buf) + len(chunk) <= self.limit:
+            self.buf.extend(chunk)
+            return
+        if self.file is None:
+            import tempfile
+
+            self.file = tempfile.TemporaryFile()
+            self.file.write(self.buf)
+            self.buf = bytearray()
+        self.file.write(chunk)
+
+    def read_all(self) -> bytes:
+        if self.file is None:
+            return bytes(self.buf)
+        self.file.seek(0)
+        return self.file.read()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
 def _drain(
     pipe: IO[bytes] | None,
     stream: str,
     log: _Log,
-    spool: IO[bytes] | None,
+    spool: _Spool | None,
     tail: bytearray | None,
     on_line: Callable[[str], None] | None,
     stop: threading.Event,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -108,7 +108,9 @@ def _build(data: Any) -> _Table:
 
 @lru_cache(maxsize=1)
 def _table() -> _Table:
-    raw = resources.files("burnless").joinpath("data").joinpath("prices.json").read_bytes()
+    # Beside the package's modules (a wheel installs it there); not importlib.resources, whose
+    # import alone is a few ms of every run.
+    raw = (Path(__file__).resolve().parent.parent / "data" / "prices.json").read_bytes()
     return _build(orjson.loads(raw))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +18,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """
     tmp = ""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = _temp_beside(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -36,6 +35,19 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
             # A failed write() names no file; say which one (the errno's subclass is kept).
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new file (mode 0600) in ``path``'s directory, as ``tempfile.mkstemp`` makes one, without
+    importing tempfile (and the shutil and compression modules it pulls in) on every run."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        name = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(path.parent))
 
 
 def open_regular(path: str | Path) -> BinaryIO:
