@@ -33,7 +33,7 @@ from burnless.accounting import ledger
 from burnless.accounting.index import LedgerIndex
 from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace
-from tests.test_metrics import get, parse, rec, sample, seed
+from tests.unit.test_metrics import get, parse, rec, sample, seed
 
 FAMILIES = (
     "burnless_tier_planning_tokens_total", "burnless_tier_execution_tokens_total",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from burnless.accounting.tokens import Tokens
 from burnless.formats import FORMATS, WorkerOutput, detect_format, parse_output
 
-FIXTURES = Path(__file__).parent / "fixtures" / "formats"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "formats"
 ANSWER_START = "I added a `refresh()` method to `auth/session.py`."
 
 
@@ -526,7 +526,7 @@ def test_lone_surrogates_are_replaced_so_the_json_still_parses() -> None:
 # Real output of Claude Code 2.1.197, captured offline against `burnless sim serve`
 # (`claude -p --output-format json|stream-json --verbose --model claude-haiku-4-5
 # --allowedTools Write`, one Write tool call and the final answer: two model turns).
-REAL = Path(__file__).parent / "fixtures" / "formats"
+REAL = Path(__file__).parent.parent / "fixtures" / "formats"
 
 
 def test_real_claude_code_json_output() -> None:

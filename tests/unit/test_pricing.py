@@ -17,7 +17,7 @@ from burnless.accounting.tokens import Tokens
 from burnless.formats import parse_output
 
 TABLE = orjson.loads((Path(pricing.__file__).parents[1] / "data" / "prices.json").read_bytes())
-FIXTURES = Path(__file__).parent / "fixtures" / "formats"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "formats"
 
 
 def price(model: str | None) -> Price:
