@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.tokens import Tokens
 from tests.redis_server import RedisServer
 
 # Hypothesis's per-example deadline is wall time: under a parallel run (pytest-xdist) another
@@ -34,6 +37,25 @@ def quoted(text: str) -> str:
 def fake(mode: str = "honest", *extra: str) -> str:
     """A tier command running the fake worker in a mode."""
     return " ".join(shlex.quote(a) for a in (sys.executable, str(WORKER), "--mode", mode, *extra))
+
+
+def tier_line(name: str, cmd: str, extra: str = "") -> str:
+    """One line of a ``tiers:`` block: ``name`` runs ``cmd``, with ``extra`` tier options."""
+    return f"  {name}: {{command: {orjson.dumps(cmd).decode()}{', ' + extra if extra else ''}}}\n"
+
+
+def record(cost: float | None, session: str = "s", **kw: Any) -> LedgerRecord:
+    """A ledger record of one priced execution call costing ``cost``."""
+    base: dict[str, Any] = dict(run_id="r-20261128T120000-abcdef", session=session,
+                                role="execution", tier="silver", model="m", status="ok",
+                                tokens=Tokens(1, 1), cost_usd=cost, cost_source="priced")
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def today() -> str:
+    """Today's UTC day, as the ledger names days."""
+    return time.strftime("%Y-%m-%d", time.gmtime())
 
 
 @pytest.fixture(autouse=True)
