@@ -7,6 +7,8 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
+from burnless.accounting import ledger
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
 from tests.redis_server import RedisServer
@@ -144,3 +147,44 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """The value of one sample: a metric's name and its exact labels."""
+    return samples[(name, frozenset(labels.items()))]
+
+
+def rec(**kw: Any) -> LedgerRecord:
+    """A ledger record of a reported-cost execution call (the metrics and serve tests)."""
+    base: dict[str, Any] = dict(
+        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
+        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
+        cost_usd=0.01, cost_source="reported", audit="passed",
+    )
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def seed(ws: Workspace) -> None:
+    """A ledger of every kind of record the metrics count: failures, refusals, a cache hit."""
+    for r in (
+        rec(),
+        rec(status="failed", audit="failed", tokens=Tokens(1, 2, 3, 4)),
+        rec(role="planning", tier="gold", model="claude-opus-4-8", tokens=Tokens(2000, 300, 0, 0),
+            cost_usd=0.25),
+        rec(role="compaction", tier="bronze", model=None, cost_usd=None,
+            cost_source="unknown", tokens=Tokens(40, 5, 0, 0)),
+        rec(status="refused", refused_by="budget", tokens=Tokens(), cost_usd=0.0),
+        rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
+        rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
+    ):
+        ledger.record_call(ws.state, r)
+
+
+def get(url: str) -> tuple[int, str, str]:
+    """GET ``url``: status, content type and body, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()

@@ -10,12 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -23,10 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from burnless.accounting import ledger
 from burnless.accounting.index import scan
-from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.metrics import Family, Live, MetricsView, Sample, exposition
-from burnless.accounting.tokens import Tokens
-from tests.conftest import Samples, Workspace, parse_metrics
+from tests.conftest import Samples, Workspace, get, parse_metrics, rec, sample, seed
 from tests.unit.conftest import (
     TOKEN_FIELDS,
     recount_of,
@@ -36,35 +31,6 @@ from tests.unit.conftest import (
 )
 
 parse = parse_metrics
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
-def rec(**kw: Any) -> LedgerRecord:
-    base: dict[str, Any] = dict(
-        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
-        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
-        cost_usd=0.01, cost_source="reported", audit="passed",
-    )
-    base.update(kw)
-    return LedgerRecord(**base)
-
-
-def seed(ws: Workspace) -> None:
-    for r in (
-        rec(),
-        rec(status="failed", audit="failed", tokens=Tokens(1, 2, 3, 4)),
-        rec(role="planning", tier="gold", model="claude-opus-4-8", tokens=Tokens(2000, 300, 0, 0),
-            cost_usd=0.25),
-        rec(role="compaction", tier="bronze", model=None, cost_usd=None,
-            cost_source="unknown", tokens=Tokens(40, 5, 0, 0)),
-        rec(status="refused", refused_by="budget", tokens=Tokens(), cost_usd=0.0),
-        rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
-        rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
-    ):
-        ledger.record_call(ws.state, r)
 
 
 def test_metrics_prints_valid_exposition_with_the_ledger_figures(ws: Workspace) -> None:
@@ -128,14 +94,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
 
 
 @contextmanager
