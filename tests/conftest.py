@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import subprocess
@@ -59,6 +60,37 @@ def record(cost: float | None, session: str = "s", **kw: Any) -> LedgerRecord:
 def today() -> str:
     """Today's UTC day, as the ledger names days."""
     return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def filler(n: int, alphabet: str = "Fake0Key1Not2Real3") -> str:
+    """An obviously fake, random-enough run of ``n`` characters."""
+    return (alphabet * (n // len(alphabet) + 1))[:n]
+
+
+PEM_LINES = (filler(64, "FakePemLineOne0+/"), filler(64, "FakePemLineTwo1+/"))
+PEM = ("-----BEGIN RSA " + "PRIVATE KEY-----\n" + "\n".join(PEM_LINES)
+       + "\n-----END RSA " + "PRIVATE KEY-----")
+BASIC_PASSWORD = "Fake0Basic1Pass"
+
+# Fake secrets of every kind burnless masks, built at run time so that nothing in the tests looks
+# like a live key. kind -> (text as it would appear, the secret value that must never survive)
+FAKE_SECRETS: dict[str, tuple[str, str]] = {
+    "anthropic": ("sk-ant-" + "api03-" + filler(93) + "AA",) * 2,
+    "openai": ("sk-" + "proj-" + filler(48),) * 2,
+    "github": ("gh" + "p_" + filler(36),) * 2,
+    "aws-id": ("AK" + "IA" + "FAKEKEY0NOTREAL1",) * 2,
+    "aws-secret": ("aws_secret_access_key = " + filler(40, "Fake/Key+Not0Real"),
+                   filler(40, "Fake/Key+Not0Real")),
+    "slack": ("xo" + "xb-" + "1234567890-" + filler(24),) * 2,
+    "stripe": ("sk" + "_live_" + filler(24),) * 2,
+    "google": ("AI" + "za" + filler(35),) * 2,
+    "jwt": ("ey" + "J" + filler(20) + ".eyJ" + filler(30) + "." + filler(40),) * 2,
+    "url-password": ("postgres://app:" + "Fake0Url1Pass" + "@db:5432/app", "Fake0Url1Pass"),
+    "bearer": ("Authorization: Bearer " + filler(32), filler(32)),
+    "basic": ("Authorization: Basic " + base64.b64encode(
+        f"admin:{BASIC_PASSWORD}".encode()).decode(), BASIC_PASSWORD),
+    "password": ("password=" + "Fake0Hunter2", "Fake0Hunter2"),
+}
 
 
 @pytest.fixture(autouse=True)
