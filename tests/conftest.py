@@ -93,6 +93,20 @@ FAKE_SECRETS: dict[str, tuple[str, str]] = {
 }
 
 
+# The smallest valid configuration.
+OK = "tiers:\n  silver: {command: x}\n"
+
+
+def clean(p: subprocess.CompletedProcess[str]) -> None:
+    """No traceback on either stream: every error is a clear one."""
+    assert "Traceback" not in p.stderr + p.stdout, p.stderr
+
+
+def honest_argv() -> list[str]:
+    """The command line of ``burnless`` itself."""
+    return [sys.executable, "-m", "burnless"]
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
              monkeypatch: pytest.MonkeyPatch) -> None:
