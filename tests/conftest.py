@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -105,6 +106,17 @@ def clean(p: subprocess.CompletedProcess[str]) -> None:
 def honest_argv() -> list[str]:
     """The command line of ``burnless`` itself."""
     return [sys.executable, "-m", "burnless"]
+
+
+def limited(script: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with files capped at ``limit`` bytes: writes past it fail (EFBIG),
+    the way a full disk fails them."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-c", script, *args], preexec_fn=cap,
+                          capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture(autouse=True)
