@@ -1,10 +1,12 @@
-"""Helpers of the accounting tests (usage, the ledger index, metrics): ledger records of every
-kind burnless writes, and the plain recount every report must agree with."""
+"""Helpers of the unit tests: for the accounting tests (usage, the ledger index, metrics), ledger
+records of every kind burnless writes and the plain recount every report must agree with; for
+the API tier and the simulator, simulators on loopback with a clock of the test's own."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from burnless.accounting import ledger
 from burnless.accounting.index import day_of
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
+from burnless.sim.server import SimServer
 from tests.conftest import Workspace
 
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
@@ -140,4 +143,57 @@ def group_of(by: str) -> Callable[[dict[str, Any]], Any]:
         return lambda r: day_of(r["ts"]) or None
     return lambda r: r[by] or None
 
+
+# --------------------------------------------------------------------------- the simulator
+
+API_KEY = "sk-ant-api03-review-KEY-0123456789abcdef"
+MODEL = "claude-sonnet-4-6"  # caches from 1024 tokens
+RULES = "Project rules: keep functions small, typed and tested.\n" * 100  # ~1,400 tokens
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+
+
+@dataclass
+class Sim:
+    server: SimServer
+    log: Path
+    clock: Clock
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [orjson.loads(line) for line in self.log.read_bytes().splitlines()]
+
+
+@pytest.fixture
+def sims(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    started: list[SimServer] = []
+
+    def start(fault: str | None = None) -> Sim:
+        log = tmp_path / f"sim-{len(started)}.jsonl"
+        clock = Clock()
+        server = SimServer(log=log, fault=fault, clock=clock).start()
+        started.append(server)
+        return Sim(server, log, clock)
+
+    yield start
+    for s in started:
+        s.close()
+
+
+@pytest.fixture
+def sim(sims: Callable[..., Sim]) -> Sim:
+    return sims()
 

@@ -1,26 +1,36 @@
-"""The ``api: anthropic`` tier, through the real CLI and SDK against the simulator on loopback."""
+"""The ``api: anthropic`` tier, through the real CLI and SDK against the simulator on loopback,
+and against hostile servers: a small raw-socket server that answers exactly the bytes a test asks
+for (errors, retry-after, silence, trickles, streams cut short); retries, deadlines, the usage
+of every billed attempt, the key never logged."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from burnless.accounting.tokens import estimate_tokens
+from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.agent import BurnlessAgent
 from burnless.config import Tier
 from burnless.prompt import Prompt
 from burnless.sim.server import SimServer
+from burnless.workers import Call, Reply
+from burnless.workers import anthropic_api as api
 from burnless.workers.anthropic_api import base_url, build_request, describe
 from tests.conftest import Workspace, fake
+from tests.unit.conftest import API_KEY, MODEL, RULES, Sim
 
 KEY = "sk-ant-api03-test-KEY-0123456789abcdef"
 # USD per million tokens: input, output, cache write (5 min), cache read.
@@ -29,7 +39,7 @@ PRICES = {"claude-sonnet-4-5": (3.0, 15.0, 3.75, 0.30), "claude-opus-4-8": (5.0,
 PREFIX_MD = "Project rules: keep functions small, typed and tested; no global state.\n" * 100
 
 
-class Sim:
+class LoggedSim:
     def __init__(self, server: SimServer, log: Path) -> None:
         self.server, self.log = server, log
 
@@ -48,11 +58,11 @@ class Sim:
 def sim_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[SimServer] = []
 
-    def start(fault: str | None = None) -> Sim:
+    def start(fault: str | None = None) -> LoggedSim:
         log = tmp_path / f"sim-{len(servers)}.jsonl"  # outside the workspace (no audit noise)
         server = SimServer(log=log, fault=fault).start()
         servers.append(server)
-        return Sim(server, log)
+        return LoggedSim(server, log)
 
     yield start
     for s in servers:
@@ -378,3 +388,535 @@ def test_key_and_base_url_follow_the_scrubbed_environment_rule(
         name="t", api="anthropic", model="m", base_url="http://x:3", pass_env=passed.pass_env
     )
     assert base_url(explicit) == "http://x:3"
+
+
+PROMPT = Prompt(
+    "executor",
+    '<burnless-protocol role="executor" version="1">\n',
+    RULES,
+    "",
+    "",
+    "<task>\nexplain the cache\n</task>\n",
+)
+
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own exponential backoff in milliseconds (a server's retry-after is still obeyed)."""
+    monkeypatch.setattr(api, "BACKOFF_S", 0.02)
+
+
+
+# --------------------------------------------------------------------------- a hostile server
+
+
+@dataclass
+class Request:
+    head: bytes
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+Handler = Callable[[socket.socket, Request, threading.Event], None]
+
+
+class Hostile:
+    """A raw-socket HTTP server: request i on it is answered by ``handlers[i]`` (the last one
+    for every request after), one request per connection."""
+
+    def __init__(self, *handlers: Handler) -> None:
+        self.handlers = handlers
+        self.requests: list[Request] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10)
+            request = read_request(conn)
+            if request is None:
+                return
+            with self._lock:
+                index = len(self.requests)
+                self.requests.append(request)
+            self.handlers[min(index, len(self.handlers) - 1)](conn, request, self.stop)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._sock.close()
+        with self._lock:
+            for c in self._conns:
+                c.close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[..., Hostile]]:
+    servers: list[Hostile] = []
+
+    def start(*handlers: Handler) -> Hostile:
+        servers.append(Hostile(*handlers))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def read_request(conn: socket.socket) -> Request | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        data += more
+    head, body = data.split(b"\r\n\r\n", 1)
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    size = int(headers.get("content-length", "0"))
+    while len(body) < size:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        body += more
+    return Request(head, headers, body, time.monotonic())
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    return chunk(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+)
+STARTED_USAGE = {
+    "input_tokens": 40,
+    "output_tokens": 1,
+    "cache_creation_input_tokens": 1500,
+    "cache_read_input_tokens": 0,
+}
+
+
+def start_events(usage: dict[str, int] | None = None) -> bytes:
+    msg = {
+        "id": "msg_h",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage or STARTED_USAGE,
+    }
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "hel"},
+    }
+    return (
+        event("message_start", {"type": "message_start", "message": msg})
+        + event("content_block_start", start)
+        + event("content_block_delta", delta)
+    )
+
+
+def end_events(usage: dict[str, int]) -> bytes:
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "lo"},
+    }
+    return (
+        event("content_block_delta", delta)
+        + event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + event(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage},
+        )
+        + event("message_stop", {"type": "message_stop"})
+        + b"0\r\n\r\n"
+    )
+
+
+FINAL_USAGE = {
+    "input_tokens": 40,
+    "output_tokens": 7,
+    "cache_creation_input_tokens": 0,
+    "cache_read_input_tokens": 1500,
+}
+
+
+def complete(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    usage = dict(FINAL_USAGE, output_tokens=1)
+    conn.sendall(SSE_HEAD + start_events(usage) + end_events(FINAL_USAGE))
+
+
+def json_error(status: int, error_type: str, text: str, extra: str = "") -> Handler:
+    def answer(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+        body = orjson.dumps({"type": "error", "error": {"type": error_type, "message": text}})
+        conn.sendall(
+            f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+
+    return answer
+
+
+def silent(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    stop.wait(10)  # accepts, reads the request, never answers
+
+
+def pings_forever(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    conn.sendall(SSE_HEAD + start_events())
+    while not stop.wait(0.2):
+        conn.sendall(event("ping", {"type": "ping"}))  # each read succeeds: no read timeout
+
+
+def slow_headers(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not stop.wait(0.2):
+        conn.sendall(b"x-slow: 1\r\n")  # headers that never end
+
+
+def ends_early(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    conn.sendall(SSE_HEAD + start_events() + b"0\r\n\r\n")  # a clean end, but no message_stop
+
+
+def cut_off(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    conn.sendall(SSE_HEAD + start_events())  # then the connection drops mid-body
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def overloaded_mid_stream(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+    err = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    conn.sendall(SSE_HEAD + start_events() + event("error", err) + b"0\r\n\r\n")
+
+
+# --------------------------------------------------------------------------- API tier calls
+
+
+def tier(url: str | None, **kw: Any) -> Tier:
+    options: dict[str, Any] = {
+        "name": "silver",
+        "api": "anthropic",
+        "model": MODEL,
+        "base_url": url,
+        "env": {"ANTHROPIC_API_KEY": API_KEY},
+    }
+    options.update(kw)
+    return Tier(**options)
+
+
+def call(
+    tmp_path: Path,
+    t: Tier,
+    *,
+    timeout: float = 10.0,
+    redact: Callable[[str], str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> Reply:
+    log = tmp_path / "logs" / "r-1.log"
+    c = Call(
+        t, PROMPT, "s", "r-1", tmp_path, tmp_path, timeout, log, redact=redact, on_line=on_line
+    )
+    return api.dispatch(c)
+
+
+def run_log(tmp_path: Path) -> str:
+    return (tmp_path / "logs" / "r-1.log").read_text()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sdk_imported() -> None:
+    """Pay the SDK's import once, so per-test deadlines measure the network, not the import."""
+    import anthropic  # noqa: F401
+
+
+def billed(record: dict[str, Any]) -> Tokens:
+    u = record["usage"]
+    return Tokens(
+        u["input_tokens"],
+        u["output_tokens"],
+        u["cache_read_input_tokens"],
+        u["cache_creation_input_tokens"],
+    )
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+
+@pytest.mark.parametrize("status", [429, 500, 529])
+def test_transient_errors_are_retried_and_only_the_answer_is_billed(
+    tmp_path: Path, sims: Callable[..., Sim], status: int
+) -> None:
+    sim = sims(f"{status},times=2")
+    reply = call(tmp_path, tier(sim.url))
+    assert not reply.failed, reply.error
+    records = sim.records()
+    assert [r["status"] for r in records] == [status, status, 200]
+    assert [r["usage"] for r in records[:2]] == [None, None]  # an error answer bills nothing
+    assert reply.output.usage == billed(records[2])
+    assert any("succeeded after 2 retries" in f for f in reply.output.findings)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
+def test_client_errors_are_not_retried(
+    tmp_path: Path, sims: Callable[..., Sim], status: int
+) -> None:
+    sim = sims(str(status))
+    reply = call(tmp_path, tier(sim.url))
+    assert reply.exit_code == 1 and reply.failed
+    assert [r["status"] for r in sim.records()] == [status]
+    assert reply.output.usage == Tokens()
+    assert "gave up" not in reply.error
+
+
+def test_retry_after_is_obeyed(tmp_path: Path, hostile: Callable[..., Hostile]) -> None:
+    server = hostile(
+        json_error(429, "rate_limit_error", "slow down", "retry-after: 1\r\n"), complete
+    )
+    reply = call(tmp_path, tier(server.url))
+    assert not reply.failed, reply.error
+    first, second = server.requests
+    assert second.at - first.at >= 0.95  # not our 20 ms backoff: the server's second
+    assert "retrying in 1.00s" in run_log(tmp_path)
+
+
+def test_a_retry_after_beyond_the_deadline_gives_up_at_once(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    # Before the fix a retry-after over 30 s was ignored: 3 requests in 60 ms, all refused.
+    server = hostile(json_error(529, "overloaded_error", "busy", "retry-after: 45\r\n"))
+    t0 = time.monotonic()
+    reply = call(tmp_path, tier(server.url), timeout=5)
+    assert time.monotonic() - t0 < 2
+    assert len(server.requests) == 1
+    assert reply.error.endswith("(retry-after 45s, no time left to retry within 5s)")
+
+
+def test_retries_stop_at_the_call_deadline(tmp_path: Path, sims: Callable[..., Sim]) -> None:
+    sim = sims("500,sleep=0.5")
+    t0 = time.monotonic()
+    reply = call(tmp_path, tier(sim.url), timeout=1.2)
+    assert time.monotonic() - t0 < 1.9
+    assert reply.failed
+    assert 1 <= len(sim.records()) <= 3
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    t0 = time.monotonic()
+    reply = call(tmp_path, tier(f"http://127.0.0.1:{port}"))
+    assert time.monotonic() - t0 < 3
+    assert reply.exit_code == 1
+    assert reply.error.startswith(f"cannot reach http://127.0.0.1:{port}")
+    assert reply.error.endswith("(gave up after 3 attempts)")
+    assert reply.output.usage == Tokens()
+
+
+def test_a_server_that_never_answers_times_out(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    server = hostile(silent)
+    t0 = time.monotonic()
+    reply = call(tmp_path, tier(server.url), timeout=1)
+    assert time.monotonic() - t0 < 1.6
+    assert reply.timed_out and reply.exit_code is None
+    assert reply.output.usage is None  # nothing reported: the ledger estimates
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("handler", [pings_forever, slow_headers], ids=["pings", "headers"])
+def test_a_trickling_server_cannot_hold_the_call_past_its_deadline(
+    tmp_path: Path, hostile: Callable[..., Hostile], handler: Handler
+) -> None:
+    # Before the fix: the SDK's timeout is per read, so bytes every 200 ms kept the call
+    # alive forever (a ``timeout: 1`` call was still running after 20 s).
+    server = hostile(handler)
+    t0 = time.monotonic()
+    reply = call(tmp_path, tier(server.url), timeout=1)
+    assert time.monotonic() - t0 < 1.8
+    assert reply.timed_out and reply.error == "timed out after 1s"
+    if handler is pings_forever:  # message_start reported usage: it was billed
+        assert reply.output.usage == Tokens(40, 1, 0, 1500)
+
+
+def test_a_stream_without_message_stop_is_not_a_success(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    # Before the fix: "hel" with stop_reason None was returned as a successful answer.
+    server = hostile(ends_early)
+    reply = call(tmp_path, tier(server.url))
+    assert reply.exit_code == 1 and reply.output.is_error
+    assert "the answer stream ended before message_stop" in reply.error
+    assert len(server.requests) == 3  # retried like a dropped connection
+    # Each attempt's stream reported its usage: all three were billed.
+    assert reply.output.usage == Tokens(120, 3, 0, 4500)
+
+
+def test_a_dropped_stream_is_retried_and_both_attempts_are_in_the_usage(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    # Before the fix: httpx's RemoteProtocolError escaped dispatch (a traceback, no ledger).
+    server = hostile(cut_off, complete)
+    reply = call(tmp_path, tier(server.url))
+    assert not reply.failed, reply.error
+    assert reply.output.text == "hello"
+    assert reply.output.usage == Tokens(40, 1, 0, 1500) + Tokens(40, 7, 1500, 0)
+    (note,) = [f for f in reply.output.findings if "succeeded after 1 retry" in f]
+    assert note == (
+        "succeeded after 1 retry; the usage includes what the failed attempts reported "
+        f"(incomplete answer from {server.url})"
+    )
+
+
+def test_ctrl_c_after_a_billed_failed_attempt_keeps_its_usage(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    def multiline(conn: socket.socket, request: Request, stop: threading.Event) -> None:
+        line = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "a\nb"},
+        }
+        conn.sendall(SSE_HEAD + start_events() + event("content_block_delta", line))
+        stop.wait(5)
+
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    server = hostile(cut_off, multiline)
+    reply = call(tmp_path, tier(server.url), on_line=interrupt)
+    assert reply.interrupted and reply.error == "interrupted"
+    assert reply.output.usage == Tokens(80, 2, 0, 3000)  # both attempts' message_start
+
+
+def test_an_error_event_mid_stream_is_retried(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    server = hostile(overloaded_mid_stream, complete)
+    reply = call(tmp_path, tier(server.url))
+    assert not reply.failed, reply.error
+    assert "attempt 1: API error in the answer stream overloaded_error: Overloaded" in run_log(
+        tmp_path
+    )
+    assert reply.output.usage == Tokens(40, 1, 0, 1500) + Tokens(40, 7, 1500, 0)
+
+
+def test_the_key_is_never_logged_even_when_the_server_echoes_it(
+    tmp_path: Path, hostile: Callable[..., Hostile]
+) -> None:
+    server = hostile(json_error(400, "invalid_request_error", f"bad key {API_KEY} for this org"))
+    reply = call(tmp_path, tier(server.url), redact=None)  # policy.redact_secrets: false
+    assert reply.exit_code == 1
+    assert "bad key [REDACTED] for this org" in reply.error
+    text = run_log(tmp_path)
+    assert API_KEY not in text and "[REDACTED]" in text
+    assert all(API_KEY not in f for f in reply.output.findings)
+    # It did reach the server, as a header (the SDK 2.14 sends a Bearer token).
+    (request,) = server.requests
+    headers = request.headers
+    assert (headers.get("authorization") == f"Bearer {API_KEY}"
+            or headers.get("x-api-key") == API_KEY)
+
+
+def test_the_key_and_base_url_come_only_through_pass_env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hostile: Callable[..., Hostile],
+    sim: Sim,
+) -> None:
+    server = hostile(complete)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-from-the-shell")  # the SDK would read it
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    # Listed nowhere: not seen, nothing sent.
+    bare = call(tmp_path, tier(server.url, env={}))
+    assert "$ANTHROPIC_API_KEY is not set or not passed" in bare.error
+    assert server.requests == []
+    # pass_env: the caller's key and ANTHROPIC_BASE_URL reach the tier; nothing else does.
+    passed = tier(None, env={}, pass_env=("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"))
+    reply = call(tmp_path, passed)
+    assert not reply.failed, reply.error
+    (request,) = server.requests
+    assert "tok-from-the-shell" not in request.head.decode("latin-1")
+    assert API_KEY in request.head.decode("latin-1")
+    # The tier's env may set ANTHROPIC_BASE_URL too (here, the simulator).
+    via_env = call(
+        tmp_path, tier(None, env={"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": sim.url})
+    )
+    assert not via_env.failed, via_env.error
+    assert len(sim.records()) == 1 and len(server.requests) == 1
+
+
+def test_the_sdk_is_imported_only_when_an_api_tier_runs() -> None:
+    code = (
+        "import sys, burnless.workers, burnless.workers.anthropic_api, burnless.sim.server\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('anthropic', 'httpx',"
+        " 'httpx2')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_ledger_matches_what_the_simulator_billed_after_retries(
+    ws: Workspace, sims: Callable[..., Sim], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = sims("529,times=1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    tier_yaml = f"api: anthropic, base_url: '{sim.url}', pass_env: [ANTHROPIC_API_KEY]"
+    ws.config(f"tiers:\n  silver: {{{tier_yaml}, model: claude-sonnet-4-6}}\nplanner: null\n")
+    (ws.state / "prefix.md").write_text(RULES, encoding="utf-8")
+    agent = BurnlessAgent(ws.state / "config.yaml", workspace=ws.root)
+    first = agent.run("explain the auth module", "s")
+    second = agent.run("review the session code", "s")
+    assert first.ok and second.ok, (first.summary, second.summary)
+    records = sim.records()
+    assert [r["status"] for r in records] == [529, 200, 200]
+    ledger = ws.ledger()
+    assert [Tokens.from_dict(r["tokens"]) for r in ledger] == [billed(r) for r in records[1:]]
+    assert ledger[1]["tokens"]["cache_read"] > 1000  # turn 2 read what turn 1 wrote
+    for rec in ledger:
+        t = rec["tokens"]
+        price = (t["input"] * 3 + t["output"] * 15 + t["cache_write"] * 3.75) + t[
+            "cache_read"
+        ] * 0.3
+        assert rec["cost_source"] == "priced"
+        assert rec["cost_usd"] == pytest.approx(price / 1e6, abs=1e-9)
+    assert API_KEY not in (ws.state / "ledger.jsonl").read_text()
+    assert API_KEY not in sim.log.read_text()
