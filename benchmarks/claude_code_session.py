@@ -4,7 +4,7 @@
     python benchmarks/claude_code_session.py [--claude PATH] [--seed 1] [--tasks 20] [--json]
 
 Claude Code (the npm package; ``--claude``, else the test cache ``$BURNLESS_TEST_CACHE`` that
-``tests/test_e2e_claude.py`` fills, else ``claude`` on PATH) runs offline against the
+``tests/e2e/test_claude_code.py`` fills, else ``claude`` on PATH) runs offline against the
 simulator (``burnless.sim``), which bills every request by Anthropic's prompt-caching rules.
 Every cost is **simulated**: the simulator's usage of each request, priced from burnless's
 price table (the client's own ``total_cost_usd`` is printed beside it as a cross-check).
@@ -298,7 +298,7 @@ def find_claude(explicit: str | None) -> Path:
         if c and Path(c).exists():
             return Path(c).absolute()
     sys.exit("no Claude Code found: pass --claude PATH, or run `pytest -m slow "
-             "tests/test_e2e_claude.py` once to install it into the test cache")
+             "tests/e2e/test_claude_code.py` once to install it into the test cache")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

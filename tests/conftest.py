@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import resource
 import shlex
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, settings
 
+from burnless.accounting import ledger
+from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.tokens import Tokens
 from tests.redis_server import RedisServer
 
 # Hypothesis's per-example deadline is wall time: under a parallel run (pytest-xdist) another
@@ -34,6 +42,81 @@ def quoted(text: str) -> str:
 def fake(mode: str = "honest", *extra: str) -> str:
     """A tier command running the fake worker in a mode."""
     return " ".join(shlex.quote(a) for a in (sys.executable, str(WORKER), "--mode", mode, *extra))
+
+
+def tier_line(name: str, cmd: str, extra: str = "") -> str:
+    """One line of a ``tiers:`` block: ``name`` runs ``cmd``, with ``extra`` tier options."""
+    return f"  {name}: {{command: {orjson.dumps(cmd).decode()}{', ' + extra if extra else ''}}}\n"
+
+
+def record(cost: float | None, session: str = "s", **kw: Any) -> LedgerRecord:
+    """A ledger record of one priced execution call costing ``cost``."""
+    base: dict[str, Any] = dict(run_id="r-20261128T120000-abcdef", session=session,
+                                role="execution", tier="silver", model="m", status="ok",
+                                tokens=Tokens(1, 1), cost_usd=cost, cost_source="priced")
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def today() -> str:
+    """Today's UTC day, as the ledger names days."""
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def filler(n: int, alphabet: str = "Fake0Key1Not2Real3") -> str:
+    """An obviously fake, random-enough run of ``n`` characters."""
+    return (alphabet * (n // len(alphabet) + 1))[:n]
+
+
+PEM_LINES = (filler(64, "FakePemLineOne0+/"), filler(64, "FakePemLineTwo1+/"))
+PEM = ("-----BEGIN RSA " + "PRIVATE KEY-----\n" + "\n".join(PEM_LINES)
+       + "\n-----END RSA " + "PRIVATE KEY-----")
+BASIC_PASSWORD = "Fake0Basic1Pass"
+
+# Fake secrets of every kind burnless masks, built at run time so that nothing in the tests looks
+# like a live key. kind -> (text as it would appear, the secret value that must never survive)
+FAKE_SECRETS: dict[str, tuple[str, str]] = {
+    "anthropic": ("sk-ant-" + "api03-" + filler(93) + "AA",) * 2,
+    "openai": ("sk-" + "proj-" + filler(48),) * 2,
+    "github": ("gh" + "p_" + filler(36),) * 2,
+    "aws-id": ("AK" + "IA" + "FAKEKEY0NOTREAL1",) * 2,
+    "aws-secret": ("aws_secret_access_key = " + filler(40, "Fake/Key+Not0Real"),
+                   filler(40, "Fake/Key+Not0Real")),
+    "slack": ("xo" + "xb-" + "1234567890-" + filler(24),) * 2,
+    "stripe": ("sk" + "_live_" + filler(24),) * 2,
+    "google": ("AI" + "za" + filler(35),) * 2,
+    "jwt": ("ey" + "J" + filler(20) + ".eyJ" + filler(30) + "." + filler(40),) * 2,
+    "url-password": ("postgres://app:" + "Fake0Url1Pass" + "@db:5432/app", "Fake0Url1Pass"),
+    "bearer": ("Authorization: Bearer " + filler(32), filler(32)),
+    "basic": ("Authorization: Basic " + base64.b64encode(
+        f"admin:{BASIC_PASSWORD}".encode()).decode(), BASIC_PASSWORD),
+    "password": ("password=" + "Fake0Hunter2", "Fake0Hunter2"),
+}
+
+
+# The smallest valid configuration.
+OK = "tiers:\n  silver: {command: x}\n"
+
+
+def clean(p: subprocess.CompletedProcess[str]) -> None:
+    """No traceback on either stream: every error is a clear one."""
+    assert "Traceback" not in p.stderr + p.stdout, p.stderr
+
+
+def honest_argv() -> list[str]:
+    """The command line of ``burnless`` itself."""
+    return [sys.executable, "-m", "burnless"]
+
+
+def limited(script: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` with files capped at ``limit`` bytes: writes past it fail (EFBIG),
+    the way a full disk fails them."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return subprocess.run([sys.executable, "-c", script, *args], preexec_fn=cap,
+                          capture_output=True, text=True, timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +205,44 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """The value of one sample: a metric's name and its exact labels."""
+    return samples[(name, frozenset(labels.items()))]
+
+
+def rec(**kw: Any) -> LedgerRecord:
+    """A ledger record of a reported-cost execution call (the metrics and serve tests)."""
+    base: dict[str, Any] = dict(
+        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
+        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
+        cost_usd=0.01, cost_source="reported", audit="passed",
+    )
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def seed(ws: Workspace) -> None:
+    """A ledger of every kind of record the metrics count: failures, refusals, a cache hit."""
+    for r in (
+        rec(),
+        rec(status="failed", audit="failed", tokens=Tokens(1, 2, 3, 4)),
+        rec(role="planning", tier="gold", model="claude-opus-4-8", tokens=Tokens(2000, 300, 0, 0),
+            cost_usd=0.25),
+        rec(role="compaction", tier="bronze", model=None, cost_usd=None,
+            cost_source="unknown", tokens=Tokens(40, 5, 0, 0)),
+        rec(status="refused", refused_by="budget", tokens=Tokens(), cost_usd=0.0),
+        rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
+        rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
+    ):
+        ledger.record_call(ws.state, r)
+
+
+def get(url: str) -> tuple[int, str, str]:
+    """GET ``url``: status, content type and body, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()

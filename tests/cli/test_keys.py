@@ -13,10 +13,10 @@ import anthropic
 import orjson
 import pytest
 
+from tests.cli.conftest import serving
 from tests.cli.test_serve import imported
 from tests.conftest import Workspace
 from tests.fakes.upstream import FakeUpstream, out_tokens
-from tests.test_serve_review import serving
 
 KEY = "sk-ant-api03-cli-keys-KEY-0123456789abcdef"
 KEY_RE = r"blk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}"

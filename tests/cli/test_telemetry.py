@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from burnless.accounting.telemetry import EXIT_FLUSH_S
+from tests.cli.conftest import serving
 from tests.cli.test_serve import imported
 from tests.conftest import Workspace, fake
 from tests.fakes.otlp import Collector
 from tests.fakes.upstream import FakeUpstream
-from tests.test_serve_review import serving
 
 KEY = "sk-ant-api03-telemetry-KEY-0123456789abcdef"
 OTEL = "OTEL_EXPORTER_OTLP_ENDPOINT"

@@ -15,13 +15,9 @@ import yaml
 
 from burnless.accounting.index import spend_for
 from burnless.config import BudgetSettings, Config, load_config
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, fake, tier_line
 
 PRICE = "price: {input: 1000, output: 1000}, max_output_tokens: 1000"
-
-
-def tier_line(name: str, cmd: str, extra: str = "") -> str:
-    return f"  {name}: {{command: {orjson.dumps(cmd).decode()}{', ' + extra if extra else ''}}}\n"
 
 
 @pytest.fixture

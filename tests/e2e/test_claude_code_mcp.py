@@ -1,7 +1,7 @@
 """Real Claude Code calls burnless through `burnless mcp`, offline against `burnless sim serve`.
 
 Slow (``pytest -m slow``): Claude Code comes from the same npm cache as
-``tests/test_e2e_claude.py`` (``BURNLESS_TEST_CACHE``). The project is set up by
+``tests/e2e/test_claude_code.py`` (``BURNLESS_TEST_CACHE``). The project is set up by
 ``burnless init --claude-code``: its ``.mcp.json`` starts the server, its tiers (pointed at the
 simulator) serve the delegated turns. The simulator's model calls a named tool when the prompt
 says ``call tool NAME with {JSON}``.
@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import Workspace
-from tests.test_e2e_claude import Sim, claude, sim  # noqa: F401 - fixtures
+from tests.e2e.test_claude_code import Sim, claude, sim  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("mcp")

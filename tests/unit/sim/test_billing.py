@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +18,8 @@ from burnless.sim.billing import (
     minimum_cacheable_tokens,
     split_blocks,
 )
+from tests.unit.conftest import Sim
+from tests.unit.sim.conftest import rules_message, send
 
 MODEL = "claude-sonnet-4-6"  # minimum cacheable length 1024 tokens
 
@@ -400,3 +405,183 @@ def test_usage_always_adds_up_to_the_request(requests: list) -> None:
         assert u.cache_creation_input_tokens == (
             u.ephemeral_5m_input_tokens + u.ephemeral_1h_input_tokens
         )
+
+
+# --------------------------------------------------------------------------- refreshes, TTLs, HTTP
+
+
+def request_body(*content: dict[str, Any], model: str = MODEL, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": list(content)}],
+        **extra,
+    }
+
+
+def tool(name: str, tokens: int, ttl: str | None = None) -> dict[str, Any]:
+    t: dict[str, Any] = {"name": name, "description": "d" * (tokens * 4), "input_schema": {}}
+    if ttl:
+        t["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+    return t
+
+
+def test_five_breakpoints_across_tools_system_and_messages_are_a_400(sim: Sim) -> None:
+    body = request_body(
+        text(10, "m", "5m"),
+        tools=[tool("a", 10, "1h"), tool("b", 10, "1h")],
+        system=[text(10, "s1", "5m"), text(10, "s2", "5m")],
+    )
+    status, _, answer = send(sim.url, body)
+    assert status == 400 and "Found 5" in answer["error"]["message"]
+    assert sim.records()[-1]["usage"] is None  # nothing billed, nothing cached
+    assert len(sim.server.state.cache) == 0
+
+
+def test_a_lookback_hit_refreshes_the_entry_it_found() -> None:
+    clock = Clock()
+    cache = PromptCache(clock)
+
+    def turn(n: int, bp: int) -> dict[str, Any]:
+        return request_body(
+            *(text(200, f"b{i}", "5m" if i == bp else None) for i in range(1, n + 1)))
+
+    cache.bill(turn(10, 10))
+    clock.now += 240
+    assert cache.bill(turn(15, 15)).cache_read_input_tokens == 2000  # read at block 10
+    clock.now += 240  # 8 minutes after block 10 was written, 4 after it was read
+    assert cache.bill(turn(10, 10)).cache_read_input_tokens == 2000
+
+
+def test_a_1h_entry_is_refreshed_by_an_hour() -> None:
+    clock = Clock()
+    cache = PromptCache(clock)
+    r = request_body(text(1500, "doc", "1h"), text(5, "q"))
+    cache.bill(r)
+    clock.now += 3000
+    assert cache.bill(r).cache_read_input_tokens == 1500
+    clock.now += 3500  # 6,500 s after the write, 3,500 after the hit
+    assert cache.bill(r).cache_read_input_tokens == 1500
+    clock.now += 3600
+    assert cache.bill(r).cache_read_input_tokens == 0
+
+
+def test_mixed_ttls_1h_must_come_first_and_bill_as_the_docs_say() -> None:
+    cache = PromptCache(Clock())
+    system = [text(1500, "sys", "1h")]
+    first = cache.bill(request_body(text(600, "hist1", "5m"), text(5, "q"), system=system))
+    assert (first.ephemeral_1h_input_tokens, first.ephemeral_5m_input_tokens) == (1500, 600)
+    # The history changed: A = the 1-hour entry (read), B = A, C = the 5-minute breakpoint.
+    second = cache.bill(request_body(text(700, "hist2", "5m"), text(5, "q"), system=system))
+    assert second.cache_read_input_tokens == 1500
+    assert (second.ephemeral_1h_input_tokens, second.ephemeral_5m_input_tokens) == (0, 700)
+    assert second.input_tokens == 5
+    # 1h on tools, 5m on the system: accepted. 5m on tools, 1h on the system: a 400.
+    cache.bill(request_body(text(5, "q"), tools=[tool("t", 900, "1h")],
+                            system=[text(900, "s", "5m")]))
+    with pytest.raises(CacheControlError, match="1h"):
+        cache.bill(request_body(text(5, "q"), tools=[tool("t", 900, "5m")],
+                                system=[text(900, "s", "1h")]))
+    # Automatic caching with a 1h TTL lands on the last block, after an explicit 5m one.
+    with pytest.raises(CacheControlError, match="1h"):
+        cache.bill(
+            request_body(
+                text(900, "a", "5m"),
+                text(900, "b"),
+                cache_control={"type": "ephemeral", "ttl": "1h"},
+            )
+        )
+    with pytest.raises(CacheControlError, match="ttl"):
+        cache.bill(request_body(text(900, "a", "10m")))
+
+
+def test_tool_definitions_are_a_cache_level_of_their_own() -> None:
+    cache = PromptCache(Clock())
+    tools = [tool("Read", 600), tool("Write", 600, "5m")]
+    first = cache.bill(request_body(text(5, "q"), tools=tools, system="be terse"))
+    tools_only = sum(b.tokens for b in split_blocks({"model": MODEL, "tools": tools}))
+    assert first.cache_creation_input_tokens == tools_only > 1024
+    # Another system prompt: the tools prefix is still read.
+    other = cache.bill(request_body(text(5, "q"), tools=tools, system="be verbose"))
+    assert other.cache_read_input_tokens == first.cache_creation_input_tokens
+    # A tool changed: nothing is read.
+    changed = [tool("Read", 601), tools[1]]
+    assert cache.bill(request_body(text(5, "q"), tools=changed)).cache_read_input_tokens == 0
+
+
+def test_tool_result_and_image_blocks_can_be_breakpoints() -> None:
+    cache = PromptCache(Clock())
+    tools = [{"name": "Read", "input_schema": {"type": "object"}}]
+    use = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"path": "a.py"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "y" * 6000}
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "QUJD" * 1200},
+    }
+
+    def convo(*, mark_result: bool, tail: list[dict[str, Any]]) -> dict[str, Any]:
+        res = dict(result, cache_control={"type": "ephemeral"}) if mark_result else result
+        return {
+            "model": MODEL,
+            "tools": tools,
+            "messages": [
+                {"role": "user", "content": "read a.py"},
+                {"role": "assistant", "content": [use]},
+                {"role": "user", "content": [res, *tail]},
+            ],
+        }
+
+    first = cache.bill(convo(mark_result=True, tail=[]))
+    assert first.cache_creation_input_tokens > 1500 and first.input_tokens == 0
+    # The next turn moves the breakpoint to an image after the result: it reads the prefix
+    # up to the result (the breakpoint's own cache_control is not part of the prefix).
+    marked_image = dict(image, cache_control={"type": "ephemeral"})
+    second = cache.bill(convo(mark_result=False, tail=[marked_image]))
+    assert second.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens == estimate_tokens(
+        orjson.dumps(image, option=orjson.OPT_SORT_KEYS)
+    )
+    assert (
+        cache.bill(convo(mark_result=False, tail=[marked_image])).cache_creation_input_tokens == 0
+    )
+
+
+def test_minimum_cacheable_length_over_http(sim: Sim) -> None:
+    # Haiku 4.5 needs 4,096 tokens, Opus 4.7 2,048, Sonnet 4.6 1,024: a 3,000-token prompt is
+    # cached by the last two only, silently (no error), and an unknown model uses 1,024.
+    prefix = [text(3000, "doc", "5m")]
+    for model, cached in (
+        ("claude-haiku-4-5", False),
+        ("claude-opus-4-7", True),
+        (MODEL, True),
+        ("my-local-model", True),
+    ):
+        body = request_body(text(5, "q"), model=model, system=prefix)
+        send(sim.url, body)
+        _, _, again = send(sim.url, body)
+        assert (again["usage"]["cache_read_input_tokens"] == 3000) is cached, model
+        if not cached:
+            assert again["usage"]["input_tokens"] == 3005
+
+
+def test_entries_are_per_model_string(sim: Sim) -> None:
+    body = request_body(text(5000, "doc", "5m"))
+    send(sim.url, body)
+    for model, hit in (("claude-haiku-4-5", False), ("claude-haiku-4-5-20251001", False)):
+        _, _, answer = send(sim.url, dict(body, model=model))
+        assert (answer["usage"]["cache_read_input_tokens"] > 0) is hit
+    _, _, same = send(sim.url, body)
+    assert same["usage"]["cache_read_input_tokens"] == 5000
+
+
+def test_cache_entries_expire_on_the_servers_clock(sim: Sim) -> None:
+    body = rules_message()
+    _, _, first = send(sim.url, body)
+    sim.clock.now += 299
+    assert send(sim.url, body)[2]["usage"]["cache_read_input_tokens"] > 0
+    sim.clock.now += 299  # refreshed by the hit: still alive
+    assert send(sim.url, body)[2]["usage"]["cache_read_input_tokens"] > 0
+    sim.clock.now += 300
+    expired = send(sim.url, body)[2]["usage"]
+    assert expired["cache_read_input_tokens"] == 0
+    assert expired["cache_creation_input_tokens"] == first["usage"]["cache_creation_input_tokens"]

@@ -1,23 +1,33 @@
-"""The simulator's HTTP server (real loopback HTTP) and the deterministic model behind it."""
+"""The simulator's HTTP server (real loopback HTTP) and the deterministic model behind it; hostile
+clients (bad bodies and lengths, chunked bodies, stalled and disconnecting clients, many at once)
+get an API-shaped answer; streamed usage equals the JSON answer's."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from burnless.sim import server as sim_server_module
 from burnless.sim.dialogue import next_turn
 from burnless.sim.model import parse_actions, parse_prompt, think
-from burnless.sim.server import parse_fail_rates, parse_fault, sim_server
+from burnless.sim.server import MAX_BODY_BYTES, SimServer, parse_fail_rates, parse_fault, sim_server
+from tests.unit.conftest import API_KEY, Sim
+from tests.unit.sim.conftest import address, exchange, is_api_error, rules_message, send
 
 MODEL = "claude-sonnet-4-6"  # caches from 1024 tokens
 PROTOCOL = (
@@ -602,3 +612,343 @@ def test_cli_rejects_a_bad_fail_rate() -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "--fail-rate" in proc.stderr and "MODEL=P" in proc.stderr
+
+
+# --------------------------------------------------------------------------- hostile clients
+
+
+def test_invalid_json_and_non_object_bodies_are_400(sim: Sim) -> None:
+    for raw in (b"{not json", b"[1, 2]", b"\xff\xfe", b""):
+        status, _, body = send(sim.url, raw=raw)
+        assert status == 400 and is_api_error(body, "invalid_request_error"), raw
+
+
+def test_a_huge_body_is_refused_without_being_read(sim: Sim) -> None:
+    # Before the fix the server waited for all 64 MiB (and would have held them in memory).
+    size = MAX_BODY_BYTES * 2
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n"
+        f"content-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    ).encode()
+    status, headers, body = exchange(sim.url, head + b'{"model": "')
+    assert status == 413 and is_api_error(body, "request_too_large")
+    assert headers.get("connection") == "close"
+    assert sim.records()[-1]["status"] == 413
+
+
+@pytest.mark.parametrize("length", ["-1", "-5", "abc", "1_0", "+3", "99999999999999999999999"])
+def test_a_bad_content_length_is_a_400_not_a_hang(sim: Sim, length: str) -> None:
+    # Before the fix: -1 read until EOF (a hang for a keep-alive client), -5, "abc" and the
+    # huge one dropped the connection with a traceback on the server's stderr, "1_0" and
+    # "+3" (Python's int() takes them) waited for 10 and 3 bytes.
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n"
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+    status, _, body = exchange(sim.url, head + b"{}", timeout=3)
+    assert status in (400, 413) and body["type"] == "error"
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(sim: Sim) -> None:
+    with socket.create_connection(address(sim.url), timeout=5) as s:
+        s.sendall(
+            f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n"
+            "content-length: 500\r\n\r\n{}".encode()
+        )
+        s.shutdown(socket.SHUT_WR)  # the client gives up sending
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        assert resp.status == 400
+        assert is_api_error(json.loads(resp.read()), "invalid_request_error")
+
+
+def test_a_missing_content_length_is_an_empty_body(sim: Sim) -> None:
+    head = f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n\r\n".encode()
+    status, _, body = exchange(sim.url, head)
+    assert status == 400 and "JSON object" in body["error"]["message"]
+
+
+def test_a_chunked_request_body_is_read(sim: Sim) -> None:
+    # Before the fix the body was ignored (a 400), and its chunks were then parsed as the
+    # next request on the connection.
+    data = json.dumps(rules_message()).encode()
+    conn = http.client.HTTPConnection(*address(sim.url), timeout=10)
+    try:
+        conn.request(
+            "POST",
+            "/v1/messages",
+            body=iter([data[:100], data[100:]]),
+            headers={"x-api-key": API_KEY, "content-type": "application/json"},
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert json.loads(resp.read())["type"] == "message"
+        conn.request("GET", "/")  # the same connection still works
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    bad = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    status, _, body = exchange(sim.url, bad)
+    assert status == 400 and is_api_error(body, "invalid_request_error")
+
+
+def test_content_type_is_not_required(sim: Sim) -> None:
+    status, _, body = send(sim.url, rules_message(), headers={"content-type": "text/plain"})
+    assert status == 200 and body["type"] == "message"
+
+
+def test_request_fields_are_validated_like_the_api(sim: Sim) -> None:
+    def status_of(**changes: Any) -> tuple[int, Any]:
+        body = rules_message()
+        for k, v in changes.items():
+            if v is ...:
+                del body[k]
+            else:
+                body[k] = v
+        status, _, answer = send(sim.url, body)
+        return status, answer
+
+    for bad in (
+        {"max_tokens": ...},
+        {"max_tokens": -1},
+        {"max_tokens": "10"},
+        {"max_tokens": True},
+        {"max_tokens": 1.5},
+        {"messages": []},
+        {"messages": ...},
+        {"messages": {"role": "user"}},
+        {"messages": [{"role": "system", "content": "x"}]},
+        {"messages": [{"role": "user"}]},
+        {"messages": [{"role": "user", "content": [1]}]},
+        {"model": ...},
+        {"model": ""},
+        {"system": 5},  # before the fix: a 500 "simulator internal error"
+        {"system": {"type": "text", "text": "x"}},  # before: its keys were system blocks
+        {"tools": 5},  # before the fix: a 500
+        {"tools": {"name": "Write"}},
+        {"system": [{"type": "text", "text": "", "cache_control": {"type": "ephemeral"}}]},
+    ):
+        status, answer = status_of(**bad)
+        assert status == 400 and is_api_error(answer, "invalid_request_error"), bad
+
+    # Accepted, as the API does: any model id (documented), unknown fields, turns of one
+    # role in a row (combined), an assistant turn first or last (a prefill).
+    for ok in (
+        {"model": "claude-not-a-real-model"},
+        {"temperature": 0.2, "metadata": {"user_id": "u"}, "some_new_field": [1]},
+        {"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "q"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A"}]},
+        {"tools": None, "system": None},
+    ):
+        status, answer = status_of(**ok)
+        assert status == 200 and answer["type"] == "message", (ok, answer)
+
+
+def test_max_tokens_0_prewarms_the_cache_without_an_answer(sim: Sim) -> None:
+    status, _, warm = send(sim.url, rules_message(max_tokens=0))
+    assert status == 200
+    assert warm["content"] == [] and warm["usage"]["output_tokens"] == 0
+    assert warm["usage"]["cache_creation_input_tokens"] > 1000
+    _, _, real = send(sim.url, rules_message())
+    assert real["usage"]["cache_read_input_tokens"] == warm["usage"]["cache_creation_input_tokens"]
+
+
+def test_the_stdlibs_own_refusals_have_the_api_shape(sim: Sim) -> None:
+    # Before the fix these were HTML pages.
+    status, _, body = exchange(sim.url, b"PUT /v1/messages HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status == 501 and is_api_error(body, "api_error")
+    status, _, body = exchange(
+        sim.url, b"GET / HTTP/1.1\r\n" + b"x-long: " + b"a" * 70000 + b"\r\n\r\n"
+    )
+    assert status in (400, 431) and is_api_error(body, "invalid_request_error")
+    status, _, body = exchange(sim.url, b"GET / HTTP/1.1 extra\r\n\r\n")
+    assert status == 400 and is_api_error(body, "invalid_request_error")
+
+
+def test_bad_fault_specs_are_400_not_500(sim: Sim) -> None:
+    for spec in ("sleep=inf", "sleep=nan", "sleep=-1", "times=-1", "600", "boom"):
+        with pytest.raises(ValueError, match="fault spec"):
+            parse_fault(spec)
+        status, _, body = send(sim.url, rules_message(), headers={"x-sim-fault": spec})
+        assert status == 400 and is_api_error(body, "invalid_request_error"), spec
+
+
+def test_many_concurrent_clients(sim: Sim) -> None:
+    # Before the fix the listen backlog was 5: of 100 clients connecting at once, some were
+    # reset and others waited a second for a SYN retransmit.
+    n = 100
+    results: list[tuple[int, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        try:
+            status, _, body = send(sim.url, rules_message(f"task {i % 4}"))
+        except OSError as e:
+            status, body = 0, {"error": repr(e)}
+        with lock:
+            results.append((status, body))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert [s for s, _ in results] == [200] * n, [b for s, b in results if s != 200][:3]
+    usages = [b["usage"] for _, b in results]
+    # The shared system prompt was written exactly once (billing is serialised); every
+    # other request read it.
+    writes = [u for u in usages if u["cache_creation_input_tokens"]]
+    assert len(writes) == 1
+    assert sum(1 for u in usages if u["cache_read_input_tokens"]) == n - 1
+    assert len(sim.records()) == n
+
+
+def test_a_client_that_disconnects_mid_answer_does_not_hurt_the_server(
+    sim: Sim, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Before the fix a reset between two requests of a keep-alive connection printed a
+    # socketserver traceback on the server's stderr (`burnless sim serve`'s terminal).
+    body = json.dumps(rules_message(stream=True)).encode()
+    for fault in ("sleep=0.05", "", "") * 6:
+        s = socket.create_connection(address(sim.url), timeout=5)
+        s.sendall(
+            f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n"
+            f"x-sim-fault: {fault}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        if not fault:
+            s.recv(200)  # the first bytes of the stream, then gone
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # a reset, mid-answer or just after it
+    time.sleep(0.3)
+    status, _, answer = send(sim.url, rules_message())
+    assert status == 200 and answer["type"] == "message"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_stalled_client_is_dropped_and_others_are_served(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim_server_module, "BODY_TIMEOUT_S", 0.5)
+    with socket.create_connection(address(sim.url), timeout=5) as s:
+        s.sendall(
+            f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\n"
+            "content-length: 100\r\n\r\n{".encode()
+        )
+        assert send(sim.url, rules_message())[0] == 200  # served while the other one stalls
+        resp = http.client.HTTPResponse(s)
+        resp.begin()  # the server gave up on the body after 0.5 s
+        assert resp.status == 408
+        assert resp.getheader("connection") == "close"
+
+
+def test_hostile_prompt_text_is_parsed_in_linear_time(sim: Sim) -> None:
+    # Before the fix each of these took 10-60 s of CPU in a server thread (quadratic regexes:
+    # unclosed tags, many "append" words, a run of blank lines before a file task's
+    # working-directory lookup); now well under a second each.
+    tools = [{"name": "Write", "input_schema": {"type": "object"}}]
+    for body in (
+        rules_message(
+            "append x to " * 16000,
+            system='<burnless-protocol role="' * 16000 + "<capsule>" * 16000 + "<task>\n" * 16000,
+        ),
+        rules_message("create file a.txt with content hi", system=" \n" * 40000, tools=tools),
+    ):
+        t0 = time.monotonic()
+        status, _, answer = send(sim.url, body)
+        assert status == 200 and answer["type"] == "message"
+        assert time.monotonic() - t0 < 3
+
+
+def test_an_unwritable_log_does_not_stop_the_answers(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Before the fix every request was dropped without an answer (and a traceback printed).
+    with SimServer(log=tmp_path / "no-such-dir" / "sim.jsonl") as server:
+        assert send(server.url, rules_message())[0] == 200
+        assert send(server.url, rules_message())[0] == 200
+    err = capfd.readouterr().err
+    assert err.count("burnless sim: cannot write the log") == 1 and "Traceback" not in err
+
+
+def test_the_request_log_never_holds_a_key(sim: Sim) -> None:
+    secrets = ["sk-ant-a-111", "sk-ant-b-222", "sk-ant-c-333"]
+    send(
+        sim.url,
+        rules_message(),
+        headers={"X-Api-Key": secrets[0], "Proxy-Authorization": f"Basic {secrets[0]}"},
+    )
+    send(sim.url, rules_message(),
+         headers={"x-api-key": "", "Authorization": f"bearer {secrets[1]}"})
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: x\r\nX-API-KEY: {secrets[2]}\r\n"
+        f"Proxy-Authorization: Basic {secrets[2]}\r\ncontent-length: -1\r\n\r\n"
+    ).encode()
+    assert exchange(sim.url, head)[0] == 400
+    text = sim.log.read_text()
+    assert not [s for s in secrets if s in text]
+    records = sim.records()
+    assert [r["status"] for r in records] == [200, 200, 400]
+    assert records[1]["headers"]["authorization"] == "[REDACTED]"
+    assert records[0]["headers"]["proxy-authorization"] == "[REDACTED]"
+    # A request refused before its headers could be parsed is logged without them.
+    assert records[2]["headers"] == {} and records[2]["method"] is None
+
+
+# --------------------------------------------------------------------------- streaming usage
+
+
+def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in raw.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+@pytest.mark.parametrize("task", ["explain the cache", "create file a.txt with content hi"])
+def test_streamed_usage_matches_the_json_answer(sims: Callable[..., Sim], task: str) -> None:
+    tools = [{"name": "Write", "input_schema": {"type": "object"}}]
+    body = rules_message(task, tools=tools)
+    plain_sim, stream_sim = sims(), sims()  # the same cache state for both
+    _, _, plain = send(plain_sim.url, body)
+    status, headers, raw = send(stream_sim.url, dict(body, stream=True))
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = sse_events(raw)
+    names = [n for n, _ in events]
+    assert names[:2] == ["message_start", "ping"] and names[-2:] == [
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]["usage"]
+    delta = events[-2][1]["usage"]
+    final = plain["usage"]
+    for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+        assert start[k] == delta[k] == final[k], k
+    assert start["cache_creation"] == final["cache_creation"]
+    assert start["output_tokens"] <= delta["output_tokens"] == final["output_tokens"]
+    # The blocks rebuild the JSON answer, tool input included.
+    blocks: list[dict[str, Any]] = []
+    for name, data in events:
+        if name == "content_block_start":
+            blocks.append(dict(data["content_block"]))
+            blocks[-1]["_json"] = ""
+        elif name == "content_block_delta":
+            d = data["delta"]
+            if d["type"] == "text_delta":
+                blocks[data["index"]]["text"] += d["text"]
+            else:
+                blocks[data["index"]]["_json"] += d["partial_json"]
+    for b in blocks:
+        partial = b.pop("_json")
+        if b["type"] == "tool_use":
+            b["input"] = json.loads(partial)
+    assert blocks == plain["content"]
+    assert events[-2][1]["delta"]["stop_reason"] == plain["stop_reason"]
+    assert stream_sim.records()[0]["usage"] == plain_sim.records()[0]["usage"]

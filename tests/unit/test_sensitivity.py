@@ -1,13 +1,18 @@
-"""Sensitivity: patterns, path globs, labels, secrets with redaction off (table-driven)."""
+"""Sensitivity: patterns, path globs (in every form a task writes a path), labels, secrets with
+redaction off (table-driven); the reasons never quote a secret."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+from burnless.config import load_config
 from burnless.errors import ConfigError
+from burnless.safety.policy import Policy
 from burnless.safety.sensitivity import Sensitivity, classify, path_matches, paths_in
+from tests.conftest import FAKE_SECRETS
 
 GITHUB = "gh" + "p_" + "R8aZkQ2mW5xT9vB3nL7pC1dF6gH0jK4sY2eU"
 AWS_ID = "AK" + "IA" + "Z5Q7XN2RT4YBW6UP"
@@ -144,3 +149,54 @@ def test_classify(task: str, options: dict[str, object], reasons: list[str]) -> 
 def test_invalid_pattern_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"policy\.sensitive_patterns: 'customer_\(' is not"):
         classify("x", patterns=["customer_("], paths=(), labels=(), redact_secrets=True)
+
+
+# -- task forms once found slipping through --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "glob"),
+    [
+        ("rotate **secrets/prod.env** now", "secrets/**"),
+        ("rotate *secrets/prod.env*", "secrets/**"),
+        ("scp deploy@host:secrets/prod.env .", "secrets/**"),
+        ("docker cp app:/srv/app/secrets/prod.env .", "secrets/**"),
+        ("open file:///srv/app/secrets/prod.env", "secrets/**"),
+        ("open file://localhost/srv/app/secrets/prod.env", "secrets/**"),
+        ("the bug is at certs/server.pem:12:3", "*.pem"),
+        ("list secrets/ and tell me what is there", "secrets/**"),
+        ("list ./secrets", "secrets/**"),
+    ],
+)
+def test_path_forms_are_sensitive(task: str, glob: str) -> None:
+    res = classify(task, patterns=[], paths=[glob], labels=[], redact_secrets=True)
+    assert res.sensitive, paths_in(task)
+
+
+def test_directory_rule_for_double_star_stays_anchored() -> None:
+    assert not path_matches("src/secrets", "secrets/**")
+    assert path_matches("src/secrets", "**/secrets/**")
+    assert not classify("at 12:30 fix a:b in 3.5s", patterns=[], paths=["*.pem", "secrets/**"],
+                        labels=[], redact_secrets=True).sensitive
+
+
+@pytest.mark.parametrize("label", ["sensitive", " Sensitive ", "urgent,sensitive",
+                                   "sensitive; urgent"])
+def test_sensitive_label_forms(label: str) -> None:
+    assert classify("x", patterns=[], paths=[], labels=[label], redact_secrets=True).sensitive
+    assert not classify("x", patterns=[], paths=[], labels=["insensitive", "sensitive-ish"],
+                        redact_secrets=True).sensitive
+
+
+def test_sensitivity_reasons_never_quote_a_secret(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    (root / ".burnless").mkdir(parents=True)
+    (root / ".burnless" / "config.yaml").write_text(
+        "tiers:\n  silver: {command: echo}\npolicy: {sensitive_paths: ['vault/**']}\n")
+    pol = Policy(load_config(cwd=root))
+    secret = FAKE_SECRETS["github"][0]
+    assert pol.sensitivity("read vault/plain.txt", ()) == ("path 'vault/plain.txt' matches "
+                                                          "'vault/**'",)
+    assert not (root / ".burnless" / "redact.key").exists()  # `route` writes nothing
+    reasons = pol.sensitivity(f"read vault/{secret}.txt", ())
+    assert reasons and secret not in " ".join(reasons) and "[REDACTED:github:" in reasons[0]

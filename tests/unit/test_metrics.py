@@ -1,5 +1,6 @@
 """Prometheus metrics: the exposition text (checked with prometheus_client's parser), and the
-real server scraped over loopback HTTP."""
+real server scraped over loopback HTTP; `metrics` agrees with `usage` over the same records and
+the live counters follow a truncated, regrown ledger."""
 
 from __future__ import annotations
 
@@ -9,52 +10,27 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from burnless.accounting import ledger
-from burnless.accounting.ledger import LedgerRecord
-from burnless.accounting.metrics import Family, Sample, exposition
-from burnless.accounting.tokens import Tokens
-from tests.conftest import Samples, Workspace, parse_metrics
+from burnless.accounting.index import scan
+from burnless.accounting.metrics import Family, Live, MetricsView, Sample, exposition
+from tests.conftest import Samples, Workspace, get, parse_metrics, rec, sample, seed
+from tests.unit.conftest import (
+    TOKEN_FIELDS,
+    recount_of,
+    usage_report,
+    varied,
+    write,
+)
 
 parse = parse_metrics
-
-
-def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
-def rec(**kw: Any) -> LedgerRecord:
-    base: dict[str, Any] = dict(
-        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
-        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
-        cost_usd=0.01, cost_source="reported", audit="passed",
-    )
-    base.update(kw)
-    return LedgerRecord(**base)
-
-
-def seed(ws: Workspace) -> None:
-    for r in (
-        rec(),
-        rec(status="failed", audit="failed", tokens=Tokens(1, 2, 3, 4)),
-        rec(role="planning", tier="gold", model="claude-opus-4-8", tokens=Tokens(2000, 300, 0, 0),
-            cost_usd=0.25),
-        rec(role="compaction", tier="bronze", model=None, cost_usd=None,
-            cost_source="unknown", tokens=Tokens(40, 5, 0, 0)),
-        rec(status="refused", refused_by="budget", tokens=Tokens(), cost_usd=0.0),
-        rec(status="refused", refused_by="policy", tokens=Tokens(), cost_usd=0.0),
-        rec(cached=True, tokens=Tokens(100, 10, 1000, 50), cost_usd=0.0),
-    ):
-        ledger.record_call(ws.state, r)
 
 
 def test_metrics_prints_valid_exposition_with_the_ledger_figures(ws: Workspace) -> None:
@@ -118,14 +94,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
 
 
 @contextmanager
@@ -217,3 +185,60 @@ def test_serve_on_a_busy_port_is_a_usage_error(ws: Workspace) -> None:
         p = ws.run("serve", "--port", str(port), timeout=20)
     assert p.returncode == 2 and f"127.0.0.1:{port}" in p.stderr
     assert "--port" in p.stderr
+
+
+# --------------------------------------------------------------------------- metrics against usage
+
+
+
+def summed(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def test_metrics_agree_with_usage_over_the_same_records(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    write(ws.state, *varied(60, seed=12))
+    p = ws.run("metrics")
+    assert p.returncode == 0, p.stderr
+    m = parse(p.stdout)
+    families = ("burnless_tier_planning_tokens_total", "burnless_tier_execution_tokens_total",
+                "burnless_tier_compaction_tokens_total")
+    for by in ("tier", "model"):
+        for row in usage_report(ws, "--period", "all", "--by", by)["rows"]:
+            label = {by: row[by] or ""}
+            for typ in TOKEN_FIELDS:
+                assert sum(summed(m, f, **label, type=typ) for f in families) == row[typ]
+            assert summed(m, "burnless_cost_usd_total", **label) == pytest.approx(
+                row["cost_usd"] or 0.0)
+            assert summed(m, "burnless_unknown_cost_calls_total", **label) == (
+                row["unknown_cost_calls"])
+            if by == "tier":  # these are by tier only
+                assert summed(m, "burnless_calls_total", **label) == row["calls"]
+                assert summed(m, "burnless_refusals_total", **label) == row["refusals"]
+                assert summed(m, "burnless_audit_failures_total", **label) == (
+                    row["audit_failures"])
+                assert summed(m, "burnless_cached_responses_total", **label) == (
+                    row["cached_hits"])
+    (want,) = recount_of(ws.ledger()).values()
+    budget = sum(1 for r in ws.ledger() if r.get("refused_by") == "budget")
+    assert summed(m, "burnless_budget_refusals_total") == budget
+    assert summed(m, "burnless_ledger_records_total") == len(ws.ledger())
+    assert summed(m, "burnless_calls_total") == want["calls"]
+
+
+def test_the_live_metrics_follow_truncation_and_growth(state: Path) -> None:
+    write(state, *varied(30, seed=13))
+    live = Live(state)
+    live.families()
+    path = ledger.ledger_path(state)
+    data = path.read_bytes()
+    with open(path, "r+b") as f:  # two records removed in place, then more appended
+        f.truncate(data[:data[:-1].rfind(b"\n")].rfind(b"\n") + 1)
+    write(state, *varied(6, seed=14))
+    assert path.stat().st_size > len(data)
+    view = MetricsView()
+    view.apply(scan(path, 0, path.stat().st_size)[0].cells)
+    assert parse(exposition(live.families())) == pytest.approx(parse(exposition(
+        view.families())))

@@ -1,10 +1,18 @@
-"""Usage reports: grouping, periods, shapes, unknown costs, and the incremental ledger index."""
+"""Usage reports: grouping, periods, shapes, unknown costs, and the incremental ledger index.
+
+Every figure `usage` shows must equal a plain recount of the ledger records it covers
+(``tests/unit/conftest.py``), in every format and in any local time zone; hostile tier and
+session names are quoted in CSV and shown as text, not markup, in the table."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+import pty
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -15,14 +23,30 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from burnless.accounting import ledger
 from burnless.accounting.index import LedgerIndex, scan
 from burnless.accounting.ledger import LedgerRecord
+from burnless.accounting.metrics import MetricsView, exposition
 from burnless.accounting.tokens import Tokens
 from burnless.accounting.usage import from_index, report
+from burnless.runs import new_run_id
 from burnless.storage import jsonl
 from tests.conftest import Workspace
+from tests.conftest import parse_metrics as parse
+from tests.unit.conftest import (
+    TOKEN_FIELDS,
+    check_stats,
+    group_of,
+    ledger_record,
+    recount_of,
+    usage_report,
+    utc_stamp,
+    utc_today,
+    varied,
+    write,
+)
 
 TODAY = date(2026, 11, 28)
 
@@ -41,22 +65,10 @@ def rec(day: date = TODAY, **kw: Any) -> LedgerRecord:
     return LedgerRecord(**base)
 
 
-def write(state: Path, *records: LedgerRecord) -> None:
-    for r in records:
-        ledger.record_call(state, r)
-
-
 def usage_json(ws: Workspace, *args: str) -> dict[str, Any]:
     p = ws.run("usage", "--format", "json", *args)
     assert p.returncode == 0, p.stderr
     return orjson.loads(p.stdout)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    d = tmp_path / ".burnless"
-    d.mkdir()
-    return d
 
 
 # --------------------------------------------------------------------------- the figures
@@ -394,3 +406,249 @@ def test_a_report_rejects_a_bad_group(state: Path) -> None:
 
     with LedgerIndex.open(state, persist=False) as idx, pytest.raises(UsageError, match="--by"):
         from_index(idx, by="colour")
+
+
+HOSTILE = ["a,b", 'say "hi"', "two\nlines", "=cmd|' /C calc'!A0", "+1+1", "@SUM(A1)", "-2-3",
+           "\ttab", "[/bold]", "[red]x"]
+
+
+
+# --------------------------------------------------------------------------- totals, groups
+
+def test_json_csv_and_table_totals_equal_the_records_for_every_grouping(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    write(ws.state, *varied(60))
+    records = ws.ledger()
+    (everything,) = recount_of(records).values()
+    assert everything["unknown"] and everything["refusals"] and everything["cached"]
+
+    for by in ("tier", "model", "session", "role", "day"):
+        doc = usage_report(ws, "--period", "all", "--by", by)
+        check_stats(doc["total"], everything)
+        want = recount_of(records, group_of(by))
+        assert {r[by] for r in doc["rows"]} == set(want), by
+        for row in doc["rows"]:
+            check_stats(row, want[row[by]])
+        # The groups add up to the total.
+        for f in ("calls", *TOKEN_FIELDS, "unknown_cost_calls", "refusals", "cached_hits",
+                  "failures"):
+            assert sum(r[f] for r in doc["rows"]) == doc["total"][f], (by, f)
+        assert sum(r["cost_usd"] or 0 for r in doc["rows"]) == pytest.approx(
+            doc["total"]["cost_usd"], abs=1e-7)
+
+        p = ws.run("usage", "--period", "all", "--by", by, "--format", "csv")
+        assert p.returncode == 0, p.stderr
+        rows = list(csv.DictReader(io.StringIO(p.stdout)))
+        assert len(rows) == len(want)
+        for row in rows:
+            check_stats(row, want[row[by] or None])
+
+    # The table's TOTAL line (exact below a million) says the same.
+    p = ws.run("usage", "--period", "all")
+    assert p.returncode == 0, p.stderr
+    total = next(line for line in p.stdout.splitlines() if line.startswith("TOTAL")).split()
+    assert [int(x.replace(",", "")) for x in total[1:7]] == [
+        everything[f] for f in ("calls", "failures", *TOKEN_FIELDS)]
+    assert total[8] == f"${everything['cost']:,.2f}*"  # '*': some calls' cost is unknown
+    assert int(total[9]) == everything["refusals"]
+    assert int(total[11]) == everything["cached"]
+    assert f"excludes {everything['unknown']} call(s) of unknown cost" in p.stdout
+
+
+def test_a_group_of_unknown_cost_is_never_shown_as_zero(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    write(ws.state,
+          ledger_record(tier="local", model="llama", cost_usd=None, cost_source="unknown"),
+          ledger_record(tier="local", model="llama", cost_usd=None, cost_source="unknown"),
+          ledger_record(tier="silver", cost_usd=0.25),
+          ledger_record(tier="silver", cost_usd=None, cost_source="unknown"),
+          ledger_record(tier="gold", status="refused", refused_by="budget", cost_usd=0.0,
+              tokens=Tokens()))
+    doc = usage_report(ws, "--by", "tier")
+    rows = {r["tier"]: r for r in doc["rows"]}
+    assert rows["local"]["cost_usd"] is None and rows["local"]["unknown_cost_calls"] == 2
+    assert rows["silver"]["cost_usd"] == 0.25 and rows["silver"]["unknown_cost_calls"] == 1
+    assert rows["gold"]["cost_usd"] == 0 and rows["gold"]["calls"] == 0  # a refusal: no call
+    assert doc["total"]["cost_usd"] == 0.25 and doc["total"]["unknown_cost_calls"] == 3
+
+    p = ws.run("usage", "--by", "tier", "--format", "csv")
+    local = next(r for r in csv.DictReader(io.StringIO(p.stdout)) if r["tier"] == "local")
+    assert local["cost_usd"] == "" and local["unknown_cost_calls"] == "2"
+
+    p = ws.run("usage", "--by", "tier")
+    lines = {line.split()[0]: line for line in p.stdout.splitlines() if line.strip()}
+    assert "unknown*" in lines["local"] and "$0.0000" not in lines["local"]
+    assert "$0.2500*" in lines["silver"] and "$0.2500*" in lines["TOTAL"]
+    assert "excludes 3 call(s) of unknown cost" in p.stdout
+
+    # /metrics: no $0 sample for a tier and model whose cost is unknown, the count instead.
+    m = parse(ws.run("metrics").stdout)
+    local = frozenset({"tier": "local", "model": "llama"}.items())
+    assert ("burnless_cost_usd_total", local) not in m
+    assert m[("burnless_unknown_cost_calls_total", local)] == 2
+    silver = frozenset({"tier": "silver", "model": "claude-sonnet-4-6"}.items())
+    assert m[("burnless_cost_usd_total", silver)] == 0.25
+
+    # Only unknown costs in the whole report: the total is unknown too, not $0.
+    only = Workspace(ws.root.parent / "only")
+    only.tiers(silver="honest")
+    write(only.state, ledger_record(cost_usd=None, cost_source="unknown"))
+    assert usage_report(only)["total"]["cost_usd"] is None
+    assert "unknown*" in next(line for line in only.run("usage").stdout.splitlines()
+                              if line.startswith("TOTAL"))
+
+
+# --------------------------------------------------------------------------- periods, any time zone
+
+def boundary_records(today: date) -> dict[str, LedgerRecord]:
+    """Records just inside and just outside every period's edges, each in its own session."""
+    d = timedelta(days=1)
+    at = {
+        "today-first": utc_stamp(today, "00:00:00.000"),
+        "today-last": utc_stamp(today, "23:59:59.999"),
+        "yesterday-last": utc_stamp(today - d, "23:59:59.999"),
+        "d6-first": utc_stamp(today - 6 * d, "00:00:00.000"),
+        "d7-last": utc_stamp(today - 7 * d, "23:59:59.999"),
+        "d29-first": utc_stamp(today - 29 * d, "00:00:00.000"),
+        "d30-last": utc_stamp(today - 30 * d, "23:59:59.999"),
+        "tomorrow": utc_stamp(today + d, "00:00:00.000"),  # a clock that was ahead
+        "next-year": utc_stamp(today + 400 * d),
+        # 00:30 at +01:00 is 23:30 yesterday in UTC; 23:30 at -01:00 is 00:30 tomorrow.
+        "offset-yesterday": f"{today.isoformat()}T00:30:00+01:00",
+        "offset-tomorrow": f"{today.isoformat()}T23:30:00-01:00",
+        "offset-today": f"{(today - d).isoformat()}T23:30:00-01:00",
+        "garbage": "not a timestamp",
+        "garbage-z": "not a timeZ",
+        "bad-month": "2026-13-45T00:00:00.000Z",
+        "year-1": "0001-01-01T00:00:00+14:00",  # before year 1 in UTC: unreadable, no crash
+        "year-9999": "9999-12-31T23:00:00-14:00",  # after year 9999 in UTC
+    }
+    return {name: ledger_record(session=name, ts=t) for name, t in at.items()}
+
+
+IN_PERIOD = {
+    "today": {"today-first", "today-last", "offset-today"},
+    "last7d": {"today-first", "today-last", "offset-today", "yesterday-last", "offset-yesterday",
+               "d6-first"},
+}
+IN_PERIOD["last30d"] = IN_PERIOD["last7d"] | {"d7-last", "d29-first"}
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/Adak"])
+def test_periods_are_utc_days_in_any_local_zone(ws: Workspace, zone: str) -> None:
+    ws.tiers(silver="honest")
+    today = utc_today()
+    recs = boundary_records(today)
+    write(ws.state, *recs.values())
+    env = {"TZ": zone}
+    for period, sessions in IN_PERIOD.items():
+        doc = usage_report(ws, "--period", period, "--by", "session", env=env)
+        assert {r["session"] for r in doc["rows"]} == sessions, period
+        assert doc["total"]["calls"] == len(sessions)
+        assert doc["until"] == today.isoformat()
+    since = usage_report(ws, "--since", (today - timedelta(days=6)).isoformat(), "--by", "session",
+                       env=env)
+    assert {r["session"] for r in since["rows"]} == IN_PERIOD["last7d"]
+    # Everything, the unreadable and the future included, only under all.
+    everything = usage_report(ws, "--period", "all", "--by", "session", env=env)
+    assert {r["session"] for r in everything["rows"]} == set(recs)
+    by_day = {r["day"]: r["calls"] for r in usage_report(
+        ws, "--period", "all", "--by", "day", env=env)["rows"]}
+    assert by_day[None] == 5  # the unreadable timestamps, under no day
+    assert by_day[(today + timedelta(days=1)).isoformat()] == 2
+    assert all(k is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", k) for k in by_day)
+    # The table's title names the UTC days it covers.
+    p = ws.run("usage", "--period", "last7d", env=env)
+    assert f"{(today - timedelta(days=6)).isoformat()} to {today.isoformat()} UTC" in p.stdout
+
+
+def test_the_ledger_stamps_records_in_utc_whatever_the_local_zone(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for zone in ("Pacific/Kiritimati", "America/Adak"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            r = ledger_record(session=zone.replace("/", "-"), ts=ledger.now_iso())
+            write(state, r)
+            assert r.ts.endswith("Z")
+            stamped = datetime.fromisoformat(r.ts[:-1]).replace(tzinfo=timezone.utc)
+            assert abs(stamped - datetime.now(timezone.utc)) < timedelta(seconds=5)
+            assert new_run_id()[2:10] == utc_today().strftime("%Y%m%d")
+        finally:
+            monkeypatch.delenv("TZ")
+            time.tzset()
+    assert report(state, period="today", by="session").total.calls == 2
+
+
+
+# --------------------------------------------------------------------------- hostile names
+
+def test_csv_quotes_hostile_names_and_defuses_formulas(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    write(ws.state, *(ledger_record(session=name, model=name, cost_usd=0.5) for name in HOSTILE))
+    for by in ("session", "model"):
+        p = ws.run("usage", "--by", by, "--format", "csv")
+        assert p.returncode == 0, p.stderr
+        rows = list(csv.reader(io.StringIO(p.stdout)))
+        assert len(rows) == 1 + len(HOSTILE)
+        assert all(len(r) == len(rows[0]) for r in rows)
+        keys = [r[0] for r in rows[1:]]
+        for k in keys:
+            assert not k.startswith(("=", "+", "-", "@", "\t", "\r")), k
+        assert sorted(k[1:] if k.startswith("'") else k for k in keys) == sorted(HOSTILE)
+        assert all(r[rows[0].index("cost_usd")] == "0.5" for r in rows[1:])
+        # JSON keeps every name exactly.
+        doc = usage_report(ws, "--by", by)
+        assert sorted(r[by] for r in doc["rows"]) == sorted(HOSTILE)
+
+
+def test_the_terminal_table_shows_names_not_markup(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    write(ws.state, *(ledger_record(model=name) for name in ("[/bold]", "[red]x")))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "usage", "--by", "model"],
+                            cwd=ws.root, stdout=slave, stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    _, err = proc.communicate(timeout=30)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode())
+    assert proc.returncode == 0, err.decode()
+    assert "[/bold]" in text and "[red]x" in text
+
+
+def test_out_of_range_values_in_a_hand_edited_ledger_are_damage_not_figures(
+    state: Path,
+) -> None:
+    """Negative, past-2**53 and overflowing values count as 0 tokens / unknown cost: no
+    counter goes negative or to inf, and the index still saves and loads."""
+    write(state, ledger_record())
+    line = orjson.loads(orjson.dumps(ledger_record().to_dict()))
+    hostile = []
+    for tokens, cost in (({"input": -500}, 0.01), ({"output": 10**19}, 0.01),
+                         ({}, 1.5e308), ({}, 1.5e308), ({}, -3.0)):
+        r = dict(line, tokens={**line["tokens"], **tokens}, cost_usd=cost)
+        hostile.append(orjson.dumps(r) + b"\n")
+    with open(state / "ledger.jsonl", "ab") as f:
+        f.writelines(hostile)
+    for _ in range(2):  # the second pass reads the index the first one wrote
+        with LedgerIndex.open(state) as index:
+            view = MetricsView()
+            view.apply(index.cells)
+        text = exposition(view.families())
+        values = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples]
+        assert values and all(0 <= v < 1e12 for v in values), values
+        total = report(state, period="all").total
+        assert total.calls == 6 and 0 <= total.input < 10**6 and 0 <= total.output < 10**6
+        assert total.cost_usd is not None and 0 <= total.cost_usd < 1
+        assert total.unknown_cost_calls == 3

@@ -1,4 +1,6 @@
-"""The core turn through the real CLI, against fake worker programs."""
+"""The core turn through the real CLI, against fake worker programs; hostile command-line input
+(empty, huge or binary tasks, bad timeouts, unknown tiers, hostile session and run ids) and
+damaged state files: exit 2 and a clear error, nothing dispatched, never a traceback."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Workspace, fake, quoted
+from tests.conftest import Workspace, clean, fake, honest_argv, quoted
 
 
 def test_honest_writer_passes_audit_and_leaves_capsule_and_ledger(ws: Workspace) -> None:
@@ -450,3 +452,155 @@ def test_large_prompt_and_chatty_worker_do_not_deadlock(ws: Workspace) -> None:
     assert (ws.root / "big.txt").stat().st_size == 3_000_000
     log = (ws.root / res["log"]).read_bytes()
     assert log.count(b"progress line") == 20_000 and log.count(b"debug line") == 10_000
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def honest(ws: Workspace) -> Workspace:
+    return ws.tiers(silver="honest")
+
+
+def test_empty_task(honest: Workspace) -> None:
+    for args, stdin in ((("run", ""), None), (("run", "-"), "   \n\t ")):
+        p = honest.run(*args, input=stdin)
+        clean(p)
+        assert p.returncode == 2 and "the task is empty" in p.stderr
+    assert honest.ledger() == []
+
+
+def test_task_starting_with_a_dash(honest: Workspace) -> None:
+    p = honest.run("run", "--json", "--", "-rf is not an option")
+    assert p.returncode == 0 and orjson.loads(p.stdout)["status"] == "ok"
+    assert honest.capsules()[0]["task"] == "-rf is not an option"
+
+
+def test_a_5mb_task_on_stdin(honest: Workspace) -> None:
+    task = "refactor " * (5 * 1024 * 1024 // 9)
+    code, res = honest.json("run", "-", input=task, timeout=60)
+    assert code == 2 and "policy.max_task_bytes" in res["error"]  # refused, nothing sent
+    cfg = honest.state / "config.yaml"
+    cfg.write_text(cfg.read_text() + "policy: {max_task_bytes: 6000000}\n")
+    code, res = honest.json("run", "-", input=task, timeout=60)
+    assert code == 0 and res["status"] == "ok"
+
+
+def test_task_that_is_not_text(honest: Workspace) -> None:
+    for cmd in ("route", "run"):
+        p = subprocess.run([*honest_argv(), cmd, "-"], cwd=honest.root, input=b"fix \xff bug",
+                           capture_output=True, timeout=30)
+        err = p.stderr.decode()
+        assert p.returncode == 2 and "not UTF-8 text (byte 0xff at offset 4)" in err, err
+        p = subprocess.run([*honest_argv(), cmd, "-"], cwd=honest.root, input=b"fix\x00bug",
+                           capture_output=True, timeout=30)
+        assert p.returncode == 2 and "contains a NUL byte" in p.stderr.decode()
+        p = subprocess.run([*honest_argv(), cmd, b"fix \xff bug"], cwd=honest.root,
+                           capture_output=True, timeout=30)
+        assert p.returncode == 2 and b"not UTF-8 text" in p.stderr and b"Traceback" not in p.stderr
+    assert honest.ledger() == []
+
+
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e400"])
+def test_timeout_must_be_a_positive_finite_number(honest: Workspace, value: str) -> None:
+    p = honest.run("run", "hi", "--json", "--timeout", value)
+    clean(p)
+    assert p.returncode == 2 and "--timeout must be a positive number of seconds" in p.stderr
+    js = orjson.loads(p.stdout)
+    assert js["ok"] is False and js["exit_code"] == 2 and "--timeout" in js["error"]
+    assert honest.ledger() == []
+
+
+@pytest.mark.parametrize(
+    ("cmd", "message"),
+    [("", "is empty"), ("  ", "is empty"),
+     ("pytest '", "cannot split into arguments: No closing quotation")],
+)
+def test_verify_commands_that_cannot_run_are_refused_before_dispatch(
+    honest: Workspace, cmd: str, message: str
+) -> None:
+    p = honest.run("run", "write a.txt hi", "--verify", cmd)
+    clean(p)
+    assert p.returncode == 2 and f"--verify {cmd!r}: {message}" in p.stderr
+    assert honest.ledger() == [] and not (honest.root / "a.txt").exists()
+
+
+def test_timeout_that_is_not_a_number(honest: Workspace) -> None:
+    p = honest.run("run", "hi", "--timeout", "soon")
+    assert p.returncode == 2 and "'soon' is not a valid float" in p.stderr
+
+
+@pytest.mark.parametrize(("cmd", "tier"), [("run", "nope"), ("route", ""), ("run", "silver "),
+                                         ("route", "../silver")])
+def test_unknown_tier_flag(honest: Workspace, cmd: str, tier: str) -> None:
+    p = honest.run(cmd, "hi", "--tier", tier)
+    clean(p)
+    assert p.returncode == 2 and "unknown tier" in p.stderr
+    assert honest.ledger() == []
+
+
+HOSTILE_SESSIONS = ["", ".", "..", "../../etc", "a/b", ".hidden", "a\nb", "x" * 129, "a b", "é"]
+
+
+def test_hostile_session_ids(honest: Workspace) -> None:
+    from burnless import BurnlessAgent, UsageError
+
+    agent = BurnlessAgent(cwd=honest.root)
+    for session in HOSTILE_SESSIONS:
+        for call in (agent.run, agent.route):
+            with pytest.raises(UsageError, match="invalid session id"):
+                call("hi", session)
+    p = honest.run("run", "hi", "--session", "../../etc")
+    clean(p)
+    assert p.returncode == 2 and "invalid session id '../../etc'" in p.stderr
+    p = honest.run("route", "hi", env={"BURNLESS_SESSION": ".."})
+    assert p.returncode == 2 and "invalid session id '..'" in p.stderr
+    assert honest.ledger() == [] and not (honest.root.parent / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    "run_id", ["../../etc/passwd", "", "r-20240101T000000-abcdef/../../x", "/etc/passwd",
+               "r-20240101T000000-ABCDEF"])
+def test_log_with_hostile_run_id(honest: Workspace, run_id: str) -> None:
+    p = honest.run("log", run_id)
+    clean(p)
+    assert p.returncode == 2 and "invalid run id" in p.stderr and p.stdout == ""
+
+
+def test_log_that_is_not_a_regular_file(honest: Workspace) -> None:
+    logs = honest.state / "logs"
+    logs.mkdir()
+    (logs / "r-20240101T000000-aaaaaa.log").mkdir()
+    os.mkfifo(logs / "r-20240101T000000-bbbbbb.log")
+    for run_id in ("r-20240101T000000-aaaaaa", "r-20240101T000000-bbbbbb"):
+        p = honest.run("log", run_id, timeout=20)
+        clean(p)
+        assert p.returncode == 2 and "is not a regular file" in p.stderr, p.stderr
+    p = honest.run("log", "r-20240101T000000-cccccc")
+    assert p.returncode == 2 and "no log for run" in p.stderr
+
+
+def test_run_with_a_config_error_dispatches_nothing(ws: Workspace) -> None:
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, timeout: .nan}}\n")
+    code, js = ws.json("run", "hi")
+    assert code == 2 and "tiers.silver.timeout: must be a finite number" in js["error"]
+    assert ws.ledger() == [] and ws.capsules() == []
+
+
+
+
+# --------------------------------------------------------------------------- damaged state
+
+
+def test_damaged_breaker_and_reservation_files_do_not_crash_a_run(ws: Workspace) -> None:
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, price: 1}}\n"
+              "budget: {max_cost_per_day: 100}\n")
+    (ws.state / "breaker.json").write_bytes(orjson.dumps(
+        {"silver": {"streak": "many", "last_failure": None}, "gold": [], "x": {"streak": 1e300}}))
+    (ws.state / "reservations.json").write_bytes(orjson.dumps(
+        {"a": {"pid": os.getpid()}, "b": {"pid": 2**40, "amount": 1, "session": "s", "day": "d"},
+         "c": {"pid": 1, "amount": "lots", "session": "default", "day": "x"}, "d": 7}))
+    code, res = ws.json("run", "hi")
+    assert code == 0 and res["status"] == "ok"

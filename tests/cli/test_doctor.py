@@ -1,10 +1,12 @@
-"""`burnless doctor`: exit 0 when every check passes, 1 when one fails; warnings do not fail."""
+"""`burnless doctor`: exit 0 when every check passes, 1 when one fails; warnings do not fail;
+every kind of broken tier and a broken config are reported, never a traceback."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 
-from tests.conftest import Workspace, fake, quoted
+from tests.conftest import OK, Workspace, clean, fake, quoted
 
 
 def test_all_good_with_a_cache_warning(ws: Workspace) -> None:
@@ -65,3 +67,45 @@ def test_cache_report_warns_when_nothing_is_read_back(ws: Workspace) -> None:
     cache = {c["name"]: c for c in js["checks"]}["cache silver"]
     assert code == 0 and cache["status"] == "warn"
     assert "last 2 call(s)" in cache["detail"] and "nothing was read back" in cache["detail"]
+
+
+# --------------------------------------------------------------------------- broken tiers, configs
+
+
+def test_doctor_with_every_kind_of_broken_tier(ws: Workspace) -> None:
+    (ws.root / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
+    (ws.root / "adir").mkdir()
+    ws.config(
+        "tiers:\n"
+        "  missing: {command: 'not-an-agent -p'}\n"
+        "  noexec: {command: ./script.sh}\n"
+        "  isdir: {command: ./adir}\n"
+        "  abspath: {command: /nonexistent/bin/agent}\n"
+        "  nokey: {api: anthropic, model: claude-sonnet-4-5}\n"
+        f"  good: {{command: {quoted(fake('honest'))}}}\n"
+    )
+    code, js = ws.json("doctor", env={"ANTHROPIC_API_KEY": ""})
+    assert code == 1 and js["ok"] is False
+    detail = {c["name"]: (c["status"], c["detail"]) for c in js["checks"]}
+    assert detail["tier missing"][0] == "fail" and "'not-an-agent' not found" in (
+        detail["tier missing"][1])
+    assert detail["tier noexec"][0] == "fail" and "is not executable" in detail["tier noexec"][1]
+    assert detail["tier isdir"][0] == "fail" and "is a directory" in detail["tier isdir"][1]
+    assert detail["tier abspath"][0] == "fail" and "not found" in detail["tier abspath"][1]
+    assert detail["tier nokey"][0] == "fail" and "ANTHROPIC_API_KEY" in detail["tier nokey"][1]
+    assert detail["tier good"][0] == "ok"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "- a list\n", "tiers:\n\tbad\n", "tiers:\n  silver: {command: 'x {foo}'}\n",
+     "a: &a [*a]\n" + OK],
+)
+def test_doctor_with_a_broken_config(ws: Workspace, text: str) -> None:
+    ws.config(text)
+    p = ws.run("doctor", "--json")
+    clean(p)
+    assert p.returncode == 1
+    (check,) = orjson.loads(p.stdout)["checks"]
+    assert check["name"] == "config" and check["status"] == "fail" and "config.yaml" in (
+        check["detail"])

@@ -1,8 +1,11 @@
-"""The envelope extractor: never raises, finds the envelope wherever the answer puts it."""
+"""The envelope extractor: never raises, finds the envelope wherever the answer puts it, the last
+one counts, and hostile text stays fast."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +98,34 @@ def test_unknown_status_is_failed() -> None:
     ex = extract('{"status": "maybe"}')
     assert ex.envelope is not None and ex.envelope.status == "failed"
     assert ex.findings
+
+
+# --- fences, several envelopes, hostile text -----------------------------------------------------
+
+
+ENV_OK = '{"status": "ok", "kind": "thought", "summary": "first"}'
+ENV_FAILED = '{"status": "failed", "kind": "thought", "summary": "second"}'
+
+
+def test_envelope_in_a_fence_followed_by_prose() -> None:
+    ex = extract(f"Done.\n```json\n{ENV_OK}\n```\nThanks!")
+    assert ex.envelope is not None and ex.envelope.status == "ok"
+    assert ex.prose == "Done.\n\nThanks!"
+
+
+def test_two_envelopes_the_last_counts() -> None:
+    ex = extract(f"{ENV_OK}\nthen I changed my mind\n{ENV_FAILED}")
+    assert ex.envelope is not None and ex.envelope.summary == "second"
+
+
+def test_envelope_extraction_on_hostile_text_is_fast() -> None:
+    for text in (
+        "{" * 2_000_000,
+        '{"status":' * 300_000,
+        "```json\n{\n" * 200_000,
+        os.urandom(4_000_000).decode("utf-8", "replace"),
+    ):
+        start = time.process_time()
+        ex = extract(text)
+        assert ex.envelope is None
+        assert time.process_time() - start < 1.0

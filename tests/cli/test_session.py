@@ -1,20 +1,18 @@
-"""Session state under attack: hostile ids, damaged files, crashes, races, full disks.
+"""Sessions: planner/executor split, growing-only context, compaction, pinning, crashes; then
+session state under attack: hostile ids, damaged files, crashes, races, full disks.
 
 Every case uses real files, the real CLI (``ws``) or real subprocesses and kills. The rule each
-test checks: a clear error or a warning, never a traceback; never a lost complete capsule;
-never a write outside the session's directory; the prompt stays byte-stable.
-"""
+hostile case checks: a clear error or a warning, never a traceback; never a lost complete
+capsule; never a write outside the session's directory; the prompt stays byte-stable."""
 
 from __future__ import annotations
 
 import os
-import random
-import resource
+import re
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,9 +25,251 @@ from burnless.session.capsule import MAX_SUMMARY, Capsule, render
 from burnless.session.context import context_of, current_epoch, next_seq
 from burnless.session.store import Pin, Session, SessionMeta, check_session_id
 from burnless.storage import jsonl
-from burnless.storage.atomic import write_atomic
-from burnless.storage.locks import file_lock
-from tests.conftest import WORKER, Workspace, fake, quoted
+from tests.conftest import WORKER, Workspace, fake, limited, quoted
+
+
+def _cmd(mode: str, rec: Path, *extra: str) -> str:
+    return quoted(fake(mode, "--record", str(rec), *extra))
+
+
+def two_tiers(
+    ws: Workspace, tmp_path: Path, extra: str = "", silver: str = "honest"
+) -> tuple[Path, Path]:
+    gold, silv = tmp_path / "gold", tmp_path / "silver"
+    ws.config(f"tiers:\n  gold: {{command: {_cmd('honest', gold)}}}\n"
+              f"  silver: {{command: {_cmd(silver, silv)}}}\n" + extra)
+    return gold, silv
+
+
+def prompts(rec: Path) -> list[str]:
+    n = len(list(rec.glob("prompt-*.txt")))
+    return [(rec / f"prompt-{i}.txt").read_text() for i in range(1, n + 1)]
+
+
+def without_task(prompt: str) -> str:
+    return prompt[: prompt.rindex("<task>\n")]
+
+
+def test_planner_fires_once_per_epoch_and_executor_sees_the_plan(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    gold, silver = two_tiers(ws, tmp_path)
+    code, res = ws.json("run", "write a.txt one")
+    assert code == 0 and res["plan"] and res["plan"][0].startswith("understand")
+    code, _ = ws.json("run", "write b.txt two")
+    assert code == 0
+    assert len(prompts(gold)) == 1 and len(prompts(silver)) == 2
+    assert 'role="planner"' in prompts(gold)[0]
+    for p in prompts(silver):
+        assert "<plan " in p and "1. understand: write a.txt one" in p
+    roles = [r["role"] for r in ws.ledger()]
+    assert roles == ["planning", "execution", "execution"]
+    caps = ws.capsules()
+    assert [c["role"] for c in caps] == ["plan", "exec", "exec"]
+
+
+def test_no_plan_and_planner_null(ws: Workspace, tmp_path: Path) -> None:
+    gold, silver = two_tiers(ws, tmp_path)
+    assert ws.run("run", "write a.txt one", "--no-plan").returncode == 0
+    assert not gold.exists() and "<plan " not in prompts(silver)[0]
+    gold, silver = two_tiers(ws, tmp_path, extra="planner: null\n")
+    assert ws.run("run", "write b.txt two", "--session", "other").returncode == 0
+    assert not gold.exists()
+
+
+def test_context_only_grows_within_an_epoch(ws: Workspace, tmp_path: Path) -> None:
+    _, silver = two_tiers(ws, tmp_path)
+    (ws.state / "prefix.md").write_text("Use tabs.\n")
+    for i in range(5):
+        assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
+    sent = [without_task(p) for p in prompts(silver)]
+    for a, b in zip(sent, sent[1:], strict=False):
+        assert b.startswith(a) and len(b) > len(a)
+    last = sent[-1]
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}", last)  # no timestamps
+    assert not re.search(r"r-\d{8}T\d{6}", last)  # no run ids
+    assert str(ws.root) not in last and str(tmp_path) not in last  # no machine paths
+    assert "$" not in last  # no costs
+
+
+def test_two_fresh_sessions_send_the_same_bytes_up_to_the_task(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    _, silver = two_tiers(ws, tmp_path, extra="planner: null\n")
+    ws.run("run", "hello there", "--session", "s1")
+    ws.run("run", "something else", "--session", "s2")
+    p1, p2 = prompts(silver)
+    assert without_task(p1) == without_task(p2)
+
+
+def test_session_prompt_prints_exactly_the_next_prompt(ws: Workspace, tmp_path: Path) -> None:
+    _, silver = two_tiers(ws, tmp_path, extra="planner: null\n")
+    ws.run("run", "write a.txt a")
+    shown = ws.run("session", "prompt", "default", "--task", "write b.txt b")
+    assert shown.returncode == 0
+    assert "sha256" in shown.stderr and "capsules" in shown.stderr
+    ws.run("run", "write b.txt b")
+    assert prompts(silver)[-1] == shown.stdout
+    code, js = ws.json("session", "prompt", "default")
+    assert code == 0 and [p["part"] for p in js["parts"]] == [
+        "header", "prefix", "plan", "capsules", "task"]
+    assert js["text"].endswith("<task>\n<task>\n</task>\n")
+
+
+def test_compaction_starts_a_new_epoch_shrinks_the_prompt_and_replans(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    gold, silver = two_tiers(
+        ws, tmp_path, extra="compaction: {max_context_tokens: 300, keep_recent: 2}\n")
+    for i in range(8):
+        assert ws.run("run", f"write f{i}.txt some content number {i}").returncode == 0
+    caps = ws.capsules()
+    compacts = [c for c in caps if c["role"] == "compact"]
+    assert compacts, "compaction never happened"
+    first = compacts[0]
+    assert first["epoch"] == 2 and len(first["keeps"]) == 2
+    assert set(first["folds"]).isdisjoint(first["keeps"])
+    assert "Turns folded" in first["digest"]
+    # The planner fired again in the new epoch.
+    plans = [c for c in caps if c["role"] == "plan"]
+    assert len(plans) == 1 + len(compacts) and plans[1]["epoch"] == 2
+    assert len(prompts(gold)) == 1 + len(compacts)
+    # The prompt right after compaction is smaller than the one right before it.
+    exec_prompts = prompts(silver)
+    idx = [c["seq"] for c in caps if c["role"] == "exec"]
+    compact_seq = first["seq"]
+    before = sum(1 for s in idx if s < compact_seq)
+    assert len(exec_prompts[before]) < len(exec_prompts[before - 1])
+    # The new epoch renders the digest, then the kept capsules, then its own.
+    p = exec_prompts[before]
+    digest_at = p.index("<digest ")
+    kept_at = [p.index(f'<capsule seq="{s}"') for s in first["keeps"]]
+    assert digest_at < min(kept_at)
+    # History is never rewritten: every capsule ever written is still in the file.
+    assert [c["seq"] for c in caps] == list(range(1, len(caps) + 1))
+
+
+def test_session_compact_on_demand(ws: Workspace, tmp_path: Path) -> None:
+    two_tiers(ws, tmp_path, extra="planner: null\ncompaction: {keep_recent: 1}\n")
+    ws.run("run", "write a.txt a")
+    p = ws.run("session", "compact", "default")
+    assert p.returncode == 0 and "nothing to fold" in p.stdout
+    ws.run("run", "write b.txt b")
+    ws.run("run", "write c.txt c")
+    code, js = ws.json("session", "compact", "default")
+    assert code == 0 and js["compacted"]
+    cap = js["capsule"]
+    assert cap["folds"] == [1, 2] and cap["keeps"] == [3] and cap["epoch"] == 2
+    assert ws.run("session", "compact", "nope").returncode == 2
+
+
+def test_pinning_survives_config_change_until_repin(ws: Workspace, tmp_path: Path) -> None:
+    rec_a, rec_b = tmp_path / "a", tmp_path / "b"
+    ws.config(f"tiers:\n  silver: {{command: {_cmd('honest', rec_a)}}}\n")
+    assert ws.run("run", "write a.txt a").returncode == 0
+    ws.config(f"tiers:\n  silver: {{command: {_cmd('honest', rec_b)}}}\n")
+    p = ws.run("run", "write b.txt b")
+    assert p.returncode == 0 and "pinned" in p.stderr and "--repin" in p.stderr
+    assert len(prompts(rec_a)) == 2 and not rec_b.exists()
+    p = ws.run("run", "write c.txt c", "--repin")
+    assert p.returncode == 0 and len(prompts(rec_b)) == 1
+    meta = orjson.loads((ws.state / "sessions/default/session.json").read_bytes())
+    assert str(rec_b) in meta["pins"]["silver"]["command"] and meta["executor"] == "silver"
+
+
+def test_executor_pin_survives_a_change_of_executor(ws: Workspace, tmp_path: Path) -> None:
+    rec_s, rec_b = tmp_path / "s", tmp_path / "b"
+    tiers = (f"tiers:\n  silver: {{command: {_cmd('honest', rec_s)}}}\n"
+             f"  bronze: {{command: {_cmd('honest', rec_b)}}}\n")
+    ws.config(tiers + "executor: silver\n")
+    ws.run("run", "write a.txt a")
+    ws.config(tiers + "executor: bronze\n")
+    code, res = ws.json("run", "write b.txt b")
+    assert code == 0 and res["tier"] == "silver"
+    code, res = ws.json("run", "write c.txt c", "--session", "new")
+    assert res["tier"] == "bronze"
+
+
+def test_session_list_show_rm(ws: Workspace, tmp_path: Path) -> None:
+    two_tiers(ws, tmp_path)
+    ws.run("run", "write a.txt a", "--session", "alpha")
+    ws.run("run", "write b.txt b", "--session", "beta")
+    code, js = ws.json("session", "list")
+    assert code == 0 and [s["id"] for s in js["sessions"]] == ["alpha", "beta"]
+    assert js["sessions"][0]["capsules"] == 2 and js["sessions"][0]["calls"] == 2
+    code, js = ws.json("session", "show", "alpha")
+    assert code == 0 and js["epochs"] == [1] and js["executor"] == "silver"
+    assert set(js["pins"]) == {"gold", "silver"}
+    assert [c["role"] for c in js["capsule_list"]] == ["plan", "exec"]
+    assert ws.run("session", "show", "nope").returncode == 2
+    assert ws.run("session", "show", "../x").returncode == 2
+    assert ws.run("session", "rm", "alpha").returncode == 0
+    code, js = ws.json("session", "list")
+    assert [s["id"] for s in js["sessions"]] == ["beta"]
+    assert len(ws.ledger()) == 4  # the ledger keeps every record
+
+
+@pytest.mark.parametrize("point", ["after-ledger", "after-capsule"])
+def test_sigkill_at_a_crash_point_leaves_a_session_that_continues(
+    ws: Workspace, tmp_path: Path, point: str
+) -> None:
+    two_tiers(ws, tmp_path, extra="planner: null\n")
+    assert ws.run("run", "write a.txt a").returncode == 0
+    p = ws.run("run", "write b.txt b", env={"BURNLESS_FAULT": point})
+    assert p.returncode == -signal.SIGKILL
+    p = ws.run("run", "write c.txt c")
+    assert p.returncode == 0, p.stderr
+    seqs = [c["seq"] for c in ws.capsules()]
+    assert seqs == sorted(set(seqs)), "duplicate or out-of-order seq"
+    assert len(ws.ledger()) == 3  # every call that ran is accounted for
+
+
+def test_sigkill_during_the_worker_and_a_torn_capsule_line(ws: Workspace, tmp_path: Path) -> None:
+    two_tiers(ws, tmp_path, extra="planner: null\n", silver="slow")
+    assert ws.run("run", "write a.txt a").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write b.txt b"],
+                            cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.15)
+    proc.kill()
+    proc.wait()
+    # And a writer that died mid-line.
+    with open(ws.state / "sessions/default/capsules.jsonl", "ab") as f:
+        f.write(b'{"v": 1, "seq": 99, "epo')
+    p = ws.run("run", "write c.txt c")
+    assert p.returncode == 0, p.stderr
+    caps = ws.capsules()
+    assert [c["seq"] for c in caps] == [1, 2]
+    assert (ws.state / "sessions/default/capsules.jsonl.torn").exists()
+
+
+def test_compaction_by_a_tier_writes_the_digest(ws: Workspace, tmp_path: Path) -> None:
+    gold, _ = two_tiers(ws, tmp_path, extra=(
+        "planner: null\ncompaction: {max_context_tokens: 60, keep_recent: 1, tier: gold}\n"))
+    for i in range(4):
+        assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
+    compacts = [c for c in ws.capsules() if c["role"] == "compact"]
+    assert compacts and compacts[0]["digest"] == "DIGEST: everything so far was fine"
+    assert compacts[0]["tier"] == "gold"
+    assert 'role="compactor"' in prompts(gold)[0]
+    assert "compaction" in [r["role"] for r in ws.ledger()]
+
+
+def test_session_prompt_is_exact_when_a_compaction_is_due(ws: Workspace, tmp_path: Path) -> None:
+    gold, silver = two_tiers(
+        ws, tmp_path, extra="compaction: {max_context_tokens: 60, keep_recent: 1}\n")
+    for i in range(3):
+        assert ws.run("run", f"write f{i}.txt content {i}").returncode == 0
+    n_gold = len(prompts(gold))
+    shown = ws.run("session", "prompt", "default", "--task", "write g.txt g")
+    assert "role: planner" in shown.stderr  # the compaction opens an epoch: the planner fires
+    assert ws.run("run", "write g.txt g").returncode == 0
+    assert len(prompts(gold)) == n_gold + 1
+    assert prompts(gold)[-1] == shown.stdout
+    code, res = ws.json("run", "write h.txt h", "--dry-run")
+    assert code == 0 and res["dry_run"]
+
+
+# --------------------------------------------------------------------------- hostile state
 
 PLAIN = "planner: null\n"  # one executor call per run: fast, and enough for session state
 
@@ -586,35 +826,6 @@ def test_session_rm_while_a_run_holds_the_lock_is_busy_and_loses_nothing(
     assert not (ws.state / "sessions" / "default").exists()
 
 
-def test_a_lock_file_removed_while_waited_on_never_gives_two_holders(tmp_path: Path) -> None:
-    path = tmp_path / "sess" / ".lock"
-    spans: list[tuple[str, float, float]] = []
-    errors: list[BaseException] = []
-
-    def hold(name: str, seconds: float) -> None:
-        try:
-            with file_lock(path, 5):
-                t0 = time.monotonic()
-                time.sleep(seconds)
-                spans.append((name, t0, time.monotonic()))
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    with file_lock(path, 1):  # "session rm": holds the lock and removes the directory
-        waiter = threading.Thread(target=hold, args=("waiter", 0.3))
-        waiter.start()
-        time.sleep(0.1)
-        (tmp_path / "sess" / ".lock").unlink()
-        (tmp_path / "sess").rmdir()
-    newcomer = threading.Thread(target=hold, args=("newcomer", 0.3))
-    newcomer.start()
-    waiter.join(10)
-    newcomer.join(10)
-    assert not errors and len(spans) == 2
-    (_, a0, a1), (_, b0, b1) = sorted(spans, key=lambda s: s[1])
-    assert a1 <= b0, "two holders of the same lock at once"
-
-
 def test_a_symlinked_lock_file_is_refused(ws: Workspace, tmp_path: Path) -> None:
     setup(ws)
     seed(ws)
@@ -676,84 +887,7 @@ def test_meta_with_wrong_types_reads_as_strings_or_nothing(tmp_path: Path) -> No
     assert set(meta.pins) == {"a"} and meta.created == "" and meta.executor is None
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-ATOMIC_WRITER = """
-import sys
-from pathlib import Path
-from burnless.storage.atomic import write_atomic
-path, size = Path(sys.argv[1]), int(sys.argv[2])
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    write_atomic(path, (b"A" if i % 2 else b"B") * size)
-"""
-
-
-def test_sigkill_mid_write_atomic_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
-    path = tmp_path / "session.json"
-    size = 2 << 20
-    path.write_bytes(b"O" * size)
-    rng = random.Random(7)
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", ATOMIC_WRITER, str(path), str(size)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.01, 0.15))
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        data = path.read_bytes()
-        assert len(data) == size and data in (b"A" * size, b"B" * size, b"O" * size)
-    # Leftover temp files are hidden and never mistaken for the target.
-    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")} == {path.name}
-
-
-JSONL_WRITER = """
-import sys
-from pathlib import Path
-from burnless.storage import jsonl
-path = Path(sys.argv[1])
-print("ready", flush=True)
-i = 0
-while i < 25:
-    i += 1
-    jsonl.append(path, [{"i": i, "pad": "x" * 300_000}], fsync=False)
-"""
-
-
-def test_sigkill_mid_append_loses_no_whole_record(tmp_path: Path) -> None:
-    path = tmp_path / "capsules.jsonl"
-    rng = random.Random(3)
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", JSONL_WRITER, str(path)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.02))
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        whole = jsonl.read(path)
-        assert all(r["pad"] in ("x" * 300_000, "x") for r in whole)
-        runs = b",".join(str(r["i"]).encode() for r in whole).split(b"-1")
-        for run in runs:  # each writer's records: 1, 2, 3... none lost, none twice
-            got = [int(x) for x in run.split(b",") if x]
-            assert got == list(range(1, len(got) + 1))
-        jsonl.append(path, [{"i": -1, "pad": "x"}])  # repairs a torn tail first
-        assert jsonl.read(path) == [*whole, {"i": -1, "pad": "x"}]
-
-
-def _limited(script: str, limit: int, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with files capped at ``limit`` bytes: writes past it fail (EFBIG),
-    the way a full disk fails them."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-    return subprocess.run([sys.executable, "-c", script, *args], preexec_fn=cap,
-                          capture_output=True, text=True, timeout=30)
-
+# --------------------------------------------------------------------------- a full disk
 
 FULL_DISK = """
 import sys
@@ -781,7 +915,7 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_good_capsules(ws: Workspace)
     session.save_meta(SessionMeta("s", created="then", pins={"silver": big_pin}))
     meta_before = session.meta_path.read_bytes()
     size = cap_file(ws).stat().st_size
-    p = _limited(FULL_DISK, size + 20, str(ws.state))
+    p = limited(FULL_DISK, size + 20, str(ws.state))
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     assert "append: session 's': cannot write capsule 4" in p.stdout
@@ -793,23 +927,6 @@ def test_a_full_disk_is_a_clear_error_and_keeps_the_good_capsules(ws: Workspace)
     # Space again: the torn fragment goes aside and nothing complete is lost.
     seed(ws, n=1)
     assert [c.seq for c in session.capsules()] == [1, 2, 3, 4]
-
-
-def test_write_atomic_failures_name_the_file_and_leave_the_target(tmp_path: Path) -> None:
-    target = tmp_path / "d"
-    target.mkdir()
-    with pytest.raises(IsADirectoryError):
-        write_atomic(target, b"x")
-    with pytest.raises(FileNotFoundError) as info:
-        write_atomic(tmp_path / "missing" / "f", b"x")
-    assert "missing" in str(info.value)
-    f = tmp_path / "f"
-    f.write_bytes(b"old")
-    p = _limited("import sys\nfrom pathlib import Path\nfrom burnless.storage.atomic import "
-                 "write_atomic\ntry:\n    write_atomic(Path(sys.argv[1]), b'n' * 100000)\n"
-                 "except OSError as e:\n    print(type(e).__name__, e)\n", 1000, str(f))
-    assert p.returncode == 0 and str(f) in p.stdout and "File too large" in p.stdout, p.stderr
-    assert f.read_bytes() == b"old" and sorted(q.name for q in tmp_path.iterdir()) == ["d", "f"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -26,7 +26,7 @@ from burnless.config import CompactionSettings
 from burnless.sim.replay import CONTEXT_WINDOW, NEVER
 from burnless.sim.replay import Compaction as ReplayCompaction
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "economics.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "economics.py"
 
 
 def _load() -> ModuleType:

@@ -1,21 +1,103 @@
-"""Hostile configuration and command-line input: a clear error (file, line, key, what is
-expected), exit 2, nothing lost, never a traceback or a hang."""
+"""Configuration: discovery, global defaults, validation messages; hostile input (empty, broken,
+non-UTF-8 and bomb-shaped YAML, wrong values, bad references, a malformed global file, a --config
+pointing at the wrong thing) gets a clear error (file, line, key, what is expected), never a
+traceback or a hang."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from burnless.config import load_config
 from burnless.errors import ConfigError
-from tests.conftest import Workspace, fake, quoted
+from tests.conftest import OK, Workspace, clean
 
-OK = "tiers:\n  silver: {command: x}\n"
+
+def test_found_by_walking_up_from_a_subdirectory(ws: Workspace) -> None:
+    ws.tiers(silver="honest")
+    sub = ws.root / "src" / "deep"
+    sub.mkdir(parents=True)
+    cfg = load_config(cwd=sub)
+    assert cfg.workspace == ws.root and cfg.state_dir == ws.state
+
+
+def test_global_defaults_are_overridden_by_the_project(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text(
+        "tiers:\n  silver: {command: 'echo global', timeout: 30}\n  gold: {command: echo}\n"
+        "budget: {max_cost_per_day: 5}\n")
+    monkeypatch.setenv("BURNLESS_HOME", str(home))
+    ws.config("tiers:\n  silver: {command: 'echo project'}\nbudget: {max_cost_per_task: 1}\n")
+    cfg = load_config(cwd=ws.root)
+    assert cfg.tiers["silver"].command == "echo project"
+    assert cfg.tiers["silver"].timeout == 30  # merged key by key
+    assert "gold" in cfg.tiers and cfg.planner == "gold"
+    assert cfg.budget.max_cost_per_day == 5 and cfg.budget.max_cost_per_task == 1
+
+
+def test_xdg_config_home_is_the_default_home(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BURNLESS_HOME")
+    xdg = tmp_path / "xdg"
+    (xdg / "burnless").mkdir(parents=True)
+    (xdg / "burnless" / "config.yaml").write_text("tiers:\n  bronze: {command: echo}\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    ws.config("planner: null\n")  # tiers come from the global file
+    assert set(load_config(cwd=ws.root).tiers) == {"bronze"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tiers:\n  silver: {command: [unclosed\n",
+         "invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+         "sequence at line 2)"),
+        ("tiers: {}\n", "tiers: must be a mapping of tier names"),
+        ("planner: null\n", "the 'tiers' section is required"),
+        ("tiers:\n  silver: {command: x}\nexecutor: slver\n",
+         "executor: names tier 'slver', which is not defined; did you mean 'silver'?"),
+        ("tiers:\n  silver: {command: x, timeout: soon}\n",
+         "config.yaml:2: tiers.silver.timeout: must be a number, not 'soon'"),
+        ("tiers:\n  silver: {command: x}\nrouting:\n  rules:\n    - {regex: '(', tier: silver}\n",
+         "config.yaml:5: routing.rules.0.regex: invalid regex"),
+        ("tiers:\n  silver: {command: x}\nbudgett: {}\n",
+         "config.yaml:3: budgett: unknown key; did you mean 'budget'?"),
+        ("tiers:\n  silver: {command: x, api: anthropic}\n", "give exactly one of 'command'"),
+        ("tiers:\n  silver: {command: x}\n  silver: {command: y}\n",
+         "config.yaml:3: tiers.silver: duplicate key"),
+        ("tiers:\n  silver: {command: 'x {prompt}'}\n", "set input: arg"),
+        ("- just\n- a list\n", "must be a mapping of keys"),
+    ],
+)
+def test_bad_configs_say_where_and_what(ws: Workspace, text: str, message: str) -> None:
+    ws.config(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cwd=ws.root)
+    assert message in str(exc.value)
+
+
+def test_cli_reports_a_config_error_as_exit_2(ws: Workspace) -> None:
+    ws.config("tiers:\n  silver: {command: [unclosed\n")
+    p = ws.run("route", "x")
+    assert p.returncode == 2 and "invalid YAML" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_explicit_config_flag_and_env(ws: Workspace, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.yaml"
+    other.write_text("tiers:\n  bronze: {command: echo}\n")
+    ws.tiers(silver="honest")
+    assert ws.run("--config", str(other), "route", "x").stdout.strip() == "bronze"
+    assert ws.run("route", "x", "--config", str(other)).stdout.strip() == "bronze"
+    assert ws.run("route", "x", env={"BURNLESS_CONFIG": str(other)}).stdout.strip() == "bronze"
+    p = ws.run("route", "x", "--config", str(tmp_path / "missing.yaml"))
+    assert p.returncode == 2 and "config file not found" in p.stderr
 
 
 def load_error(ws: Workspace, text: str | bytes) -> str:
@@ -29,14 +111,6 @@ def load_error(ws: Workspace, text: str | bytes) -> str:
     return str(exc.value)
 
 
-def age(path: Path, seconds: float = 60) -> None:
-    """Backdate ``path`` so the parsed-config cache may hold it."""
-    t = time.time() - seconds
-    os.utime(path, (t, t))
-
-
-def clean(p: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in p.stderr + p.stdout, p.stderr
 
 
 # --------------------------------------------------------------------------- the YAML
@@ -360,347 +434,3 @@ def test_unreadable_config(ws: Workspace) -> None:
         assert p.returncode == 2 and "cannot read config: Permission denied" in p.stderr
     finally:
         (ws.state / "config.yaml").chmod(0o644)
-
-
-# ------------------------------------------------------------------- the parsed-config cache
-
-
-def cache_file(ws: Workspace) -> Path:
-    return ws.state / "cache" / "config.json"
-
-
-def test_cache_is_used_and_survives_damage(ws: Workspace) -> None:
-    ws.config(OK)
-    age(ws.state / "config.yaml")
-    load_config(cwd=ws.root)
-    assert cache_file(ws).is_file()
-    for junk in (b"", b"{not json", b"[]", b'{"key": 1}', b'{"key": null, "data": []}'):
-        cache_file(ws).write_bytes(junk)
-        assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-
-
-def test_cache_from_another_version_or_with_bad_data_is_not_trusted(ws: Workspace) -> None:
-    ws.config(OK)
-    age(ws.state / "config.yaml")
-    load_config(cwd=ws.root)
-    blob = orjson.loads(cache_file(ws).read_bytes())
-    # Same key, data that no longer validates (a cache written by an older burnless):
-    # the YAML is read again, and it is fine.
-    cache_file(ws).write_bytes(orjson.dumps({"key": blob["key"], "data": {"tiers": {}}}))
-    assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-    # Another version's key: ignored.
-    blob["key"][0] = "0.0.0-other"
-    blob["data"]["tiers"]["gold"] = {"command": "stale"}
-    cache_file(ws).write_bytes(orjson.dumps(blob))
-    assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-
-
-def test_edit_within_the_same_second_is_seen(ws: Workspace) -> None:
-    """An edit that keeps size and mtime (coarse clocks, `cp -p`, `touch -r`) still shows."""
-    cfg_path = ws.state / "config.yaml"
-    ws.config("tiers:\n  silver: {command: aaaa}\n")
-    age(cfg_path)
-    assert load_config(cwd=ws.root).tiers["silver"].command == "aaaa"
-    assert cache_file(ws).is_file()
-    st = cfg_path.stat()
-    ws.config("tiers:\n  silver: {command: bbbb}\n")
-    os.utime(cfg_path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert cfg_path.stat().st_size == st.st_size
-    assert load_config(cwd=ws.root).tiers["silver"].command == "bbbb"
-
-
-def test_a_freshly_written_config_is_not_cached(ws: Workspace) -> None:
-    ws.config(OK)
-    load_config(cwd=ws.root)
-    assert not cache_file(ws).exists()
-
-
-def test_unusable_cache_dir_costs_only_speed(ws: Workspace) -> None:
-    ws.config(OK)
-    age(ws.state / "config.yaml")
-    (ws.state / "cache").write_text("a file where the cache dir goes")
-    assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-    (ws.state / "cache").unlink()
-    cache_file(ws).mkdir(parents=True)  # a directory where the cache file goes
-    assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-
-
-def test_a_fifo_in_place_of_the_cache_does_not_hang(ws: Workspace) -> None:
-    ws.config(OK)
-    age(ws.state / "config.yaml")
-    cache_file(ws).parent.mkdir(parents=True)
-    os.mkfifo(cache_file(ws))
-    p = ws.run("route", "x", timeout=20)
-    assert p.returncode == 0 and p.stdout.strip() == "silver"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_read_only_cache_dir(ws: Workspace) -> None:
-    ws.config(OK)
-    age(ws.state / "config.yaml")
-    (ws.state / "cache").mkdir()
-    (ws.state / "cache").chmod(0o555)
-    try:
-        assert set(load_config(cwd=ws.root).tiers) == {"silver"}
-    finally:
-        (ws.state / "cache").chmod(0o755)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-@pytest.fixture
-def honest(ws: Workspace) -> Workspace:
-    return ws.tiers(silver="honest")
-
-
-def test_empty_task(honest: Workspace) -> None:
-    for args, stdin in ((("run", ""), None), (("run", "-"), "   \n\t ")):
-        p = honest.run(*args, input=stdin)
-        clean(p)
-        assert p.returncode == 2 and "the task is empty" in p.stderr
-    assert honest.ledger() == []
-
-
-def test_task_starting_with_a_dash(honest: Workspace) -> None:
-    p = honest.run("run", "--json", "--", "-rf is not an option")
-    assert p.returncode == 0 and orjson.loads(p.stdout)["status"] == "ok"
-    assert honest.capsules()[0]["task"] == "-rf is not an option"
-
-
-def test_a_5mb_task_on_stdin(honest: Workspace) -> None:
-    task = "refactor " * (5 * 1024 * 1024 // 9)
-    code, res = honest.json("run", "-", input=task, timeout=60)
-    assert code == 2 and "policy.max_task_bytes" in res["error"]  # refused, nothing sent
-    cfg = honest.state / "config.yaml"
-    cfg.write_text(cfg.read_text() + "policy: {max_task_bytes: 6000000}\n")
-    code, res = honest.json("run", "-", input=task, timeout=60)
-    assert code == 0 and res["status"] == "ok"
-
-
-def test_task_that_is_not_text(honest: Workspace) -> None:
-    for cmd in ("route", "run"):
-        p = subprocess.run([*honest_argv(), cmd, "-"], cwd=honest.root, input=b"fix \xff bug",
-                           capture_output=True, timeout=30)
-        err = p.stderr.decode()
-        assert p.returncode == 2 and "not UTF-8 text (byte 0xff at offset 4)" in err, err
-        p = subprocess.run([*honest_argv(), cmd, "-"], cwd=honest.root, input=b"fix\x00bug",
-                           capture_output=True, timeout=30)
-        assert p.returncode == 2 and "contains a NUL byte" in p.stderr.decode()
-        p = subprocess.run([*honest_argv(), cmd, b"fix \xff bug"], cwd=honest.root,
-                           capture_output=True, timeout=30)
-        assert p.returncode == 2 and b"not UTF-8 text" in p.stderr and b"Traceback" not in p.stderr
-    assert honest.ledger() == []
-
-
-def honest_argv() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "burnless"]
-
-
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e400"])
-def test_timeout_must_be_a_positive_finite_number(honest: Workspace, value: str) -> None:
-    p = honest.run("run", "hi", "--json", "--timeout", value)
-    clean(p)
-    assert p.returncode == 2 and "--timeout must be a positive number of seconds" in p.stderr
-    js = orjson.loads(p.stdout)
-    assert js["ok"] is False and js["exit_code"] == 2 and "--timeout" in js["error"]
-    assert honest.ledger() == []
-
-
-@pytest.mark.parametrize(
-    ("cmd", "message"),
-    [("", "is empty"), ("  ", "is empty"),
-     ("pytest '", "cannot split into arguments: No closing quotation")],
-)
-def test_verify_commands_that_cannot_run_are_refused_before_dispatch(
-    honest: Workspace, cmd: str, message: str
-) -> None:
-    p = honest.run("run", "write a.txt hi", "--verify", cmd)
-    clean(p)
-    assert p.returncode == 2 and f"--verify {cmd!r}: {message}" in p.stderr
-    assert honest.ledger() == [] and not (honest.root / "a.txt").exists()
-
-
-def test_timeout_that_is_not_a_number(honest: Workspace) -> None:
-    p = honest.run("run", "hi", "--timeout", "soon")
-    assert p.returncode == 2 and "'soon' is not a valid float" in p.stderr
-
-
-@pytest.mark.parametrize(("cmd", "tier"), [("run", "nope"), ("route", ""), ("run", "silver "),
-                                         ("route", "../silver")])
-def test_unknown_tier_flag(honest: Workspace, cmd: str, tier: str) -> None:
-    p = honest.run(cmd, "hi", "--tier", tier)
-    clean(p)
-    assert p.returncode == 2 and "unknown tier" in p.stderr
-    assert honest.ledger() == []
-
-
-HOSTILE_SESSIONS = ["", ".", "..", "../../etc", "a/b", ".hidden", "a\nb", "x" * 129, "a b", "é"]
-
-
-def test_hostile_session_ids(honest: Workspace) -> None:
-    from burnless import BurnlessAgent, UsageError
-
-    agent = BurnlessAgent(cwd=honest.root)
-    for session in HOSTILE_SESSIONS:
-        for call in (agent.run, agent.route):
-            with pytest.raises(UsageError, match="invalid session id"):
-                call("hi", session)
-    p = honest.run("run", "hi", "--session", "../../etc")
-    clean(p)
-    assert p.returncode == 2 and "invalid session id '../../etc'" in p.stderr
-    p = honest.run("route", "hi", env={"BURNLESS_SESSION": ".."})
-    assert p.returncode == 2 and "invalid session id '..'" in p.stderr
-    assert honest.ledger() == [] and not (honest.root.parent / "etc").exists()
-
-
-@pytest.mark.parametrize(
-    "run_id", ["../../etc/passwd", "", "r-20240101T000000-abcdef/../../x", "/etc/passwd",
-               "r-20240101T000000-ABCDEF"])
-def test_log_with_hostile_run_id(honest: Workspace, run_id: str) -> None:
-    p = honest.run("log", run_id)
-    clean(p)
-    assert p.returncode == 2 and "invalid run id" in p.stderr and p.stdout == ""
-
-
-def test_log_that_is_not_a_regular_file(honest: Workspace) -> None:
-    logs = honest.state / "logs"
-    logs.mkdir()
-    (logs / "r-20240101T000000-aaaaaa.log").mkdir()
-    os.mkfifo(logs / "r-20240101T000000-bbbbbb.log")
-    for run_id in ("r-20240101T000000-aaaaaa", "r-20240101T000000-bbbbbb"):
-        p = honest.run("log", run_id, timeout=20)
-        clean(p)
-        assert p.returncode == 2 and "is not a regular file" in p.stderr, p.stderr
-    p = honest.run("log", "r-20240101T000000-cccccc")
-    assert p.returncode == 2 and "no log for run" in p.stderr
-
-
-def test_run_with_a_config_error_dispatches_nothing(ws: Workspace) -> None:
-    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, timeout: .nan}}\n")
-    code, js = ws.json("run", "hi")
-    assert code == 2 and "tiers.silver.timeout: must be a finite number" in js["error"]
-    assert ws.ledger() == [] and ws.capsules() == []
-
-
-# --------------------------------------------------------------------------- init
-
-
-def init(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*honest_argv(), "init", *args], cwd=root, capture_output=True,
-                          text=True, timeout=30)
-
-
-def test_init_where_burnless_is_a_file(tmp_path: Path) -> None:
-    (tmp_path / ".burnless").write_text("my notes")
-    p = init(tmp_path)
-    clean(p)
-    assert p.returncode == 2 and "is not a directory" in p.stderr
-    assert (tmp_path / ".burnless").read_text() == "my notes"
-
-
-def test_init_never_loses_the_users_config(tmp_path: Path) -> None:
-    state = tmp_path / ".burnless"
-    state.mkdir()
-    (state / "config.yaml").write_text("mine: 1\n")
-    (state / "prefix.md").write_text("my prefix\n")
-    p = init(tmp_path)
-    assert p.returncode == 2 and "already exists" in p.stderr
-    assert (state / "config.yaml").read_text() == "mine: 1\n"
-    assert init(tmp_path, "--force").returncode == 0
-    assert (state / "config.yaml.bak").read_text() == "mine: 1\n"
-    assert (state / "prefix.md.bak").read_text() == "my prefix\n"
-    # The user edits again and forces again: the first backup is still there.
-    (state / "config.yaml").write_text("mine: 2\n")
-    assert init(tmp_path, "--force").returncode == 0
-    assert (state / "config.yaml.bak").read_text() == "mine: 1\n"
-    assert (state / "config.yaml.bak.1").read_text() == "mine: 2\n"
-    # Forcing over an untouched example keeps no copy of it.
-    assert init(tmp_path, "--force").returncode == 0
-    assert not (state / "config.yaml.bak.2").exists()
-    assert (state / "prefix.md.bak").read_text() == "my prefix\n"
-
-
-def test_init_over_a_broken_symlink_or_directory(tmp_path: Path) -> None:
-    state = tmp_path / ".burnless"
-    state.mkdir()
-    (state / "config.yaml").symlink_to(tmp_path / "dotfiles" / "burnless.yaml")
-    p = init(tmp_path)
-    assert p.returncode == 2 and "already exists" in p.stderr
-    p = init(tmp_path, "--force", "--json")
-    clean(p)
-    assert p.returncode == 2 and "not a regular file" in orjson.loads(p.stdout)["error"]
-    assert (state / "config.yaml").is_symlink()
-    (state / "config.yaml").unlink()
-    (state / "config.yaml").mkdir()
-    p = init(tmp_path, "--force")
-    clean(p)
-    assert p.returncode == 2 and "not a regular file" in p.stderr
-
-
-def test_init_keeps_an_existing_prefix_and_writes_a_loadable_config(tmp_path: Path) -> None:
-    state = tmp_path / ".burnless"
-    state.mkdir()
-    (state / "prefix.md").write_text("my prefix\n")
-    assert init(tmp_path).returncode == 0
-    assert (state / "prefix.md").read_text() == "my prefix\n"
-    assert set(load_config(cwd=tmp_path).tiers) >= {"gold", "silver", "bronze"}
-
-
-# --------------------------------------------------------------------------- doctor
-
-
-def test_doctor_with_every_kind_of_broken_tier(ws: Workspace) -> None:
-    (ws.root / "script.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
-    (ws.root / "adir").mkdir()
-    ws.config(
-        "tiers:\n"
-        "  missing: {command: 'not-an-agent -p'}\n"
-        "  noexec: {command: ./script.sh}\n"
-        "  isdir: {command: ./adir}\n"
-        "  abspath: {command: /nonexistent/bin/agent}\n"
-        "  nokey: {api: anthropic, model: claude-sonnet-4-5}\n"
-        f"  good: {{command: {quoted(fake('honest'))}}}\n"
-    )
-    code, js = ws.json("doctor", env={"ANTHROPIC_API_KEY": ""})
-    assert code == 1 and js["ok"] is False
-    detail = {c["name"]: (c["status"], c["detail"]) for c in js["checks"]}
-    assert detail["tier missing"][0] == "fail" and "'not-an-agent' not found" in (
-        detail["tier missing"][1])
-    assert detail["tier noexec"][0] == "fail" and "is not executable" in detail["tier noexec"][1]
-    assert detail["tier isdir"][0] == "fail" and "is a directory" in detail["tier isdir"][1]
-    assert detail["tier abspath"][0] == "fail" and "not found" in detail["tier abspath"][1]
-    assert detail["tier nokey"][0] == "fail" and "ANTHROPIC_API_KEY" in detail["tier nokey"][1]
-    assert detail["tier good"][0] == "ok"
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["", "- a list\n", "tiers:\n\tbad\n", "tiers:\n  silver: {command: 'x {foo}'}\n",
-     "a: &a [*a]\n" + OK],
-)
-def test_doctor_with_a_broken_config(ws: Workspace, text: str) -> None:
-    ws.config(text)
-    p = ws.run("doctor", "--json")
-    clean(p)
-    assert p.returncode == 1
-    (check,) = orjson.loads(p.stdout)["checks"]
-    assert check["name"] == "config" and check["status"] == "fail" and "config.yaml" in (
-        check["detail"])
-
-
-# --------------------------------------------------------------------------- damaged state
-
-
-def test_damaged_breaker_and_reservation_files_do_not_crash_a_run(ws: Workspace) -> None:
-    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, price: 1}}\n"
-              "budget: {max_cost_per_day: 100}\n")
-    (ws.state / "breaker.json").write_bytes(orjson.dumps(
-        {"silver": {"streak": "many", "last_failure": None}, "gold": [], "x": {"streak": 1e300}}))
-    (ws.state / "reservations.json").write_bytes(orjson.dumps(
-        {"a": {"pid": os.getpid()}, "b": {"pid": 2**40, "amount": 1, "session": "s", "day": "d"},
-         "c": {"pid": 1, "amount": "lots", "session": "default", "day": "x"}, "d": 7}))
-    code, res = ws.json("run", "hi")
-    assert code == 0 and res["status"] == "ok"

@@ -1,4 +1,5 @@
-"""The price table: alias resolution, overrides, and costs computed by hand."""
+"""The price table: alias resolution (and what is not resolved on purpose), overrides, and costs
+computed by hand; an unknown model has no price, never a zero one."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from burnless.accounting.tokens import Tokens
 from burnless.formats import parse_output
 
 TABLE = orjson.loads((Path(pricing.__file__).parents[1] / "data" / "prices.json").read_bytes())
-FIXTURES = Path(__file__).parent / "fixtures" / "formats"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "formats"
 
 
 def price(model: str | None) -> Price:
@@ -275,3 +276,64 @@ def test_unknown_model_needs_input_and_output() -> None:
 def test_invalid_overrides_raise(override: object) -> None:
     with pytest.raises(ValueError):
         price_for("opus-4.8", override)  # type: ignore[arg-type]
+
+
+# --- more aliases, unknown models, the clients' own table ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5"),
+        ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5"),
+        ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
+        ("claude-opus-4-1@20250805", "claude-opus-4-1"),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
+        ("CLAUDE-SONNET-4-5", "claude-sonnet-4-5"),
+        ("gpt-5-2025-08-07", "gpt-5"),
+        ("openai/gpt-5", "gpt-5"),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+        ("models/gemini-2.5-flash", "gemini-2.5-flash"),
+        # not resolved on purpose: no guess
+        ("claude-sonnet-4-5-latest", None),
+        ("sonnet", None),
+        ("opus-4", None),
+        ("claude-sonnet-4-5[1m]", None),  # 1M-context tier bills higher
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", None),  # Bedrock regional premium
+        ("", None),
+        (None, None),
+    ],
+)
+def test_alias_resolution(given: str | None, expected: str | None) -> None:
+    assert canonical_model(given) == expected
+
+
+def test_unknown_model_has_no_price_never_zero() -> None:
+    assert price_for("mystery-model-9") is None
+    assert price_for("mystery-model-9", {"input": 1.0}) is None
+
+
+def test_one_hour_cache_writes_cost_twice_input() -> None:
+    price = price_for("claude-sonnet-4-5")
+    assert price is not None
+    tokens = Tokens(cache_write=2_000_000)
+    assert cost_usd(tokens, price, cache_write_1h=1_000_000) == pytest.approx(3.75 + 6.0)
+    assert cost_usd(tokens, price, cache_write_1h=-5) == pytest.approx(7.5)
+
+
+@pytest.mark.parametrize(
+    ("model", "rates"),
+    [  # per REAL-CLIENTS.md (Claude Code's own table): input, output, cache write, cache read
+        ("claude-haiku-4-5", (1.0, 5.0, 1.25, 0.10)),
+        ("claude-sonnet-4-5", (3.0, 15.0, 3.75, 0.30)),
+        ("claude-opus-4-8", (5.0, 25.0, 6.25, 0.50)),
+    ],
+)
+def test_prices_match_the_observed_client_table(
+    model: str, rates: tuple[float, float, float, float]
+) -> None:
+    price = price_for(model)
+    assert price is not None
+    assert (price.input, price.output, price.cache_write, price.cache_read) == rates
+    assert price.cache_write_1h == 2 * price.input

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-FAKE_BIN = Path(__file__).parent / "fakes" / "bin"
+FAKE_BIN = Path(__file__).parent.parent / "fakes" / "bin"
 
 
 def burnless(*args: str, cwd: Path, env: dict[str, str] | None = None

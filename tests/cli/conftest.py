@@ -1,0 +1,73 @@
+"""Helpers of the CLI tests: `burnless serve` started as a real process on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tests.conftest import Workspace
+
+
+@dataclass
+class Served:
+    """A running `burnless serve`: its process and where it listens."""
+
+    proc: subprocess.Popen[str]
+    host: str
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def raw(self, data: bytes, *, timeout: float = 5) -> bytes:
+        """Send raw bytes, read the whole answer (HTTP/1.0: the server closes)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(data)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    assert ready, "server said nothing"
+    return proc.stderr.readline()
+
+
+@contextmanager
+def serving(ws: Workspace, *args: str, stop: int = signal.SIGINT) -> Iterator[Served]:
+    """`burnless serve --port 0`; stopped with ``stop``: exit 0 and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "serve", "--port", "0", *args],
+                            cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = _first_line(proc, 15)
+        m = re.search(r"http://\[?([^\]/]+?)\]?:(\d+)/metrics", line)
+        assert m, (line, proc.poll())
+        yield Served(proc, m.group(1), int(m.group(2)))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception" not in err, err
+
