@@ -243,8 +243,8 @@ NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 @dataclass(frozen=True)
 class StateSettings:
-    """Where budgets, breakers, pins, the response cache and ledger copies are shared
-    (SPEC 14): ``local`` (files under .burnless/, nothing shared) or a Redis URL."""
+    """Where budgets, breakers, pins, the response cache and ledger copies are shared:
+    ``local`` (files under .burnless/, nothing shared) or a Redis URL."""
 
     backend: str = "local"  # local | redis://host:port/db | rediss://... | unix:///path.sock
     namespace: str = "burnless"  # key prefix, so several teams can share one server

@@ -1,4 +1,4 @@
-"""OpenTelemetry: each ledger record is also a span, when a collector is configured (SPEC 14).
+"""OpenTelemetry: each ledger record is also a span, when a collector is configured.
 
 With the optional extra (``pip install 'burnless[otel]'``) and ``OTEL_EXPORTER_OTLP_ENDPOINT``
 (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) set, the ledger's writers call ``emit`` after each

@@ -1,4 +1,4 @@
-"""burnless keys create | list | revoke: the gateway's virtual keys (SPEC 14)."""
+"""burnless keys create | list | revoke: the gateway's virtual keys."""
 
 from __future__ import annotations
 

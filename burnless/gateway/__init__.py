@@ -1,6 +1,6 @@
 """The gateway: ``burnless serve`` answers the provider APIs (Anthropic Messages, OpenAI Chat
 Completions and Responses) next to ``/metrics``, so an unchanged client is routed, pinned,
-failed over, budgeted and metered by pointing one environment variable at it (SPEC section 13).
+failed over, budgeted and metered by pointing one environment variable at it.
 
     app        the aiohttp server: routes, reading a request, routing it, serving
     attempts   one request through its candidate tiers: budget, send, failover, ledger, pins

@@ -1,4 +1,4 @@
-"""One provider request's way through its candidate tiers (SPEC 13, failover and money).
+"""One provider request's way through its candidate tiers (failover and money).
 
 For each candidate, in order (those inside a ``retry-after`` they were given last): its breaker,
 its key, the response cache, a budget reservation, the body it is sent (its model, masks unless

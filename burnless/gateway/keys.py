@@ -1,4 +1,4 @@
-"""Virtual keys for the gateway (SPEC 14): named keys that clients send as their API key.
+"""Virtual keys for the gateway: named keys that clients send as their API key.
 
 A key is ``blk_<id>_<secret>``: ``id`` (8 hex digits) finds its entry, ``secret`` (256 random
 bits) proves it. Only ``sha256:<id>:<salt>:<digest>`` is stored, digest = SHA-256(salt ‖

@@ -222,9 +222,9 @@ def anthropic_usage(u: Mapping[str, Any], was: Tokens | None = None) -> tuple[To
 
 def openai_usage(u: Mapping[str, Any]) -> Tokens:
     """Chat Completions (``prompt_tokens``) or Responses (``input_tokens``) usage, with the
-    cached tokens taken out of the input (SPEC section 9), and the cache writes too: from the
-    GPT-5.6 family on, OpenAI bills them (``cache_write_tokens``, included in the input
-    figure) at their own rate, as Codex reports them."""
+    cached tokens taken out of the input (the ledger's four figures are disjoint), and the cache
+    writes too: from the GPT-5.6 family on, OpenAI bills them (``cache_write_tokens``, included
+    in the input figure) at their own rate, as Codex reports them."""
     if "input_tokens" in u:
         total, out, details = u.get("input_tokens"), u.get("output_tokens"), u.get(
             "input_tokens_details")

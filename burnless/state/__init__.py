@@ -1,4 +1,4 @@
-"""Shared state for teams (SPEC 14): the one seam between burnless's state and a server.
+"""Shared state for teams: the one seam between burnless's state and a server.
 
 With ``state.backend: local`` (the default) nothing here is used: budgets, the breaker, gateway
 pins and the response cache keep their files under ``.burnless/``, in the modules that own them.

@@ -9,8 +9,8 @@ the longest previously seen prefix of 1,024 tokens or more)::
     user:    [plan] [capsule 1] ... [capsule N] [task]   (grows at its end, the task last)
 
 The answer is streamed with ``stream_options.include_usage`` so the last chunk carries the
-usage; cached prompt tokens are subtracted from the input (SPEC section 9: the four figures
-never overlap). Like the Anthropic tier, this module retries 408/429/5xx/529, connection
+usage; cached prompt tokens are subtracted from the input (the ledger's four
+figures never overlap). Like the Anthropic tier, this module retries 408/429/5xx/529, connection
 errors and streams that break off (twice) with backoff, never sooner than ``retry-after`` says,
 all within the call's deadline; a watchdog shuts the socket at the deadline, so a server that
 trickles bytes cannot hold a call past it; Ctrl-C abandons the request.
