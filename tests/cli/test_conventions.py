@@ -209,3 +209,13 @@ def test_the_license_file_is_the_declared_one() -> None:
     assert "END OF TERMS AND CONDITIONS" in text and len(text) > 11000  # the full text
     assert meta["authors"] == [{"name": "burnless developers"}]
     assert meta["keywords"] and meta["classifiers"] and meta["urls"]["Homepage"]
+
+
+def test_no_comment_leans_on_a_document_the_repository_lacks() -> None:
+    """Comments say what they mean: no "SPEC 14" or "SPEC section 9" pointing at a contract
+    that is not in the repository (the README and docs/ are)."""
+    cites = re.compile(r"\bSPEC(?: section)? \d+")
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "burnless").rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
+             if cites.search(line)]
+    assert not found, found
