@@ -86,7 +86,8 @@ def main() -> None:
              "--session", "imports"], cwd=ws, capture_output=True, text=True,
         ).stderr
     heavy = [ln for ln in imports.splitlines() if "anthropic" in ln or "rich" in ln
-             or "prometheus" in ln or "burnless.sim" in ln]
+             or "prometheus" in ln or "burnless.sim" in ln or "typer" in ln
+             or ln.rstrip().endswith(("| aiohttp", "| redis", "| tempfile"))]
     med = statistics.median
     overhead = med(run_t) - med(worker_t)
     base = med(floor_t)
