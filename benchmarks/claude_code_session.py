@@ -255,7 +255,9 @@ def run_burnless(claude: Path, name: str, planner_model: str, executor_model: st
         config = repo / ".burnless" / "config.yaml"
         cfg = yaml.safe_load(config.read_text())
         tier_env = {k: v for k, v in _client_env(url, home).items() if k != "PATH"}
-        models = {cfg["planner"]: planner_model, "silver": executor_model}
+        # The planner init's config resolves to (a `plan` tier, else gold, unless it names one).
+        planner = cfg.get("planner") or next(t for t in ("plan", "gold") if t in cfg["tiers"])
+        models = {planner: planner_model, "silver": executor_model}
         for tier_name, tier in cfg["tiers"].items():
             command = tier["command"]
             if not command.startswith("claude "):

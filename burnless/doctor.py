@@ -60,10 +60,39 @@ def run_checks(config_path: str | None = None) -> list[dict[str, str]]:
     if gemini:
         out.append(_gemini_context(cfg.workspace, gemini))
     out.append(_writable(cfg.state_dir))
+    keys = _virtual_keys(cfg)
+    if keys is not None:
+        out.append(keys)
     if cfg.state.shared:
         out.append(_shared_state(cfg))
     out.extend(_cacheable(cfg))
     return out
+
+
+def _virtual_keys(cfg: Any) -> dict[str, str] | None:
+    """The gateway's virtual keys (``keys.json`` and ``gateway.keys``): readable, and kept from
+    other users. None when there are none."""
+    from burnless.gateway.keys import all_keys, store_path
+
+    name = "virtual keys"
+    path = store_path(cfg)
+    if not path.exists() and not cfg.gateway.keys:
+        return None
+    try:
+        keys = all_keys(cfg)
+    except ConfigError as exc:
+        return _check(name, "fail", f"{exc}; `burnless serve` refuses to start until it is "
+                                    "fixed")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    if mode & 0o077:
+        return _check(name, "warn", f"{path} is mode {mode:o}: other users can read the keys' "
+                                    f"hashes; chmod 600 {path}")
+    limited = sum(1 for k in keys.values() if k.limits.limited)
+    return _check(name, "ok", f"{len(keys)} key(s), {limited} with limits of their own: every "
+                              "gateway request must carry one")
 
 
 def _shared_state(cfg: Any) -> dict[str, str]:

@@ -301,9 +301,23 @@ class Keyring:
 
 
 def spending(cfg: Config, names: list[str], day: str) -> dict[str, tuple[float, float]]:
-    """Each key's settled spend on ``day`` (UTC) and in its month, from the ledger index."""
+    """Each key's settled spend on ``day`` (UTC) and in its month: the team's, from the shared
+    state server when there is one (what the key's limits are checked against), else this
+    workspace's, from the ledger index."""
     from burnless.accounting.index import spend_for
 
+    if cfg.state.shared:
+        from burnless.state import Unreachable, shared
+
+        backend = shared(cfg)
+        assert backend is not None
+        try:
+            return {name: backend.key_spend(name, day) for name in names}
+        except Unreachable as exc:
+            import logging
+
+            logging.getLogger("burnless").warning(
+                "%s; showing this workspace's spend of each key only", exc)
     out = {}
     for name in names:
         s = spend_for(cfg.state_dir, session="", day=day, key=name)

@@ -244,6 +244,11 @@ class RedisState:
         except Unreachable:
             pass  # it expires with its TTL
 
+    def key_spend(self, key: str, day: str) -> tuple[float, float]:
+        _, d, m = self._key_totals(key, day)
+        day_n, month_n = (int(x or 0) for x in self._do("mget", [d, m]))
+        return day_n / NANO, month_n / NANO
+
     def forget_tree(self, tree: str) -> None:
         try:
             self._do("delete", self._key("spent", "t", tree), self._key("open", "t", tree))

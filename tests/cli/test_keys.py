@@ -254,3 +254,29 @@ def test_a_name_in_both_places_is_an_error(ws: Workspace, tmp_path: Path) -> Non
     assert p.returncode == 2 and "also declared in" in p.stderr, p.stderr
     p = ws.run("serve", "--port", "0", timeout=30)
     assert p.returncode == 2 and "also declared in" in p.stderr, p.stderr
+
+
+def test_doctor_checks_the_key_store(ws: Workspace) -> None:
+    """`burnless doctor` says whether the gateway's keys can be read and are kept from other
+    users (it said nothing about them: a damaged keys.json showed only when serve refused to
+    start)."""
+    config(ws)
+
+    def keys_check() -> dict[str, Any] | None:
+        p = ws.run("doctor", "--json")
+        found = [c for c in orjson.loads(p.stdout)["checks"] if c["name"] == "virtual keys"]
+        return found[0] if found else None
+
+    assert keys_check() is None  # no keys: nothing to say
+    create(ws, "alice", "--budget", "2")
+    check = keys_check()
+    assert check is not None and check["status"] == "ok", check
+    assert "1 key(s), 1 with limits of their own" in check["detail"]
+    store = ws.state / "keys.json"
+    store.chmod(0o644)
+    check = keys_check()
+    assert check is not None and check["status"] == "warn" and "chmod 600" in check["detail"]
+    store.write_text("{not json")
+    check = keys_check()
+    assert check is not None and check["status"] == "fail", check
+    assert "refuses to start" in check["detail"]

@@ -158,3 +158,29 @@ def test_doctor_checks_the_shared_state_server(redis_server: RedisServer, tmp_pa
     code, report = down.json("doctor")
     [check] = [c for c in report["checks"] if c["name"] == "shared state"]
     assert code == 1 and check["status"] == "fail" and "is unreachable" in check["detail"]
+
+
+def test_keys_list_shows_the_teams_spend_of_each_key(redis_server: RedisServer,
+                                                      tmp_path: Path) -> None:
+    """With a shared backend, `burnless keys list` shows what the key's limits are checked
+    against: the team's spend on the server (it showed this workspace's ledger only)."""
+    from burnless.accounting import ledger
+    from burnless.accounting.budget import Guard, KeyLimits
+    from burnless.config import load_config
+    from tests.unit.test_shared_state import record
+
+    a = workspace(tmp_path / "a", redis_server.url)
+    b = workspace(tmp_path / "b", redis_server.url)
+    p = a.run("keys", "create", "alice", "--budget", "1")
+    assert p.returncode == 0, p.stderr
+    guard = Guard(load_config(cwd=b.root))  # another machine's gateway spends on the key
+    res = guard.reserve(session="s", tier=guard.cfg.tiers["silver"], prompt_tokens=0,
+                        task_spent=0.0, key=KeyLimits("alice", max_cost_per_day=1.0))
+    ledger.record_call(guard.state_dir, record("s", 0.25, key="alice"),
+                       guard.settling(res, 0.25))
+    state.reset()
+    code, rep = a.json("keys", "list")
+    assert code == 0, rep
+    [alice] = rep["keys"]
+    assert alice["spent_today_usd"] == 0.25 and alice["spent_month_usd"] == 0.25
+    assert not (a.state / "ledger.jsonl").exists()  # not from this workspace's ledger
