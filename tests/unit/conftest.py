@@ -20,6 +20,7 @@ from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
 from burnless.sim.server import SimServer
 from tests.conftest import Workspace
+from tests.fakes.upstream import FakeUpstream
 
 TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write")
 
@@ -197,3 +198,18 @@ def sims(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
 def sim(sims: Callable[..., Sim]) -> Sim:
     return sims()
 
+
+
+@pytest.fixture
+def fakes() -> Iterator[Callable[..., FakeUpstream]]:
+    """Start fake upstreams (``tests.fakes.upstream``): ``fakes("greedy")``; closed at the end."""
+    started: list[FakeUpstream] = []
+
+    def start(mode: str = "ok", **kw: Any) -> FakeUpstream:
+        f = FakeUpstream(mode, **kw).start()
+        started.append(f)
+        return f
+
+    yield start
+    for f in started:
+        f.close()

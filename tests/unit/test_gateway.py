@@ -55,18 +55,6 @@ def gateway(ws: Workspace) -> Iterator[Start]:
         s.close()
 
 
-@pytest.fixture
-def fakes() -> Iterator[Callable[..., FakeUpstream]]:
-    started: list[FakeUpstream] = []
-
-    def start(mode: str = "ok", **kw: Any) -> FakeUpstream:
-        f = FakeUpstream(mode, **kw).start()
-        started.append(f)
-        return f
-
-    yield start
-    for f in started:
-        f.close()
 
 
 _clients: list[Any] = []

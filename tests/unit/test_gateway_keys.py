@@ -35,17 +35,8 @@ HAIKU = (1.0, 5.0)  # USD per million, input and output
 
 
 @pytest.fixture
-def fake() -> Iterator[Callable[..., FakeUpstream]]:
-    started: list[FakeUpstream] = []
-
-    def start(mode: str = "ok", **kw: Any) -> FakeUpstream:
-        f = FakeUpstream(mode, **kw).start()
-        started.append(f)
-        return f
-
-    yield start
-    for f in started:
-        f.close()
+def fake(fakes: Callable[..., FakeUpstream]) -> Callable[..., FakeUpstream]:
+    return fakes
 
 
 class Gw:

@@ -45,17 +45,8 @@ def gateways(tmp_path: Path) -> Iterator[Start]:
 
 
 @pytest.fixture
-def upstream() -> Iterator[Callable[..., FakeUpstream]]:
-    started: list[FakeUpstream] = []
-
-    def start(mode: str = "ok", **kw: Any) -> FakeUpstream:
-        f = FakeUpstream(mode, **kw).start()
-        started.append(f)
-        return f
-
-    yield start
-    for f in started:
-        f.close()
+def upstream(fakes: Callable[..., FakeUpstream]) -> Callable[..., FakeUpstream]:
+    return fakes
 
 
 _clients: list[anthropic.Anthropic] = []

@@ -4,7 +4,6 @@ CLI against the fake provider on loopback."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -20,18 +19,6 @@ OKEY = "sk-proj-runtierKEY0123456789abcdefABCDEFghij"
 GPT5 = (1.25, 10.0, 0.125)  # input, output, cache read (USD per million)
 
 
-@pytest.fixture
-def fakes() -> Iterator[Any]:
-    started: list[FakeUpstream] = []
-
-    def start(mode: str = "ok", **kw: Any) -> FakeUpstream:
-        f = FakeUpstream(mode, **kw).start()
-        started.append(f)
-        return f
-
-    yield start
-    for f in started:
-        f.close()
 
 
 def config(ws: Workspace, fake: FakeUpstream, extra: str = "", key: bool = True) -> None:
