@@ -22,7 +22,6 @@ from tests.conftest import Workspace
 from tests.fakes.upstream import FakeUpstream
 from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
-    fakes,
     gateway,
     records,
     tiers_on,

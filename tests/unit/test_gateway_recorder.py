@@ -16,7 +16,6 @@ from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     _close_clients,
     ant,
-    fakes,
     gateway,
     records,
     tiers_on,

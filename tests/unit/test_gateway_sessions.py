@@ -11,7 +11,6 @@ from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     _clients,
     _close_clients,
-    fakes,
     gateway,
     records,
     tiers_on,
