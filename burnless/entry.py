@@ -5,7 +5,8 @@ given version and terminal width, so it is rendered once (by typer, through ``bu
 and kept in ``$XDG_CACHE_HOME/burnless/``: later calls print it without importing typer (about
 a third of the time a command takes). The key holds the version, the width click wraps to, and
 the size and mtime of the CLI's modules, so an edited checkout never shows a stale text.
-A plain ``burnless run`` command line runs without typer either (``burnless.cli.runturn``).
+A plain ``burnless run`` or ``serve`` command line runs without typer either
+(``burnless.cli.fast``).
 Everything else goes straight to ``burnless.cli.main``.
 """
 
@@ -30,10 +31,10 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         raise SystemExit(0)
-    if "run" in sys.argv[1:4]:  # a plain `burnless run ...` runs without typer; else returns
-        from burnless.cli.runturn import fast
+    if "run" in sys.argv[1:4] or "serve" in sys.argv[1:4]:
+        from burnless.cli import fast  # a plain `run` or `serve` runs without typer, else returns
 
-        fast(sys.argv[1:])
+        fast.main(sys.argv[1:])
     from burnless.cli import main as cli_main
 
     cli_main()

@@ -56,9 +56,6 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve /metrics, /stats, /healthz and the gateway (Anthropic and OpenAI APIs at /v1)."""
-    from burnless.config import load_config
-    from burnless.gateway.app import serve as run_server
+    from burnless.cli import fast  # a plain command line comes here without typer (cli.fast)
 
-    cfg = load_config(config)
-    run_server(cfg, host or cfg.metrics.host, cfg.metrics.port if port is None else port,
-               insecure_no_auth=insecure_no_auth)
+    fast.serve(host=host, port=port, insecure_no_auth=insecure_no_auth, config=config)

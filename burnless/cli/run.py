@@ -33,8 +33,8 @@ def run(
     config: ConfigOpt = None,
 ) -> None:
     """Run TASK as one turn of a session and audit what the worker claims."""
-    # `burnless run` with plain arguments never gets here (burnless.entry takes the fast path
-    # of burnless.cli.runturn); this is the path of --help, errors and the Python CLI runner.
+    # `burnless run` with plain arguments never gets here (burnless.entry takes the typer-free
+    # path of burnless.cli.fast); this is the path of --help, errors and the Python CLI runner.
     raise typer.Exit(runturn.execute(
         task=task, session=session, tier=tier, cascade=cascade, no_plan=no_plan, label=label,
         verify=verify, timeout=timeout, repin=repin, json_=json_, dry_run=dry_run,

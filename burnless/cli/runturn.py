@@ -1,126 +1,16 @@
-"""``burnless run`` without typer: the turn itself (``execute``, which the typer command calls
-too) and the parser of its plain command lines (``fast``), so a run does not pay for typer and
-the command table (about a fifth of its start-up).
-
-``fast`` takes only what it can read exactly as click would: ``[--config F] [--workspace D] run
-TASK`` with run's own options (long or short, ``--opt=value``, ``--`` before a TASK starting
-with ``-``). Anything else — ``--help``, an unknown or misspelled option, a missing TASK or
-value, a number that does not parse — goes to the typer application, which says what is wrong
-in the usual style.
+"""``burnless run``'s turn without typer: ``execute`` runs it and prints the result. The typer
+command calls it, and so does the typer-free path of a plain command line (``cli.fast``).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from burnless.cli import console
 
 if TYPE_CHECKING:
     from burnless.result import RunResult
-
-# run's options: name -> (keyword, kind); kind "flag", "value" or "many" (repeatable)
-_OPTIONS: dict[str, tuple[str, str]] = {
-    "--session": ("session", "value"), "-s": ("session", "value"),
-    "--tier": ("tier", "value"), "-t": ("tier", "value"),
-    "--cascade": ("cascade", "flag"), "--no-plan": ("no_plan", "flag"),
-    "--label": ("label", "many"), "-l": ("label", "many"),
-    "--verify": ("verify", "many"), "--timeout": ("timeout", "value"),
-    "--repin": ("repin", "flag"), "--json": ("json_", "flag"), "--dry-run": ("dry_run", "flag"),
-    "--config": ("config", "value"),
-}
-_ROOT = ("--config", "--workspace")
-
-
-def fast(argv: Sequence[str]) -> None:
-    """Run ``argv`` (``sys.argv[1:]``) without typer when it is a plain ``run`` command line;
-    return (having done nothing) when it is not."""
-    parsed = parse(argv)
-    if parsed is None:
-        return
-    root, kw = parsed
-    for name, value in root.items():  # what the root command's options do
-        os.environ["BURNLESS_CONFIG" if name == "--config" else "BURNLESS_WORKSPACE"] = value
-    console.setup_process()
-    with console.errors_to_exit():
-        code = execute(**kw)
-    sys.stdout.flush()
-    sys.exit(code)
-
-
-def parse(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, Any]] | None:
-    """(root options, ``execute``'s keywords) of a plain ``run`` command line, else None."""
-    root: dict[str, str] = {}
-    i = 0
-    while i < len(argv) and argv[i] != "run":
-        name, value, i = _option(argv, i, _ROOT)
-        if name is None or value is None:
-            return None
-        root[name] = value
-    if i >= len(argv):
-        return None
-    kw: dict[str, Any] = {"session": None, "tier": None, "cascade": False, "no_plan": False,
-                          "label": None, "verify": None, "timeout": None, "repin": False,
-                          "json_": False, "dry_run": False, "config": None}
-    task: str | None = None
-    i += 1
-    only_args = False
-    while i < len(argv):
-        arg = argv[i]
-        if only_args or arg == "-" or not arg.startswith("-"):
-            if task is not None:
-                return None  # an extra argument: typer says so
-            task, i = arg, i + 1
-            continue
-        if arg == "--":
-            only_args, i = True, i + 1
-            continue
-        name, value, i = _option(argv, i, tuple(_OPTIONS))
-        if name is None:
-            return None
-        key, kind = _OPTIONS[name]
-        if kind == "flag":
-            if value is not None:
-                return None  # --json=yes: click refuses it
-            kw[key] = True
-        elif value is None:
-            return None
-        elif kind == "many":
-            kw[key] = [*(kw[key] or ()), value]
-        elif key == "timeout":
-            try:
-                kw[key] = float(value)
-            except ValueError:
-                return None
-        else:
-            kw[key] = value
-    if task is None:
-        return None
-    kw["task"] = task
-    return root, kw
-
-
-def _option(argv: Sequence[str], i: int, names: Sequence[str]
-            ) -> tuple[str | None, str | None, int]:
-    """(name, its value or None, the next index) of the option at ``argv[i]``; name None when
-    it is not one of ``names``. A value is ``--name=value`` or the next argument, for options
-    that take one."""
-    arg = argv[i]
-    name, eq, attached = arg.partition("=")
-    if eq and name.startswith("--"):
-        return (name, attached, i + 1) if name in names else (None, None, i + 1)
-    if arg not in names:
-        return None, None, i + 1
-    takes_value = arg in _ROOT or _OPTIONS[arg][1] != "flag"
-    if not takes_value:
-        return arg, None, i + 1
-    if i + 1 >= len(argv):
-        return None, None, i + 1  # a missing value: typer says so
-    return arg, argv[i + 1], i + 2
-
 
 def execute(*, task: str, session: str | None, tier: str | None, cascade: bool, no_plan: bool,
             label: list[str] | None, verify: list[str] | None, timeout: float | None,

@@ -1,6 +1,6 @@
-"""``burnless run``'s path without typer (``burnless.cli.runturn``): it reads exactly what
-click reads from a plain command line, hands everything else to the typer application, and
-does not import typer."""
+"""Plain ``burnless run`` and ``serve`` command lines without typer (``burnless.cli.fast``): it
+reads exactly what click reads, hands everything else to the typer application, and does not
+import typer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from burnless.cli.runturn import parse
+from burnless.cli.fast import parse
 from tests.conftest import Workspace
 
 CASES = [
@@ -38,24 +38,33 @@ CASES = [
     ["run", "-h", "x"],
     ["run", "-5"],
     ["run", "x", "--workspace", "w"],
+    ["serve"],
+    ["serve", "--port", "0", "--host", "127.0.0.1"],
+    ["serve", "--port=4357", "--insecure-no-auth", "--config", "c.yaml"],
+    ["serve", "--port", "-1"],  # read; serve refuses the port
+    ["serve", "--port", "80x"],
+    ["serve", "extra"],
+    ["serve", "--insecure-no-auth=1"],
+    ["serve", "--help"],
 ]
 
 
 def click_reads(argv: list[str]) -> dict[str, Any] | None:
-    """What the typer command receives for ``argv`` (after ``run``), None for an error."""
+    """What the typer command receives for ``argv`` (after its name), None for an error."""
     import typer
 
     from burnless.cli import app, register
 
-    register(["run"])
-    run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    register([argv[0]])
+    command = typer.main.get_command(app).commands[argv[0]]  # type: ignore[attr-defined]
     try:
-        ctx = run.make_context("run", list(argv[1:]), resilient_parsing=False)
-    except Exception:  # a usage error, or --help (click exits)
+        ctx = command.make_context(argv[0], list(argv[1:]), resilient_parsing=False)
+    except BaseException:  # a usage error, or --help (click exits)
         return None
     params = dict(ctx.params)
     for many in ("label", "verify"):
-        params[many] = list(params[many]) if params[many] else None
+        if many in params:
+            params[many] = list(params[many]) if params[many] else None
     return params
 
 
@@ -68,12 +77,12 @@ def test_it_reads_what_click_reads_or_leaves_it_to_typer(argv: list[str]) -> Non
     if theirs is None:
         assert mine is None
     if mine is not None:
-        assert mine == ({}, theirs)
+        assert mine == (argv[0], {}, theirs)
 
 
 def test_root_options_before_run_are_read_too() -> None:
     assert parse(["--config", "c.yaml", "--workspace=w", "run", "x"]) == (
-        {"--config": "c.yaml", "--workspace": "w"},
+        "run", {"--config": "c.yaml", "--workspace": "w"},
         {"task": "x", "session": None, "tier": None, "cascade": False, "no_plan": False,
          "label": None, "verify": None, "timeout": None, "repin": False, "json_": False,
          "dry_run": False, "config": None})
@@ -98,3 +107,31 @@ def test_a_plain_run_does_not_import_typer(ws: Workspace, tmp_path: Path) -> Non
     p = subprocess.run([sys.executable, "-m", "burnless", "run", "--bogus", "x"], cwd=ws.root,
                        capture_output=True, text=True)
     assert p.returncode == 2 and "No such option: --bogus" in p.stderr
+
+
+def test_a_plain_serve_does_not_import_typer(ws: Workspace, tmp_path: Path) -> None:
+    import re
+    import signal
+    import urllib.request
+
+    ws.tiers(silver="honest")
+    out = tmp_path / "modules.txt"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write("
+            "' '.join(m for m in ('typer', 'click', 'rich') if m in sys.modules)))\n"
+            "sys.argv = ['burnless', 'serve', '--port', '0']\n"
+            "from burnless.entry import main\nmain()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ws.root, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/healthz", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert out.read_text() == ""
