@@ -2,8 +2,8 @@
 
 The typer application is ``burnless.cli.typerapp`` (``app``, ``main``, ``register``,
 ``COMMANDS``, ``epilog``, ``invoked``, reachable from here too). This package itself imports
-nothing, so ``burnless run`` with plain arguments can take its path without typer
-(``burnless.cli.runturn``, about a fifth of a run's start-up) and ``burnless --help`` its
+nothing, so plain ``burnless run`` and ``serve`` command lines can take their path without
+typer (``burnless.cli.fast``, about a fifth of a run's start-up) and ``burnless --help`` its
 cached text (``burnless.entry``). Command modules import only typer at import time; each
 command imports what it needs when it runs, and ``main`` registers only the command invoked.
 """
