@@ -66,7 +66,8 @@ def test_run_calls_are_spans_with_the_genai_attributes(ws: Workspace,
         "silver", "execution", "otel")
     assert a["burnless.run_id"] == rec["run_id"] and a["burnless.status"] == "ok"
     assert span.resource["service.name"] == "burnless"
-    assert span.end_ns - span.start_ns == pytest.approx(rec["duration_s"] * 1e9, rel=0.01)
+    # The ledger keeps duration_s to the millisecond.
+    assert span.end_ns - span.start_ns == pytest.approx(rec["duration_s"] * 1e9, abs=0.6e6)
     assert span.status_code != ERROR
 
 
