@@ -929,32 +929,35 @@ class TablesView:
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
 
-    def _rows(self, table: str) -> Iterator[tuple[dict[str, str], Sums]]:
-        if table == "cells":
-            for k, v in self.tables.cells.items():
-                yield dict(zip(_CELL_COLUMNS, k, strict=True)), v
-            return
+    def _rows(self, table: str, first: str | None, last: str | None
+              ) -> Iterator[tuple[dict[str, str], Sums]]:
+        """The rows of ``table`` over the days ``first``..``last`` (None: every row)."""
         if table == "totals":
             raise ValueError("totals are not kept in memory; group the cells")
-        pairs = self.tables.sessions if table == "sessions" else self.tables.roots
-        for (name, day), v in pairs.items():
-            yield {_TABLES[table][0]: name, "day": day}, v
+        if table == "cells":
+            rows: Iterator[tuple[dict[str, str], Sums]] = (
+                (dict(zip(_CELL_COLUMNS, k, strict=True)), v)
+                for k, v in self.tables.cells.items())
+        else:
+            pairs = self.tables.sessions if table == "sessions" else self.tables.roots
+            rows = (({_TABLES[table][0]: name, "day": day}, v) for (name, day), v in pairs.items())
+        for cols, v in rows:
+            if first is None or first <= cols["day"] <= (last or cols["day"]):
+                yield cols, v
 
     def grouped(self, table: str, column: str, first: str | None = None,
                 last: str | None = None) -> list[tuple[str, Sums]]:
         if table not in _TABLES or column not in _TABLES[table]:
             raise ValueError(f"no column {column!r} in {table!r}")
         out: dict[str, Sums] = {}
-        for cols, v in self._rows(table):
-            if first is None or first <= cols["day"] <= (last or cols["day"]):
-                add(out, cols[column], v)
+        for cols, v in self._rows(table, first, last):
+            add(out, cols[column], v)
         return sorted(out.items())
 
     def total(self, table: str, first: str | None = None, last: str | None = None) -> Sums:
         out: Sums = [0] * len(STATS)
         out[COST] = 0.0
-        for cols, v in self._rows(table):
-            if first is None or first <= cols["day"] <= (last or cols["day"]):
-                for j, x in enumerate(v):
-                    out[j] += x
+        for _, v in self._rows(table, first, last):
+            for j, x in enumerate(v):
+                out[j] += x
         return out

@@ -156,8 +156,7 @@ def record_call(
                     journal.stage(data, capsule, _size(path))
                     staged = True
                 jsonl.append_unlocked(path, [data])
-            if user_dir is not None:
-                jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
+            _to_user(state_dir, user_dir, [data])
             _copy(state_dir, [data])  # with a shared backend: settles the reservation there
         except OSError:
             if journal is not None and not staged:  # the ledger cannot even be opened:
@@ -188,9 +187,7 @@ def record_calls(
             check_writable(user_dir)
         jsonl.append(ledger_path(state_dir), lines)
         _copy(state_dir, lines)
-        if user_dir is not None:
-            jsonl.append(ledger_path(user_dir),
-                         [{**line, "workspace": str(state_dir.parent)} for line in lines])
+        _to_user(state_dir, user_dir, lines)
     for i, record in enumerate(records):
         _span(record, tier_settings[i] if i < len(tier_settings) else None)
 
@@ -242,7 +239,7 @@ def record_orphan(
     jsonl.append(ledger_path(state_dir), [data])
     if user_dir is not None:
         check_writable(user_dir)
-        jsonl.append(ledger_path(user_dir), [{**data, "workspace": str(state_dir.parent)}])
+    _to_user(state_dir, user_dir, [data])
     _copy(state_dir, [data])
     record = record_from_dict(data)
     _span(record, None)
@@ -399,9 +396,16 @@ def _append(state_dir: Path, record: LedgerRecord, user_dir: Path | None = None)
         check_writable(user_dir)
     line = record.to_dict()
     jsonl.append(ledger_path(state_dir), [line])
-    if user_dir is not None:
-        jsonl.append(ledger_path(user_dir), [{**line, "workspace": str(state_dir.parent)}])
+    _to_user(state_dir, user_dir, [line])
     _copy(state_dir, [line])
+
+
+def _to_user(state_dir: Path, user_dir: Path | None, lines: list[dict[str, Any]]) -> None:
+    """The user's copy of records this workspace's ledger got (``$BURNLESS_HOME``, for the
+    user's limits across projects), each naming its workspace. The caller checked it first."""
+    if user_dir is not None:
+        jsonl.append(ledger_path(user_dir),
+                     [{**line, "workspace": str(state_dir.parent)} for line in lines])
 
 
 def _copy(state_dir: Path, records: list[dict[str, Any]]) -> None:

@@ -207,10 +207,11 @@ def from_index(
     last = None if start is None else end
     groups, total = _grouped(idx, table, column, start, last)
     if minus is not None:
-        less = dict(_grouped(minus, table, column, start, last)[0])
+        less_groups, less_total = _grouped(minus, table, column, start, last)
+        less = dict(less_groups)
         groups = [(k, _less(v, less.get(k))) for k, v in groups]
         groups = [(k, v) for k, v in groups if any(round(x, 9) for x in v)]
-        total = _less(total, _grouped(minus, table, column, start, last)[1])
+        total = _less(total, less_total)
     rows = tuple(Row(k or None, stats_of(v)) for k, v in groups)
     return Report(by, period, start, end, rows, stats_of(total))
 
