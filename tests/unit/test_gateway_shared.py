@@ -21,6 +21,7 @@ from burnless.gateway.app import Server
 from tests.conftest import Workspace, parse_metrics
 from tests.fakes.upstream import FakeUpstream
 from tests.redis_server import RedisServer, free_port
+from tests.unit.test_gateway import _close_clients, ant  # noqa: F401  (the fixture)
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
 Start = Callable[..., Server]
@@ -47,22 +48,6 @@ def gateways(tmp_path: Path) -> Iterator[Start]:
 @pytest.fixture
 def upstream(fakes: Callable[..., FakeUpstream]) -> Callable[..., FakeUpstream]:
     return fakes
-
-
-_clients: list[anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def ant(srv: Server, **kw: Any) -> anthropic.Anthropic:
-    c = anthropic.Anthropic(base_url=srv.url, api_key="client-dummy", max_retries=0, **kw)
-    _clients.append(c)
-    return c
 
 
 def config(url: str, fake: FakeUpstream, extra: str = "") -> str:

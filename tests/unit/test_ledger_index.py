@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,10 @@ import pytest
 from burnless.accounting import index as ledger_index
 from burnless.accounting import ledger
 from burnless.accounting.index import LedgerIndex, scan, spend_for
-from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
 from burnless.accounting.usage import report
 from burnless.storage import jsonl
-from tests.conftest import FAKES, Workspace
+from tests.conftest import FAKES, Workspace, rec, today
 from tests.unit.conftest import (
     check_stats,
     group_of,
@@ -37,20 +36,6 @@ from tests.unit.conftest import (
 )
 
 CLIENT = FAKES / "ledger_client.py"
-
-
-def rec(**kw: Any) -> LedgerRecord:
-    base: dict[str, Any] = dict(
-        run_id="r-20261128T120000-abcdef", session="s", role="execution", tier="silver",
-        model="claude-sonnet-4-6", status="ok", tokens=Tokens(100, 10, 1000, 50),
-        cost_usd=0.01, cost_source="reported", audit="passed",
-    )
-    base.update(kw)
-    return LedgerRecord(**base)
-
-
-def today() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
 
 def recount(state: Path) -> tuple[int, float]:
