@@ -23,6 +23,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from burnless.aio import tls
 from burnless.config import Tier
 from burnless.gateway.masking import Restorer
 from burnless.gateway.protocols import (
@@ -74,7 +75,10 @@ class Pool:
             # limit=0: concurrency is bounded by the clients, not by a pool queue that would
             # add a wait before the first byte; idle connections are dropped before typical
             # server idle timeouts, so a reused one is rarely already closed.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=15)
+            # ssl: a verified context of our own; aiohttp's default ones trust nothing when it
+            # was imported through burnless.aio.load().
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=15,
+                                             ssl=tls() if parts.scheme == "https" else True)
             s = aiohttp.ClientSession(connector=connector, auto_decompress=True,
                                       skip_auto_headers=("User-Agent",))
             self._sessions[origin] = s

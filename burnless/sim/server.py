@@ -35,12 +35,15 @@ from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
+from burnless import aio
 from burnless.sim import gemini_api, messages_api, openai_api
 from burnless.sim.billing import PrefixCache, PromptCache
 from burnless.sim.wire import Answer, ApiError
+
+aio.load()  # aiohttp without its certificate loads (the simulator serves plain HTTP)
+from aiohttp import web  # noqa: E402
+from aiohttp.web_protocol import RequestHandler  # noqa: E402
 
 DEFAULT_PORT = 4357
 FAULT_HEADER = "x-sim-fault"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -25,15 +26,17 @@ from pathlib import Path
 import anthropic
 import orjson
 import pytest
+import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from burnless.accounting import ledger
 from burnless.accounting.index import LedgerIndex
 from burnless.accounting.tokens import Tokens
 from burnless.sim.server import SimServer
-from tests.cli.conftest import serving
+from tests.cli.conftest import Served, serving
 from tests.conftest import Workspace, get, rec, sample, seed
 from tests.conftest import parse_metrics as parse
+from tests.fakes.upstream import FakeUpstream
 
 KEY = "sk-ant-api03-cli-gateway-KEY-0123456789abcdef"
 
@@ -75,6 +78,40 @@ def test_the_gateway_reads_the_tiers_keys_from_its_environment(
     assert rec["session"] == "cli" and rec["status"] == "ok" and rec["tier"] == "silver"
     (req,) = [r for r in map(orjson.loads, log.read_bytes().splitlines()) if r["method"] == "POST"]
     assert req["status"] == 200  # the sim demands a key: the gateway sent the tier's
+
+
+def test_an_https_upstream_is_verified_with_the_systems_certificates(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp is imported without its own certificate loads (burnless.aio); the gateway's
+    upstream connections still verify, against the certificates OpenSSL is pointed at."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    up = FakeUpstream(tls=server).start()
+    try:
+        ws.config("tiers:\n"
+                  f"  silver: {{api: anthropic, model: claude-haiku-4-5, base_url: '{up.url}'}}\n")
+
+        def ask(srv: Served) -> str:
+            with anthropic.Anthropic(base_url=srv.base, api_key="dummy", max_retries=0) as c:
+                m = c.messages.create(model="silver", max_tokens=10,
+                                      messages=[{"role": "user", "content": "over tls"}])
+            return m.content[0].text  # type: ignore[union-attr]
+
+        with serving(ws) as srv, pytest.raises(anthropic.APIStatusError):
+            ask(srv)  # a certificate nobody vouches for: refused, nothing sent
+        assert up.requests == []
+        (failed,) = ws.ledger()
+        assert failed["status"] == "failed" and "certificate verify failed" in failed["reason"]
+
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        with serving(ws) as srv:
+            assert ask(srv) == "echo: over tls"
+        assert len(up.requests) == 1
+    finally:
+        up.close()
 
 
 @pytest.mark.parametrize("config, message", [

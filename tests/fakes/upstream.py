@@ -21,6 +21,7 @@ tokens and ceil(len(answer)/4) output; OpenAI 130 prompt tokens of which 10 cach
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class FakeUpstream:
     requests: list[Seen] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
     url: str = ""
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,10 +83,10 @@ class FakeUpstream:
                 app.router.add_route("*", "/{tail:.*}", self.handle)
                 runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
                 await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
+                site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
                 await site.start()
                 port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self.url = f"http://127.0.0.1:{port}"
+                self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
                 ready.set()
                 await self._stop.wait()
                 await runner.cleanup()
