@@ -322,6 +322,9 @@ class Config:
     # where that user's spend across projects is recorded (None: the user file sets no limit).
     user_budget: BudgetSettings = field(default_factory=BudgetSettings)
     user_dir: Path | None = None
+    # The project file's own limits, before the user's bound them: with a shared backend the
+    # team's day limit is the project's, the user's bounds the user's spend only.
+    project_budget: BudgetSettings = field(default_factory=BudgetSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -680,6 +683,7 @@ def build_config(
         workspace=workspace if workspace is not None else workspace_for(path),
         user_budget=user_budget,
         user_dir=user_file.parent if limited and user_file is not None else None,
+        project_budget=cfg.budget,
     )
 
 
@@ -950,7 +954,7 @@ def convert(cls: Any, data: Any, path: tuple[str, ...], src: Source) -> Any:
         raise fail(src, path, f"must be a mapping, not {kind_of(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
-    internal = ("path", "workspace", "user_budget", "user_dir")  # not settings: derived
+    internal = ("path", "workspace", "user_budget", "user_dir", "project_budget")  # derived
     public = [n for n in fields if n not in ("name", "tiers", *internal)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():

@@ -23,9 +23,9 @@ are tagged with the key's name, its settled spend is read from the ledger's ``ke
 With a shared backend (``state.backend: redis://...``) the same limits are checked against the
 team's totals on the server instead, and the reservation is held there: check and hold are one
 script (``burnless.state``), settling is part of the script that copies the call's record. A
-server that cannot be reached refuses every budgeted call. A virtual key's own limits and the
-user's limits across projects are not kept on the server yet: with a shared backend, a call
-they would cover is refused with a message saying so (never let through unchecked).
+server that cannot be reached refuses every budgeted call. The user's day limit across projects
+stays the person's: it is checked against ``$BURNLESS_HOME``'s ledger and reservations, also
+with a shared backend (``Guard._reserve_shared``).
 """
 
 from __future__ import annotations
@@ -237,7 +237,6 @@ class Guard:
         key_name = key.name if key is not None and keyed else ""
         day = today()
         if self.shared is not None:
-            self._unshared()
             return self._reserve_shared(session=session, tier=tier, prompt_tokens=prompt_tokens,
                                         task_spent=task_spent, tree=tree, day=day,
                                         key=key if key_name else None)
@@ -333,21 +332,17 @@ class Guard:
             + "; nothing was dispatched"
         )
 
-    def _unshared(self) -> None:
-        """Refuse, with the reason, a call whose limits the shared backend does not keep."""
-        where = f"state.backend = {self.cfg.state.shown}"
-        if self._user is not None:
-            raise BudgetExceeded(
-                f"budget.max_cost_per_day in {self._user.state_dir / 'config.yaml'} (across every "
-                f"project) is not kept on the shared state server ({where}) yet, so it cannot "
-                "be enforced; set the day limit in the project's config instead; nothing was "
-                "dispatched")
-
     def _reserve_shared(self, *, session: str, tier: Tier, prompt_tokens: int,
                         task_spent: float, tree: str, day: str, key: KeyLimits | None
                         ) -> Reservation:
         """``reserve`` against the team's totals: the limits are checked and the ceiling held
-        in one script on the server. The same scopes as the local check, in the same order."""
+        in one script on the server. The same scopes as the local check, in the same order.
+
+        The user's day limit across projects is the person's, not the team's: it is checked
+        against the user's own ledger and reservations under ``$BURNLESS_HOME`` (under its
+        lock, held until the server has answered, so two projects of the user cannot both
+        take the last of it), passed to the script as a scope whose spend the caller knows,
+        and held in the user's reservations once the server grants the call."""
         from burnless.state import Denial, Scope, Unreachable
 
         assert self.shared is not None
@@ -358,6 +353,10 @@ class Guard:
         with self._locked():
             record_orphans(self.state_dir, self.cfg.user_dir)
         tree = tree if b.max_cost_per_task is not None else ""
+        # The team's day limit is the project's own: the user's (when it is the lower one)
+        # bounds the user's spend across projects, not the team's.
+        team_day = self.cfg.project_budget.max_cost_per_day if self._user is not None else (
+            b.max_cost_per_day)
         # (the server's scope, the limit's name, what it covers, where the limit comes from)
         scopes = [
             (Scope(b.max_cost_per_task, "tree" if tree else "run", 0.0 if tree else task_spent),
@@ -365,8 +364,7 @@ class Guard:
              self._whose("max_cost_per_task")),
             (Scope(b.max_cost_per_session, "session"), "budget.max_cost_per_session",
              f"session {session!r}", self._whose("max_cost_per_session")),
-            (Scope(b.max_cost_per_day, "day"), "budget.max_cost_per_day", f"day {day} (UTC)",
-             self._whose("max_cost_per_day")),
+            (Scope(team_day, "day"), "budget.max_cost_per_day", f"day {day} (UTC)", ""),
         ]
         if key is not None:  # the key's own totals, across every gateway of the team
             scopes += [
@@ -378,29 +376,51 @@ class Guard:
         worst = worst_case(tier, prompt_tokens)
         grow = tier.agent_loop and tier.max_cost_per_call is None and worst is not None
         ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
-        try:
-            out = self.shared.reserve(
-                [s for s, _, _, _ in scopes], session=skey, tree=tree,
-                fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
-                max_calls=b.max_calls_per_session, ttl=ttl, day=day,
-                key=key.name if key is not None else "")
-        except Unreachable as exc:
-            names = [name for s, name, _, _ in scopes if s.limit is not None]
-            if b.max_calls_per_session is not None:
-                names.append("budget.max_calls_per_session")
-            raise BudgetExceeded(
-                f"{', '.join(names)} cannot be checked: {exc}; a shared budget is not "
-                "enforced by guessing, so nothing was dispatched") from None
-        if isinstance(out, Denial):
-            if out.scope < 0:
-                raise self._too_many_calls(session, out.calls, out.calls_open)
-            scope, name, label, where = scopes[out.scope]
-            self._check(scope.limit, name, out.spent, out.held, out.amount, label, where)
-            # Rounding aside, the server's word holds.
-            raise BudgetExceeded(f"{name} = ${scope.limit or 0:.4f}{where}: {label} is at its "
-                                 "limit; nothing was dispatched")
-        return Reservation(out.handle.split("|")[0], skey, day, out.amount, tree,
-                           key.name if key is not None else "", handle=out.handle)
+        user = self._user
+        with (file_lock(user.lock_path, LOCK_TIMEOUT) if user is not None else nullcontext()):
+            user_open: dict[str, dict[str, Any]] = {}
+            user_spent = user_held = 0.0
+            if user is not None:
+                from burnless.accounting.index import spend_for
+
+                user_open = user.load_open()
+                user_spent = spend_for(user.state_dir, session="", day=day).day_cost
+                user_held = sum(r["amount"] for r in user_open.values())
+                scopes.append((Scope(self.user_day, "run", user_spent + user_held),
+                               "budget.max_cost_per_day", f"day {day} (UTC), across every "
+                               "project,", self._whose("max_cost_per_day")))
+            try:
+                out = self.shared.reserve(
+                    [s for s, _, _, _ in scopes], session=skey, tree=tree,
+                    fixed=ceiling(tier, prompt_tokens, None) or 0.0, grow=grow,
+                    max_calls=b.max_calls_per_session, ttl=ttl, day=day,
+                    key=key.name if key is not None else "")
+            except Unreachable as exc:
+                names = [name for s, name, _, _ in scopes if s.limit is not None]
+                if b.max_calls_per_session is not None:
+                    names.append("budget.max_calls_per_session")
+                raise BudgetExceeded(
+                    f"{', '.join(dict.fromkeys(names))} cannot be checked: {exc}; a shared "
+                    "budget is not enforced by guessing, so nothing was dispatched") from None
+            if isinstance(out, Denial):
+                if out.scope < 0:
+                    raise self._too_many_calls(session, out.calls, out.calls_open)
+                scope, name, label, where = scopes[out.scope]
+                mine = user is not None and out.scope == len(scopes) - 1  # the user's scope
+                spent, held = (user_spent, user_held) if mine else (out.spent, out.held)
+                self._check(scope.limit, name, spent, held, out.amount, label, where)
+                # Rounding aside, the server's word holds.
+                raise BudgetExceeded(f"{name} = ${scope.limit or 0:.4f}{where}: {label} is at "
+                                     "its limit; nothing was dispatched")
+            res = Reservation(out.handle.split("|")[0], skey, day, out.amount, tree,
+                              key.name if key is not None else "", handle=out.handle)
+            if user is not None:
+                user_open[res.id] = {
+                    "session": session, "day": day, "amount": out.amount, "tree": tree,
+                    "key": res.key, "pid": os.getpid(), "start": start_ticks(os.getpid()),
+                    "created": time.time(), "workspace": str(self.cfg.workspace)}
+                user.save(user_open)
+        return res
 
     def _check_call_cap(self, tier: Tier, prompt_tokens: int) -> None:
         """max_cost_per_call where it can be enforced before the call: a tier that makes one
@@ -481,8 +501,14 @@ class Guard:
         reservation (the call's cost is in the ledger from then on, and in its tree's
         running total)."""
         if res is not None and self.shared is not None:
-            with self.shared.settling(res):
-                yield
+            # The user's lock around the record and the drop of the user's hold: a concurrent
+            # check sees the call held or spent, never neither.
+            with (file_lock(self._user.lock_path, LOCK_TIMEOUT) if self._user is not None
+                  else nullcontext()):
+                with self.shared.settling(res):
+                    yield
+                if self._user is not None:
+                    self._user.drop(res.id)
             return
         with self.settling_all([(res, cost)]):
             yield
@@ -516,6 +542,9 @@ class Guard:
             return
         if self.shared is not None:
             self.shared.release(res)
+            if self._user is not None:
+                with file_lock(self._user.lock_path, LOCK_TIMEOUT):
+                    self._user.drop(res.id)
             return
         with self._locked():
             self._scope.drop(res.id)

@@ -219,20 +219,88 @@ def test_a_virtual_keys_limits_are_the_teams_on_the_server(
         take(gb, alice)
 
 
-def test_the_users_day_limit_is_refused_rather_than_passed_unchecked(
+def test_the_users_day_limit_spans_projects_on_a_shared_backend(
         redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's day limit across projects is not kept on the shared server: a call it covers
-    is refused with the reason rather than let through with the limit unchecked."""
-    ws = workspace(tmp_path / "a", redis_server.url)
+    """The user's day limit across projects is the person's: with a shared backend it is
+    checked against the user's ledger and reservations under $BURNLESS_HOME, across projects
+    of any backend and concurrent threads; the team's day limit stays the project's own."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "config.yaml").write_text("budget: {max_cost_per_day: 1.0}\n")
+    (home / "config.yaml").write_text(f"budget: {{max_cost_per_day: {2.5 * CALL}}}\n")
     monkeypatch.setenv("BURNLESS_HOME", str(home))
-    with pytest.raises(BudgetExceeded, match=r"budget.max_cost_per_day in .*home/config.yaml "
-                       r"\(across every project\) is not kept on the shared state server"):
-        reserve(Guard(cfg_of(ws)))
+    team = f"budget: {{max_cost_per_day: {100 * CALL}}}\n"  # the team's own, far above
+    a = workspace(tmp_path / "a", redis_server.url, team)
+    b = workspace(tmp_path / "b", redis_server.url)
+    local = Workspace(tmp_path / "local").config(  # one of the user's projects is not shared
+        "tiers:\n  silver: {api: anthropic, model: claude-haiku-4-5, max_output_tokens: 1000}\n")
+    ga, gb, gl = Guard(cfg_of(a)), Guard(cfg_of(b)), Guard(cfg_of(local))
+    assert ga.cfg.budget.max_cost_per_day == pytest.approx(2.5 * CALL)  # the user's applies
+    first = reserve(ga)
+    reserve(gl)  # the other project, on this machine's files
+    with pytest.raises(BudgetExceeded) as exc:
+        reserve(gb)
+    day = first.day
+    assert str(exc.value) == (
+        f"budget.max_cost_per_day = $0.0125 in {home / 'config.yaml'}: day {day} (UTC), across "
+        "every project, has spent $0.0000 (+$0.0100 reserved by runs in flight); this call "
+        "reserves up to $0.0050; nothing was dispatched")
+    # Settling moves the call from the user's reservations to the user's ledger.
+    ledger.record_call(ga.state_dir, record("s1", 0.001), ga.settling(first, 0.001),
+                       user_dir=ga.cfg.user_dir)
+    assert len(orjson.loads((home / "reservations.json").read_bytes())) == 1
+    second = reserve(gb)  # $0.001 spent + $0.005 held + $0.005 fits in $0.0125
+    with pytest.raises(BudgetExceeded, match=r"has spent \$0.0010 \(\+\$0.0100 reserved"):
+        reserve(ga)
+    gb.release(second)
+    # The team's day total is the project's limit ($0.50), not the user's: another member of
+    # the team (another home, no user limit) spends past the user's $0.0125 on the same day.
+    other = tmp_path / "other-home"
+    other.mkdir()
+    monkeypatch.setenv("BURNLESS_HOME", str(other))
+    gt = Guard(cfg_of(a))
+    assert [reserve(gt, session=f"t{i}") is not None for i in range(4)] == [True] * 4
     with redis_server.client() as c:
-        assert not c.exists("burnless:{t}:open")  # nothing held by the refused call
+        assert c.zcard("burnless:{t}:open") == 4  # the first settled, the second released
+    # Concurrent threads of the user's two shared projects: exactly what fits is granted.
+    monkeypatch.setenv("BURNLESS_HOME", str(home))
+    guards = [Guard(cfg_of(ws)) for ws in (a, b)]
+    (home / "reservations.json").write_bytes(b"{}")  # the local project's call ended
+    granted: list[Any] = []
+    go = threading.Barrier(8)
+
+    def grab(i: int) -> None:
+        go.wait()
+        try:
+            granted.append(reserve(guards[i % 2], session=f"c{i}"))
+        except BudgetExceeded:
+            pass
+
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(granted) == 2  # $0.001 spent: two $0.005 calls fit in $0.0125, a third does not
+    assert len(orjson.loads((home / "reservations.json").read_bytes())) == 2
+
+
+def test_a_call_the_server_refuses_leaves_no_hold_in_the_users_reservations(
+        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text(f"budget: {{max_cost_per_day: {10 * CALL}}}\n")
+    monkeypatch.setenv("BURNLESS_HOME", str(home))
+    a = workspace(tmp_path / "a", redis_server.url,
+                  f"budget: {{max_cost_per_session: {1.5 * CALL}}}\n")
+    g = Guard(cfg_of(a))
+    reserve(g, "s")
+    with pytest.raises(BudgetExceeded, match="session 's'"):
+        reserve(g, "s")  # the server's session scope refuses
+    assert len(orjson.loads((home / "reservations.json").read_bytes())) == 1
+    redis_server.stop()
+    with pytest.raises(BudgetExceeded, match="cannot be checked"):
+        reserve(g, "s2")
+    assert len(orjson.loads((home / "reservations.json").read_bytes())) == 1
 
 
 def test_run_sessions_are_their_workspace_s_and_gateway_sessions_the_team_s(
