@@ -3,7 +3,8 @@
 Importing ``aiohttp`` builds two module-level TLS contexts, and each loads the system's CA
 certificates: about 40 ms of the ~190 ms in which ``burnless serve`` becomes ready, paid even
 when every upstream is plain HTTP on loopback (the simulator, a local model server). The
-servers here import aiohttp through ``load()``, which skips those two loads; the contexts
+servers here import aiohttp from this module (``from burnless.aio import aiohttp, web``), which
+imports it through ``load()``: that skips those two loads; the contexts
 aiohttp keeps then trust nothing, so anything that fell back on them would fail verification
 (fail closed), never connect unverified. The gateway never falls back on them: every upstream
 connection gets ``tls()``, a verified context with the system's certificates, loaded the first
@@ -40,6 +41,14 @@ def load() -> None:
 
 def _skipped(self: ssl.SSLContext) -> None:
     return None
+
+
+load()
+import aiohttp  # noqa: E402  (after load(): the point of this module)
+from aiohttp import web  # noqa: E402
+from aiohttp.web_protocol import RequestHandler  # noqa: E402
+
+__all__ = ["RequestHandler", "aiohttp", "load", "tls", "web"]
 
 
 def tls() -> ssl.SSLContext:

@@ -14,7 +14,3 @@ failed over, budgeted and metered by pointing one environment variable at it.
 
 Nothing here is imported by ``burnless run``, ``route``, ``usage`` or ``--help``.
 """
-
-from burnless import aio
-
-aio.load()  # before any module here imports aiohttp: see burnless.aio

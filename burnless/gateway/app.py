@@ -33,10 +33,9 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
 import orjson
-from aiohttp import web
 
+from burnless.aio import aiohttp, web
 from burnless.config import Config
 from burnless.errors import ConfigError, UsageError
 from burnless.gateway import core

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from aiohttp import web
 
+from burnless.aio import web
 from burnless.gateway import core
 from burnless.gateway.masking import Masked, Restorer
 from burnless.gateway.protocols import CHAT, Endpoint, RequestInfo, Usage, error_body

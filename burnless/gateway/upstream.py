@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from aiohttp import web
 
-from burnless.aio import tls
+from burnless.aio import aiohttp, tls, web
 from burnless.config import Tier
 from burnless.gateway.masking import Restorer
 from burnless.gateway.protocols import (

@@ -36,14 +36,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from burnless import aio
+from burnless.aio import RequestHandler, web  # aiohttp without its certificate loads
 from burnless.sim import gemini_api, messages_api, openai_api
 from burnless.sim.billing import PrefixCache, PromptCache
 from burnless.sim.wire import Answer, ApiError
-
-aio.load()  # aiohttp without its certificate loads (the simulator serves plain HTTP)
-from aiohttp import web  # noqa: E402
-from aiohttp.web_protocol import RequestHandler  # noqa: E402
 
 DEFAULT_PORT = 4357
 FAULT_HEADER = "x-sim-fault"
