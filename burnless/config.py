@@ -142,6 +142,10 @@ class RuleSettings:
     max_chars: int | None = None
     cascade: bool = False
     name: str | None = None
+    # false: keywords match the task's prose only, not a file path (`docs/architecture.md`
+    # names a file; it does not ask for architecture work). True keeps `readme` matching
+    # `README.md`.
+    in_paths: bool = True
 
 
 @dataclass(frozen=True)

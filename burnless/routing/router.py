@@ -63,11 +63,41 @@ def _word(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w])" + re.escape(keyword) + r"(?![\w])", re.IGNORECASE)
 
 
+_SEPARATORS = "/\\"
+# A file extension, or a path that starts at a root, a home or a relative directory.
+_PATH_LIKE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,9}$|^(?:\.{1,2}|~)?[/\\]|^[A-Za-z]:[/\\]")
+
+
+def _in_path(task: str, start: int, end: int) -> bool:
+    """Whether ``task[start:end]`` lies inside a file path: the blank-free run around it has a
+    file extension (``docs/architecture.md``, ``design-notes.txt``) or starts at a root, or the
+    match is a directory between two separators (``src/design/``)."""
+    if start > 0 and end < len(task) and task[start - 1] in _SEPARATORS \
+            and task[end] in _SEPARATORS:
+        return True
+    left, right = start, end
+    while left > 0 and not task[left - 1].isspace():
+        left -= 1
+    while right < len(task) and not task[right].isspace():
+        right += 1
+    token = task[left:right].lstrip("\"'`([{<").rstrip("\"'`)]}>,;:!?.")
+    return _PATH_LIKE.search(token) is not None
+
+
+def keyword_hit(keyword: str, task: str, in_paths: bool = True) -> bool:
+    """``keyword`` occurs in ``task`` as a whole word; with ``in_paths`` false, only outside
+    file paths: a task that names ``docs/architecture.md`` is about that file, not about
+    architecture."""
+    if in_paths:
+        return _word(keyword).search(task) is not None
+    return any(not _in_path(task, m.start(), m.end()) for m in _word(keyword).finditer(task))
+
+
 def rule_match(rule: RuleSettings, task: str, labels: Sequence[str]) -> list[str] | None:
     """The reasons a rule matches (all its conditions hold), or None."""
     why: list[str] = []
     if rule.keywords:
-        hits = [k for k in rule.keywords if _word(k).search(task)]
+        hits = [k for k in rule.keywords if keyword_hit(k, task, rule.in_paths)]
         if not hits:
             return None
         why.append("keyword " + ", ".join(repr(h) for h in hits))

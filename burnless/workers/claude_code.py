@@ -1,5 +1,6 @@
 """What burnless knows about Claude Code (``claude``) as a worker: which flags the installed
-client accepts, and the one environment variable a non-Anthropic prefix cache needs.
+client accepts, and the environment it runs in (``worker_env``: no auto memory, and no per-call
+billing header in front of a prefix cache that is not Anthropic's).
 
 Claude Code rejects an option it does not know (``error: unknown option '--x'``, so every call
 of the tier would fail); ``flags`` reads ``claude --help`` once per installed binary (cached
@@ -28,6 +29,7 @@ LEAN_FLAGS: Mapping[str, int] = {
     "--tools": 1,
 }
 ATTRIBUTION_ENV = "CLAUDE_CODE_ATTRIBUTION_HEADER"
+MEMORY_ENV = "CLAUDE_CODE_DISABLE_AUTO_MEMORY"
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 _HELP_TIMEOUT_S = 30
 
@@ -121,14 +123,25 @@ def not_anthropic(base_url: str | None) -> bool:
 
 
 def worker_env(argv: Sequence[str], env: dict[str, str]) -> dict[str, str]:
-    """The environment of a Claude Code worker: ``CLAUDE_CODE_ATTRIBUTION_HEADER=0`` when it
-    talks to a server other than Anthropic's and the tier did not set the variable.
+    """The environment of a Claude Code worker, unless its tier set these variables itself:
 
-    Claude Code's first system block (``x-anthropic-billing-header: …; cch=…``) is derived from
-    the first user message, so it differs between calls; Anthropic's API ignores it when
-    caching, any other prefix cache misses on every call because of it.
+    - ``CLAUDE_CODE_DISABLE_AUTO_MEMORY=1``. Claude Code's auto memory has the model keep
+      notes under ``~/.claude/projects/…/memory/`` and load them into later calls: writes
+      outside the working directory that the audit cannot see, prompts that change with
+      whatever an earlier call chose to remember, and a session memory burnless keeps itself
+      (plan and capsules). Its instructions are also about 3,000 tokens of the system prompt,
+      read on every request (2.1.197 on Sonnet: 26.9k characters of system prompt with them,
+      14.0k without).
+    - ``CLAUDE_CODE_ATTRIBUTION_HEADER=0`` when it talks to a server other than Anthropic's.
+      Claude Code's first system block (``x-anthropic-billing-header: …; cch=…``) is derived
+      from the first user message, so it differs between calls; Anthropic's API ignores it
+      when caching, any other prefix cache misses on every call because of it.
     """
-    if is_claude(argv) and ATTRIBUTION_ENV not in env and not_anthropic(
-            env.get("ANTHROPIC_BASE_URL")):
-        return {**env, ATTRIBUTION_ENV: "0"}
-    return env
+    if not is_claude(argv):
+        return env
+    extra: dict[str, str] = {}
+    if MEMORY_ENV not in env:
+        extra[MEMORY_ENV] = "1"
+    if ATTRIBUTION_ENV not in env and not_anthropic(env.get("ANTHROPIC_BASE_URL")):
+        extra[ATTRIBUTION_ENV] = "0"
+    return {**env, **extra} if extra else env

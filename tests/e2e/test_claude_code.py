@@ -275,6 +275,12 @@ def test_claude_code_session_audited_metered_and_cached(
         lie_reqs[0]["body"], stable
     )
 
+    # Auto memory is off in burnless's workers: neither its instructions (about 3k tokens of
+    # system prompt) nor a memory directory are in any request.
+    for r in sim.requests():
+        body = orjson.dumps(r["body"]).decode()
+        assert "# auto memory" not in body and "file-based memory" not in body
+
     print("\n" + "\n".join(figures))
     print(f"session total: {time.monotonic() - t_start:.1f}s wall")
 

@@ -1,5 +1,6 @@
-"""Claude Code as a worker: lean flags dropped from config text, and the attribution header
-turned off for any server but Anthropic's (checked through a real dispatch)."""
+"""Claude Code as a worker: lean flags dropped from config text, auto memory off, and the
+attribution header turned off for any server but Anthropic's (checked through a real
+dispatch)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,21 @@ def test_which_servers_are_not_anthropics(url: str | None, other: bool) -> None:
     assert (out.get(claude_code.ATTRIBUTION_ENV) == "0") is other
     # Not for another program, and never over the tier's own choice.
     assert claude_code.ATTRIBUTION_ENV not in claude_code.worker_env(["codex", "exec"], env)
-    mine = {**env, claude_code.ATTRIBUTION_ENV: "1"}
+    mine = {**env, claude_code.ATTRIBUTION_ENV: "1", claude_code.MEMORY_ENV: "0"}
     assert claude_code.worker_env(["claude"], mine) == mine
 
 
-def test_a_claude_worker_against_a_local_server_gets_the_header_off(ws: Workspace,
+def test_auto_memory_is_off_for_claude_workers_unless_the_tier_says() -> None:
+    # Auto memory writes outside the working directory and is ~3k tokens of system prompt.
+    assert claude_code.worker_env(["/opt/bin/claude", "-p"], {}) == {
+        claude_code.MEMORY_ENV: "1"}
+    assert claude_code.worker_env(["codex", "exec"], {}) == {}
+    assert claude_code.worker_env(["ollama", "run"], {"A": "b"}) == {"A": "b"}
+    mine = {claude_code.MEMORY_ENV: "0"}
+    assert claude_code.worker_env(["claude"], mine) == mine
+
+
+def test_a_claude_worker_gets_auto_memory_and_the_local_header_off(ws: Workspace,
                                                                      tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -63,6 +74,9 @@ def test_a_claude_worker_against_a_local_server_gets_the_header_off(ws: Workspac
               f"  anthropic: {{command: {quoted(str(script) + ' -p')}, "
               "env: {ANTHROPIC_BASE_URL: 'https://api.anthropic.com'}}\n")
     assert ws.run("run", "write a.txt x", "--tier", "silver").returncode == 0
-    assert "CLAUDE_CODE_ATTRIBUTION_HEADER=0" in dump.read_text().splitlines()
+    seen = dump.read_text().splitlines()
+    assert "CLAUDE_CODE_ATTRIBUTION_HEADER=0" in seen
+    assert "CLAUDE_CODE_DISABLE_AUTO_MEMORY=1" in seen
     assert ws.run("run", "write b.txt x", "--tier", "anthropic").returncode == 0
     assert "CLAUDE_CODE_ATTRIBUTION_HEADER" not in dump.read_text()
+    assert "CLAUDE_CODE_DISABLE_AUTO_MEMORY=1" in dump.read_text().splitlines()

@@ -42,6 +42,20 @@ def cfg(rules: list[dict] | None = None, **extra: object):  # type: ignore[no-un
         ({"keywords": ["threat model"]}, "write a Threat  model", (), False),
         ({"keywords": ["threat model"]}, "write a threat model now", (), True),
         ({"keywords": ["c++"]}, "port it to C++ please", (), True),
+        # A keyword inside a file path matches, unless the rule says in_paths: false.
+        ({"keywords": ["readme"]}, "fix the link in README.md", (), True),
+        ({"keywords": ["architecture"], "in_paths": False},
+         "fix the typo in docs/architecture.md", (), False),
+        ({"keywords": ["design"], "in_paths": False}, "edit design-notes.txt, then", (), False),
+        ({"keywords": ["design"], "in_paths": False}, "move src/design/a into lib", (), False),
+        ({"keywords": ["design"], "in_paths": False}, "open ./design and ~/design", (), False),
+        ({"keywords": ["design"], "in_paths": False}, r"see C:\design\x", (), False),
+        ({"keywords": ["architecture"], "in_paths": False},
+         "read docs/architecture.md, then review the architecture.", (), True),
+        ({"keywords": ["design"], "in_paths": False}, "a design/architecture review", (), True),
+        ({"keywords": ["design"], "in_paths": False}, "(design) it", (), True),
+        ({"keywords": ["threat model"], "in_paths": False}, "write a threat model now", (),
+         True),
         ({"regex": r"\bCVE-\d+"}, "fix CVE-2024 now", (), True),
         ({"regex": r"\bCVE-\d+"}, "fix cve-2024 now", (), False),
         ({"regex": r"(?i)\bCVE-\d+"}, "fix cve-2024 now", (), True),
@@ -113,3 +127,12 @@ def test_route_cli_explains_and_never_dispatches(ws: Workspace) -> None:
     assert js["tier"] == "silver" and js["pinned"] is None
     assert ws.run("route", "small fix").stdout.strip() == "silver"
     assert ws.ledger() == []
+
+
+def test_init_config_sends_design_work_to_gold_and_a_file_named_architecture_not() -> None:
+    example = Path(__file__).parents[2] / "burnless" / "example" / "config.yaml"
+    c = load_config_data(yaml.safe_load(example.read_text()), Path("/tmp/ws/.burnless/c.yaml"))
+    assert route(c, "Design the plugin architecture and its migration plan").tier == "gold"
+    d = route(c, "read files docs/architecture.md, src/orders.py; which functions combine "
+                 "the shipment and the schema?")
+    assert d.tier == "silver", d.reasons
