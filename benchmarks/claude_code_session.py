@@ -19,9 +19,11 @@ the repository with its own simulator (own cache) and its own ``HOME``:
 - ``independent calls``: the same command without ``--continue``, one fresh call per task;
 - ``burnless``: ``burnless init``'s tiers (the lean Claude Code tiers of the example config,
   pointed at the simulator), ``burnless run TASK --session bench`` per task. On the same
-  model: planner and executor tiers both on the baselines' model. Model mix: the planner on
-  Opus, the executor on Haiku, against the one conversation on Opus. For comparison, the same
-  on the tiers of the previous README (every tool offered, skills on), same model.
+  model: every tier on the baselines' model (checked against the requests the simulator saw).
+  Model mix: the planner on Opus, the executor on Haiku, the other tiers on the models init
+  gives them (a task routed to ``gold`` runs on Opus), against the one conversation on Opus.
+  For comparison, the same on the tiers of the previous README (every tool offered, skills
+  on), same model.
 
 Targets (from issue 13): burnless on init's tiers <= 0.4x the one conversation and <= 0.75x
 the independent calls on the same model; with an Opus planner and a Haiku executor <= 0.15x
@@ -156,6 +158,7 @@ class Outcome:
     failed: int = 0  # tasks that did not end ok
     wall_s: float = 0.0
     tool_results: dict[str, int] = field(default_factory=dict)  # tool_use_id -> tokens
+    models: dict[str, int] = field(default_factory=dict)  # requests per model, as billed
 
     @property
     def read_share(self) -> float:
@@ -194,6 +197,7 @@ def _bill(log: Path, out: Outcome) -> None:
                         orjson.dumps(block).decode())
         price = price_for(rec["body"]["model"])
         assert price is not None, rec["body"]["model"]
+        out.models[rec["body"]["model"]] = out.models.get(rec["body"]["model"], 0) + 1
         one_hour = (u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens", 0)
         out.cost += cost_usd(tokens, price, one_hour)
         for part, t in (("cache write", Tokens(cache_write=tokens.cache_write)),
@@ -231,14 +235,17 @@ def run_claude_alone(claude: Path, model: str, tasks: Sequence[str], files: dict
                 out.failed += 1
     out.wall_s = time.monotonic() - t0
     _bill(log, out)
+    assert set(out.models) <= {model}, f"{name}: requests on {sorted(out.models)}"
     return out
 
 
 def run_burnless(claude: Path, name: str, planner_model: str, executor_model: str,
                  tasks: Sequence[str], files: dict[str, str], work: Path,
-                 lean: bool = True) -> Outcome:
-    """burnless init's config, its Claude Code tiers pointed at the simulator. ``lean=False``:
-    the tiers of the previous README (every tool offered, skills on), for comparison."""
+                 lean: bool = True, others: str | None = None) -> Outcome:
+    """burnless init's config, its Claude Code tiers pointed at the simulator: the planner on
+    ``planner_model``, the executor on ``executor_model``, every other tier (one a routing rule
+    may send a task to) on ``others`` (None: the model init gives it). ``lean=False``: the
+    tiers of the previous README (every tool offered, skills on), for comparison."""
     out = Outcome(name, f"{planner_model} + {executor_model}" if planner_model != executor_model
                   else executor_model)
     repo, home, log = work / "repo", work / "home", work / "sim.jsonl"
@@ -257,7 +264,8 @@ def run_burnless(claude: Path, name: str, planner_model: str, executor_model: st
         tier_env = {k: v for k, v in _client_env(url, home).items() if k != "PATH"}
         # The planner init's config resolves to (a `plan` tier, else gold, unless it names one).
         planner = cfg.get("planner") or next(t for t in ("plan", "gold") if t in cfg["tiers"])
-        models = {planner: planner_model, "silver": executor_model}
+        models = {t: others for t in cfg["tiers"] if others is not None}
+        models.update({planner: planner_model, "silver": executor_model})
         for tier_name, tier in cfg["tiers"].items():
             command = tier["command"]
             if not command.startswith("claude "):
@@ -284,6 +292,9 @@ def run_burnless(claude: Path, name: str, planner_model: str, executor_model: st
                 out.failed += 1
     out.wall_s = time.monotonic() - t0
     _bill(log, out)
+    if others is not None:  # "same model" means every request
+        unexpected = set(out.models) - {planner_model, executor_model, others}
+        assert not unexpected, f"{name}: requests on {sorted(unexpected)}"
     return out
 
 
@@ -336,10 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     work("indep-same"), conversation=False)),
             ("burnless-same", lambda: run_burnless(claude, "burnless (init tiers)", SAME_MODEL,
                                                    SAME_MODEL, tasks, files,
-                                                   work("burnless-same"))),
+                                                   work("burnless-same"), others=SAME_MODEL)),
             ("burnless-previous", lambda: run_burnless(
                 claude, "burnless (previous tiers)", SAME_MODEL, SAME_MODEL, tasks, files,
-                work("burnless-previous"), lean=False)),
+                work("burnless-previous"), lean=False, others=SAME_MODEL)),
             ("conv-opus", lambda: run_claude_alone(claude, OPUS, tasks, files,
                                                    work("conv-opus"), conversation=True)),
             ("burnless-mix", lambda: run_burnless(claude, "burnless (init tiers)", OPUS, HAIKU,
@@ -354,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(orjson.dumps({
             "claude_code": version, "seed": args.seed, "tasks": tasks,
-            "runs": [{"name": r.name, "model": r.model, "requests": r.requests,
+            "runs": [{"name": r.name, "model": r.model, "models": r.models,
+                      "requests": r.requests,
                       "tokens": r.tokens.to_dict(), "cost_usd": round(r.cost, 6),
                       "reported_usd": round(r.reported, 6), "failed": r.failed,
                       "cost_parts_usd": {k: round(v, 6) for k, v in r.parts.items()},
