@@ -1,6 +1,6 @@
 """What the end-to-end tests of real agent CLIs share: installing a CLI from the npm registry
-once into a cache directory, ``burnless sim serve`` as a real subprocess, and a wrapper that
-measures a worker's own wall time.
+once into a cache directory, ``burnless sim serve`` as a real subprocess, a wrapper that
+measures a worker's own wall time, and a session of ``burnless run`` turns on such a CLI.
 
 The cache directory is ``BURNLESS_TEST_CACHE`` (default ``$XDG_CACHE_HOME/burnless-tests``,
 i.e. ``~/.cache/burnless-tests``); each CLI gets a subdirectory (``claude-code``, ``codex``,
@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 import pytest
+
+from tests.conftest import Workspace
 
 TIMED = Path(__file__).with_name("timed.py")
 DURATION_SLACK_S = 0.3  # burnless's duration_s against the worker's own wall time
@@ -205,3 +207,36 @@ def isolate(mp: pytest.MonkeyPatch, tmp: Path) -> None:
     for var in ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_DEPTH",
                 "BURNLESS_ACTIVE_SESSIONS", "ANTHROPIC_BASE_URL"):
         mp.delenv(var, raising=False)
+
+
+@dataclass
+class Turn:
+    """One ``burnless run --json`` of a session, and the simulator's requests during it."""
+
+    task: str
+    exit_code: int
+    result: dict[str, Any]
+    requests: list[dict[str, Any]]
+    wall_s: float
+
+
+@dataclass
+class Session:
+    ws: Workspace
+    turns: list[Turn]
+    times: Path  # the workers' own wall times (``timed``)
+
+
+def run_session(ws: Workspace, sim: Sim, tasks: list[str], times: Path, *, path_part: str,
+                timeout: float) -> Session:
+    """Each task as one turn of session ``s1``, in order; each turn keeps the simulator's
+    requests (on ``path_part``) made while it ran."""
+    turns: list[Turn] = []
+    seen = 0
+    for task in tasks:
+        t0 = time.monotonic()
+        code, res = ws.json("run", task, "--session", "s1", timeout=timeout)
+        requests = sim.requests(path_part)
+        turns.append(Turn(task, code, res, requests[seen:], time.monotonic() - t0))
+        seen = len(requests)
+    return Session(ws, turns, times)

@@ -11,9 +11,7 @@ provider at the simulator, so nothing else is called. The tiers are the ones
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,12 @@ from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace
 from tests.e2e.clients import (
     CODEX,
+    Session,
     Sim,
     check_durations,
     isolate,
     npm_install,
+    run_session,
     sim_process,
     timed,
 )
@@ -115,23 +115,6 @@ def bill(requests: list[dict[str, Any]]) -> Tokens:
     return total
 
 
-@dataclass
-class Turn:
-    task: str
-    files: dict[str, bytes]
-    exit_code: int
-    result: dict[str, Any]
-    requests: list[dict[str, Any]]  # the simulator's, during this turn
-    wall_s: float
-
-
-@dataclass
-class Session:
-    ws: Workspace
-    turns: list[Turn]
-    times: Path
-
-
 @pytest.fixture(scope="module")
 def session(codex: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     """Three turns of one session, run once for the tests below."""
@@ -143,16 +126,8 @@ def session(codex: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             times = tmp / "times"
             times.mkdir()
             configure(ws, codex, codex_home(tmp, sim), times)
-            turns: list[Turn] = []
-            seen = 0
-            for task, files in TURNS:
-                t0 = time.monotonic()
-                code, res = ws.json("run", task, "--session", "s1", timeout=300)
-                requests = sim.requests("/v1/responses")
-                turns.append(Turn(task, files, code, res, requests[seen:],
-                                  time.monotonic() - t0))
-                seen = len(requests)
-            yield Session(ws, turns, times)
+            yield run_session(ws, sim, [task for task, _ in TURNS], times,
+                              path_part="/v1/responses", timeout=300)
 
 
 def test_codex_turns_are_audited_and_metered(session: Session) -> None:
@@ -162,13 +137,13 @@ def test_codex_turns_are_audited_and_metered(session: Session) -> None:
     assert executor_price is not None and planner_price is not None
     figures: list[str] = []
     wrote_cache = 0
-    for n, turn in enumerate(session.turns, start=1):
+    for n, (turn, (_, files)) in enumerate(zip(session.turns, TURNS, strict=True), start=1):
         res = turn.result
         assert turn.exit_code == 0, res
         assert res["status"] == "ok" and res["tier"] == "silver" and res["model"] == EXECUTOR_MODEL
         assert res["audit"] == {"verdict": "passed", "findings": [], "unclaimed": []}, res
-        assert sorted(res["files"]) == sorted(turn.files)
-        for path, data in turn.files.items():
+        assert sorted(res["files"]) == sorted(files)
+        for path, data in files.items():
             assert (ws.root / path).read_bytes() == data, path
         assert all(r["status"] == 200 for r in turn.requests)
         executor = [r for r in turn.requests if r["body"]["model"] == EXECUTOR_MODEL]

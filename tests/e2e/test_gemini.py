@@ -12,9 +12,7 @@ points at the simulator. The workspace is set up by ``burnless init --cli gemini
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +26,12 @@ from burnless.sim.billing import plain_block
 from tests.conftest import Workspace
 from tests.e2e.clients import (
     GEMINI_CLI,
+    Session,
     Sim,
     check_durations,
     isolate,
     npm_install,
+    run_session,
     sim_process,
     timed,
 )
@@ -131,21 +131,6 @@ def own_tokens(request: dict[str, Any]) -> int:
     return total
 
 
-@dataclass
-class Turn:
-    exit_code: int
-    result: dict[str, Any]
-    requests: list[dict[str, Any]]  # the simulator's generateContent requests, this turn
-    wall_s: float
-
-
-@dataclass
-class Session:
-    ws: Workspace
-    turns: list[Turn]
-    times: Path
-
-
 @pytest.fixture(scope="module")
 def session(gemini: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     """Three turns of one session, run once for the tests below."""
@@ -157,15 +142,8 @@ def session(gemini: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             times = tmp / "times"
             times.mkdir()
             configure(ws, gemini, gemini_home(tmp), sim, times)
-            turns: list[Turn] = []
-            seen = 0
-            for task, _ in TURNS:
-                t0 = time.monotonic()
-                code, res = ws.json("run", task, "--session", "s1", timeout=600)
-                requests = sim.requests("enerateContent")
-                turns.append(Turn(code, res, requests[seen:], time.monotonic() - t0))
-                seen = len(requests)
-            yield Session(ws, turns, times)
+            yield run_session(ws, sim, [task for task, _ in TURNS], times,
+                              path_part="enerateContent", timeout=600)
 
 
 def test_gemini_turns_are_audited_and_metered(session: Session) -> None:
