@@ -4,7 +4,6 @@ with the message classes of ``opentelemetry-proto``."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import threading
 import time
@@ -12,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.served import Served
 
 
 @dataclass
@@ -38,45 +39,22 @@ class Collector:
     url: str = ""
 
     def __post_init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
         self._lock = threading.Lock()
+        self._served: Served | None = None
 
     def start(self) -> Collector:
-        ready = threading.Event()
+        def app() -> web.Application:
+            a = web.Application()
+            a.router.add_post("/v1/traces", self.handle)
+            return a
 
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-
-            async def run() -> None:
-                self._stop = asyncio.Event()
-                app = web.Application()
-                app.router.add_post("/v1/traces", self.handle)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self.url = f"http://127.0.0.1:{port}"
-                ready.set()
-                await self._stop.wait()
-                await runner.cleanup()
-
-            loop.run_until_complete(run())
-            loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._served = Served(app)
+        self.url = self._served.start()
         return self
 
     def close(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._served is not None:
+            self._served.close()
 
     def __enter__(self) -> Collector:
         return self.start()

@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.fakes.served import Served
+
 ANTHROPIC_USAGE = {"input_tokens": 100, "cache_creation_input_tokens": 20,
                    "cache_read_input_tokens": 10}
 OPENAI_PROMPT, OPENAI_CACHED = 130, 10
@@ -62,48 +64,25 @@ class FakeUpstream:
     tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
         self._lock = threading.Lock()
         self._count = 0
+        self._served: Served | None = None
 
     # -- lifecycle
 
     def start(self) -> FakeUpstream:
-        ready = threading.Event()
+        def app() -> web.Application:
+            a = web.Application(client_max_size=64 << 20)
+            a.router.add_route("*", "/{tail:.*}", self.handle)
+            return a
 
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-
-            async def run() -> None:
-                self._stop = asyncio.Event()
-                app = web.Application(client_max_size=64 << 20)
-                app.router.add_route("*", "/{tail:.*}", self.handle)
-                runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
-                await site.start()
-                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
-                ready.set()
-                await self._stop.wait()
-                await runner.cleanup()
-
-            loop.run_until_complete(run())
-            loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
+        self._served = Served(app, tls=self.tls, handler_cancellation=True)
+        self.url = self._served.start()
         return self
 
     def close(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._served is not None:
+            self._served.close()
 
     def __enter__(self) -> FakeUpstream:
         return self.start()
