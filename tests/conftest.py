@@ -8,10 +8,11 @@ import resource
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,34 @@ def get(url: str) -> tuple[int, str, str]:
             return r.status, r.headers.get("Content-Type", ""), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def concurrently(n: int, attempt: Callable[[int], str | list[str]],
+                 timeout: float = 60) -> list[str]:
+    """``attempt(i)`` on ``n`` threads released together; the outcomes they return (one, or
+    one per request), in no particular order. An exception a thread raised (a failed
+    assertion on what a client got) is raised here, not lost with its thread."""
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    go = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            go.wait()
+            got = attempt(i)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            outcomes.extend([got] if isinstance(got, str) else got)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    return outcomes

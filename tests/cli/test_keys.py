@@ -5,7 +5,6 @@ budget, `usage --by key`, keys declared in config.yaml."""
 from __future__ import annotations
 
 import stat
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.cli.conftest import serving
 from tests.cli.test_serve import imported
-from tests.conftest import Workspace
+from tests.conftest import Workspace, concurrently
 from tests.fakes.upstream import FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-cli-keys-KEY-0123456789abcdef"
@@ -154,26 +153,17 @@ def test_two_gateway_processes_share_one_keys_budget(
         config(ws, up.url)
         key = create(ws, "alice", "--budget", str(limit))
         with serving(ws) as one, serving(ws) as two:
-            outcomes: list[str] = []
-            lock = threading.Lock()
-
-            def client(i: int) -> None:
+            def client(i: int) -> str:
                 base = (one, two)[i % 2].base
                 with anthropic.Anthropic(base_url=base, api_key=key, max_retries=0) as c:
                     try:
                         c.messages.create(model="bronze", max_tokens=1000, messages=[
                             {"role": "user", "content": f"client {i} " + "x" * 200}])
-                        result = "ok"
+                        return "ok"
                     except anthropic.RateLimitError:
-                        result = "refused"
-                with lock:
-                    outcomes.append(result)
+                        return "refused"
 
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
+            outcomes = concurrently(16, client)
         billed = sum((out_tokens(r.raw.decode()) * 1.0 + 1000 * 5.0) / 1e6 for r in up.requests)
     assert len(outcomes) == 16 and outcomes.count("refused") > 0
     assert billed <= limit + 1e-12 and outcomes.count("ok") == len(up.requests) >= 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from burnless.config import load_config
 from burnless.gateway.app import Server
 from burnless.sim.server import SimServer
-from tests.conftest import Workspace
+from tests.conftest import Workspace, concurrently
 from tests.fakes.upstream import OPENAI_CACHED, OPENAI_PROMPT, FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
@@ -453,30 +452,23 @@ def test_budget_under_40_concurrent_clients_is_never_exceeded(ws: Workspace, gat
     fake = fakes("greedy")
     limit = 0.02
     srv = gateway(tiers_on(fake) + f"budget: {{max_cost_per_day: {limit}}}\n")
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
+    def client(i: int) -> list[str]:
         c = ant(srv)
+        got = []
         for j in range(3):
             try:
                 c.messages.create(model="bronze", max_tokens=1000,
                                   messages=user(f"client {i} request {j} " + "x" * 200))
-                result = "ok"
+                got.append("ok")
             except anthropic.RateLimitError as exc:
                 assert exc.response.headers["x-should-retry"] == "false"
                 body = exc.body if isinstance(exc.body, dict) else {}
                 assert body["error"]["type"] == "budget_exceeded"
                 assert "budget.max_cost_per_day" in body["error"]["message"]
-                result = "refused"
-            with lock:
-                outcomes.append(result)
+                got.append("refused")
+        return got
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    outcomes = concurrently(40, client)
     assert len(outcomes) == 120
     # What the upstream billed (every prompt byte / 4 in, the whole cap out, at haiku's price).
     billed = sum((out_tokens(r.raw.decode()) * HAIKU[0] + 1000 * HAIKU[1]) / 1e6

@@ -10,7 +10,6 @@ clients here; two gateway processes in tests/cli/test_keys.py)."""
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +25,7 @@ import pytest
 from burnless.config import load_config
 from burnless.gateway import keys
 from burnless.gateway.app import Server
-from tests.conftest import Workspace, parse_metrics
+from tests.conftest import Workspace, concurrently, parse_metrics
 from tests.fakes.upstream import FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
@@ -349,25 +348,16 @@ def test_40_concurrent_requests_on_one_key_never_exceed_its_budget(
     up = fake("greedy")
     limit = 0.02
     g = gw(tiers(up), alice={"max_cost_per_day": limit})
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def client(i: int) -> None:
+    def client(i: int) -> str:
         c = g.ant(g.keys["alice"])
         try:
             c.messages.create(model="bronze", max_tokens=1000,
                               messages=user(f"client {i} " + "x" * 200))
-            result = "ok"
+            return "ok"
         except anthropic.RateLimitError:
-            result = "refused"
-        with lock:
-            outcomes.append(result)
+            return "refused"
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    outcomes = concurrently(40, client)
     assert len(outcomes) == 40
     assert billed(up) <= limit + 1e-12
     assert outcomes.count("ok") == len(up.requests) >= 3 and outcomes.count("refused") > 0

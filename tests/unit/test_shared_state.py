@@ -25,7 +25,7 @@ from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
 from burnless.config import Config, load_config
 from burnless.errors import BudgetExceeded, ConfigError
-from tests.conftest import Workspace, fake
+from tests.conftest import Workspace, concurrently, fake
 from tests.redis_server import RedisServer, free_port
 
 HAIKU_OUT = 5.0 / 1e6  # USD per output token (claude-haiku-4-5)
@@ -265,22 +265,15 @@ def test_the_users_day_limit_spans_projects_on_a_shared_backend(
     monkeypatch.setenv("BURNLESS_HOME", str(home))
     guards = [Guard(cfg_of(ws)) for ws in (a, b)]
     (home / "reservations.json").write_bytes(b"{}")  # the local project's call ended
-    granted: list[Any] = []
-    go = threading.Barrier(8)
-
-    def grab(i: int) -> None:
-        go.wait()
+    def grab(i: int) -> str:
         try:
-            granted.append(reserve(guards[i % 2], session=f"c{i}"))
+            reserve(guards[i % 2], session=f"c{i}")
+            return "ok"
         except BudgetExceeded:
-            pass
+            return "refused"
 
-    threads = [threading.Thread(target=grab, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(granted) == 2  # $0.001 spent: two $0.005 calls fit in $0.0125, a third does not
+    # $0.001 spent: two $0.005 calls fit in $0.0125, a third does not.
+    assert sorted(concurrently(8, grab)) == ["ok"] * 2 + ["refused"] * 6
     assert len(orjson.loads((home / "reservations.json").read_bytes())) == 2
 
 
