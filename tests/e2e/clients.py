@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +225,25 @@ class Session:
     ws: Workspace
     turns: list[Turn]
     times: Path  # the workers' own wall times (``timed``)
+
+
+SIM_KEY = "sim-e2e-key"  # the only key the simulators of agent sessions accept
+
+
+@contextmanager
+def agent_session(tmp: Path, setup: Callable[[Workspace, Sim, Path], None], tasks: list[str],
+                  *, path_part: str, timeout: float) -> Iterator[Session]:
+    """A session of ``tasks`` on an agent CLI, isolated in ``tmp`` (its own HOME) against its
+    own simulator (``--api-key SIM_KEY``): ``setup(ws, sim, times)`` writes the workspace's
+    config, then each task runs as one turn (``run_session``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(mp, tmp)
+        with sim_process(tmp, "--api-key", SIM_KEY) as sim:
+            ws = Workspace(tmp / "ws")
+            times = tmp / "times"
+            times.mkdir()
+            setup(ws, sim, times)
+            yield run_session(ws, sim, tasks, times, path_part=path_part, timeout=timeout)
 
 
 def run_session(ws: Workspace, sim: Sim, tasks: list[str], times: Path, *, path_part: str,

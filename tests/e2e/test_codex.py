@@ -24,19 +24,19 @@ from burnless.accounting.tokens import Tokens
 from tests.conftest import Workspace
 from tests.e2e.clients import (
     CODEX,
+    SIM_KEY,
     Session,
     Sim,
+    agent_session,
     check_durations,
-    isolate,
     npm_install,
-    run_session,
     sim_process,
     timed,
 )
 
 pytestmark = pytest.mark.slow
 
-KEY = "sim-e2e-key"  # the only key the simulator accepts
+KEY = SIM_KEY
 KEY_VAR = "BURNLESS_SIM_KEY"  # the provider's env_key in config.toml
 PLANNER_MODEL = "gpt-5-codex"  # priced from burnless's table
 # The simulator bills cache writes from the GPT-5.6 family on; not in the price table, so the
@@ -119,15 +119,10 @@ def bill(requests: list[dict[str, Any]]) -> Tokens:
 def session(codex: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     """Three turns of one session, run once for the tests below."""
     tmp = tmp_path_factory.mktemp("codex-session")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate(mp, tmp)
-        with sim_process(tmp, "--api-key", KEY) as sim:
-            ws = Workspace(tmp / "ws")
-            times = tmp / "times"
-            times.mkdir()
-            configure(ws, codex, codex_home(tmp, sim), times)
-            yield run_session(ws, sim, [task for task, _ in TURNS], times,
-                              path_part="/v1/responses", timeout=300)
+    with agent_session(
+            tmp, lambda ws, sim, times: configure(ws, codex, codex_home(tmp, sim), times),
+            [task for task, _ in TURNS], path_part="/v1/responses", timeout=300) as session:
+        yield session
 
 
 def test_codex_turns_are_audited_and_metered(session: Session) -> None:

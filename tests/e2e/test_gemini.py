@@ -26,19 +26,19 @@ from burnless.sim.billing import plain_block
 from tests.conftest import Workspace
 from tests.e2e.clients import (
     GEMINI_CLI,
+    SIM_KEY,
     Session,
     Sim,
+    agent_session,
     check_durations,
-    isolate,
     npm_install,
-    run_session,
     sim_process,
     timed,
 )
 
 pytestmark = pytest.mark.slow
 
-KEY = "sim-e2e-key"  # the only key the simulator accepts
+KEY = SIM_KEY
 PLANNER_MODEL = "gemini-2.5-pro"
 EXECUTOR_MODEL = "gemini-2.5-flash"
 TURNS: list[tuple[str, dict[str, bytes]]] = [
@@ -135,15 +135,10 @@ def own_tokens(request: dict[str, Any]) -> int:
 def session(gemini: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     """Three turns of one session, run once for the tests below."""
     tmp = tmp_path_factory.mktemp("gemini-session")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate(mp, tmp)
-        with sim_process(tmp, "--api-key", KEY) as sim:
-            ws = Workspace(tmp / "ws")
-            times = tmp / "times"
-            times.mkdir()
-            configure(ws, gemini, gemini_home(tmp), sim, times)
-            yield run_session(ws, sim, [task for task, _ in TURNS], times,
-                              path_part="enerateContent", timeout=600)
+    with agent_session(
+            tmp, lambda ws, sim, times: configure(ws, gemini, gemini_home(tmp), sim, times),
+            [task for task, _ in TURNS], path_part="enerateContent", timeout=600) as session:
+        yield session
 
 
 def test_gemini_turns_are_audited_and_metered(session: Session) -> None:
