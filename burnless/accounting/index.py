@@ -405,9 +405,10 @@ class LedgerIndex:
     def _ingest(self, start: int, end: int) -> tuple[int, int, int]:
         """Add the records of ``[start, end)``: (offset reached, records, torn bytes)."""
         offset, records, torn = start, 0, 0
-        for rows, reached, n, left in scan_rows(self.path, start, end):
-            write(self.db, rows)
-            offset, records, torn = reached, records + n, left
+        with _gc_paused():  # the rows received are lists without cycles, freed once written
+            for rows, reached, n, left in scan_rows(self.path, start, end):
+                write(self.db, rows)
+                offset, records, torn = reached, records + n, left
         return offset, records, torn
 
     def _meta(self) -> _Meta:
@@ -656,8 +657,9 @@ def _pieces(fn: Callable[[Path, int, int], tuple[Piece, int, int, int]], path: P
 def _scan_rows(path: Path, start: int, end: int) -> tuple[Rows, int, int, int]:
     # Lists are what a worker process sends back cheapest (Tables, keyed by tuples, cost the
     # parent twice as much to unpickle), and what the parent passes to SQLite as they are.
-    tables, offset, n, torn = _scan_range(path, start, end)
-    return rows_of(tables), offset, n, torn
+    with _gc_paused():  # rows_of allocates a list per row, and holds no cycles either
+        tables, offset, n, torn = _scan_range(path, start, end)
+        return rows_of(tables), offset, n, torn
 
 
 def _scan_range(path: Path, start: int, end: int) -> tuple[Tables, int, int, int]:
@@ -733,7 +735,7 @@ def _scan_range(path: Path, start: int, end: int) -> tuple[Tables, int, int, int
                     acc[4] += cw
                     acc[5] += c
             offset += cut
-    tables, n = _fold(raw)
+        tables, n = _fold(raw)  # with the collector still paused: it allocates a row per key
     return tables, offset, n, len(rest)
 
 
