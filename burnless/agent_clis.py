@@ -85,6 +85,8 @@ def _get(obj: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, object]:
 
 @dataclass(frozen=True)
 class SettingsCheck:
+    """What an agent CLI's settings file lacks of what burnless needs, and what the user set
+    otherwise."""
     path: Path
     missing: tuple[str, ...]  # dotted names burnless would set
     overridden: tuple[str, ...]  # set by the user to another value: left alone

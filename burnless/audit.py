@@ -35,6 +35,8 @@ MAX_CLAIM_HASH_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class Entry:
+    """One file as the audit's snapshot saw it (a digest only for files changed within the clock's
+    resolution)."""
     size: int
     mtime_ns: int
     ctime_ns: int
@@ -45,6 +47,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The workspace's files before a call, to compare with after it."""
     root: Path
     entries: dict[str, Entry]
     taken_ns: int  # wall clock (time.time_ns) when the snapshot started
@@ -52,6 +55,7 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Finding:
+    """One way the worker's claims and the disk disagree."""
     check: str
     path: str
     detail: str = ""
@@ -65,6 +69,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class AuditReport:
+    """The audit's verdict on a call, its findings, and the changes nobody claimed."""
     verdict: Verdict
     findings: tuple[Finding, ...] = ()
     unclaimed: tuple[str, ...] = ()
@@ -212,6 +217,7 @@ def audit(
 
 @dataclass
 class _HashAllowance:
+    """How many more bytes the audit may read to check claimed hashes."""
     left: int  # bytes the audit may still read to check claimed hashes
 
 

@@ -70,6 +70,7 @@ class PriceSettings:
 
 @dataclass(frozen=True)
 class Tier:
+    """A tier: the worker command or API model that serves it, and its limits."""
     name: str = ""
     command: str | None = None
     api: str | None = None
@@ -134,6 +135,7 @@ class Tier:
 
 @dataclass(frozen=True)
 class RuleSettings:
+    """A routing rule: its conditions (all must hold) and the tier it sends a task to."""
     tier: str = ""
     keywords: tuple[str, ...] = ()
     regex: str | None = None
@@ -150,6 +152,7 @@ class RuleSettings:
 
 @dataclass(frozen=True)
 class BreakerSettings:
+    """When a tier's breaker opens (consecutive failures) and how long it stays open."""
     failures: int = 3
     cooldown: float = 600.0
 
@@ -167,6 +170,7 @@ class EmbedSettings:
 
 @dataclass(frozen=True)
 class RoutingSettings:
+    """``routing``: rules, the ladder, pinning, the breaker, and routing by example."""
     rules: tuple[RuleSettings, ...] = ()
     ladder: tuple[str, ...] = ()
     pin: bool = True
@@ -183,11 +187,13 @@ class RoutingSettings:
 
 @dataclass(frozen=True)
 class SessionSettings:
+    """``session``: how long a turn waits for the session's lock."""
     lock_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
 class CompactionSettings:
+    """``compaction``: when older capsules are folded, how many stay, and which tier folds them."""
     max_context_tokens: int = 12000
     keep_recent: int = 6
     tier: str | None = None
@@ -195,6 +201,7 @@ class CompactionSettings:
 
 @dataclass(frozen=True)
 class BudgetSettings:
+    """``budget``: cost and call limits (None: no limit)."""
     max_cost_per_task: float | None = None
     max_cost_per_session: float | None = None
     max_cost_per_day: float | None = None
@@ -213,6 +220,7 @@ class BudgetSettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
+    """``audit``: commands that verify a turn, strictness, and paths the audit ignores."""
     verify: tuple[str, ...] = ()
     strict: bool = False
     ignore: tuple[str, ...] = (".git", ".burnless", "node_modules", ".venv", "__pycache__")
@@ -220,6 +228,7 @@ class AuditSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
+    """``cache``: the stable prompt prefix, session state, and the response cache."""
     prefix_cache: bool = True
     session_state: str = "capsules"
     responses: bool = False
@@ -228,6 +237,7 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class PolicySettings:
+    """``policy``: secret redaction, sensitive work, delegation depth, task size."""
     redact_secrets: bool = True
     sensitive_patterns: tuple[str, ...] = ()
     sensitive_paths: tuple[str, ...] = ()
@@ -237,6 +247,7 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
+    """``metrics``: where ``burnless serve`` listens."""
     host: str = "127.0.0.1"
     port: int = 4356
 

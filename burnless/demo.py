@@ -71,6 +71,7 @@ def legacy_source(name: str, functions: int = 28) -> str:
 
 @dataclass(frozen=True)
 class DemoTurn:
+    """One turn of the demo session: its task and the files it reads."""
     title: str
     task: str  # the instruction, in the simulated model's task grammar (docs/simulator.md)
     reads: tuple[str, ...]  # files of the workspace the turn reads before it acts
@@ -152,12 +153,14 @@ def turn_prompt(turn: DemoTurn, workspace: Path) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Spend:
+    """Tokens and what they cost."""
     tokens: Tokens
     cost: float
 
 
 @dataclass(frozen=True)
 class TurnRow:
+    """One turn of the demo's table: burnless's calls against the baseline's requests."""
     n: int
     title: str
     calls: str  # e.g. "plan gold + exec silver"
@@ -184,6 +187,7 @@ class Baseline:
 
 @dataclass(frozen=True)
 class DemoReport:
+    """The demo's session: every turn, the totals, and the baselines."""
     rows: tuple[TurnRow, ...]
     burnless: Spend
     planner_cost: float  # the part of ``burnless`` spent on the planner (on GOLD)

@@ -49,6 +49,7 @@ _MAX_CANDIDATES = 400
 
 @dataclass(frozen=True)
 class FileClaim:
+    """A file the worker says it created, changed or deleted (with its size or hash, if given)."""
     path: str
     action: str
     bytes: int | None = None
@@ -65,12 +66,14 @@ class FileClaim:
 
 @dataclass(frozen=True)
 class CommandRun:
+    """A command the worker says it ran, and its exit code."""
     cmd: str
     exit: int | None = None
 
 
 @dataclass(frozen=True)
 class Envelope:
+    """The worker's structured answer: status, kind, summary, and its claims."""
     status: Status
     kind: Kind
     summary: str = ""
@@ -82,6 +85,7 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Extraction:
+    """An envelope found in a worker's output, the prose around it, and what was wrong with it."""
     envelope: Envelope | None
     prose: str  # the answer without the envelope
     findings: tuple[str, ...] = field(default=())

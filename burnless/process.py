@@ -49,6 +49,7 @@ _SUPERVISE = (
 
 @dataclass(frozen=True)
 class ProcessResult:
+    """How a worker process ended and what it wrote."""
     exit_code: int | None  # None when the child did not exit on its own (timeout, interrupt)
     stdout: str
     stderr_tail: str

@@ -75,6 +75,7 @@ def task_block(task: str) -> str:
 
 @dataclass(frozen=True)
 class Prompt:
+    """A call's prompt in its parts: the stable prefix, then plan, capsules and task."""
     role: str
     header: str
     project: str

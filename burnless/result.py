@@ -30,6 +30,7 @@ def total_cost(calls: list[LedgerRecord]) -> tuple[float | None, CostSource]:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a turn returns to the CLI and the Python API."""
     status: Status
     exit_code: int
     session: str

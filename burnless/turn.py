@@ -17,6 +17,7 @@ from burnless.session.store import Session
 
 @dataclass(frozen=True)
 class Task:
+    """The task of a run: as given, as it may be stored, and where it sits in a delegation tree."""
     text: str  # as given (may hold secrets; never stored)
     stored: str  # masked: what capsules, the ledger and logs may hold
     id: str  # groups the calls of one run in the ledger
@@ -32,6 +33,7 @@ class Task:
 
 @dataclass
 class Turn:
+    """One run in progress: its session, task, pins, and the calls made so far."""
     session: Session
     task: Task
     pins: PinBook

@@ -56,6 +56,7 @@ LOCK_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Reservation:
+    """What one call holds of the budget until its record settles it."""
     id: str
     session: str  # with a shared backend: the session's key there (Guard.team_sessions)
     day: str

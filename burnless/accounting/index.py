@@ -130,6 +130,7 @@ class Tables:
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """Which ledger the index describes: its inode and hashes of its head and of its tail."""
     dev: int
     ino: int
     head: str  # sha256 of the first bytes (up to 4 KiB, within the offset)
@@ -146,6 +147,7 @@ class Refresh:
 
 @dataclass(frozen=True)
 class _Meta:
+    """The ``meta`` row: the offset the tables cover, their record count, the fingerprint."""
     offset: int = 0
     records: int = 0
     dev: int = 0

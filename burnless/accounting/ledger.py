@@ -48,6 +48,7 @@ COPIES: dict[Path, Callable[[list[dict[str, Any]]], None]] = {}
 
 @dataclass(frozen=True)
 class Route:
+    """Why a call went to its tier: the tier and the router's reasons."""
     tier: str
     reasons: tuple[str, ...] = ()
 

@@ -51,12 +51,14 @@ OTHER_MODEL = "other"
 
 @dataclass(frozen=True)
 class Sample:
+    """One labelled value of a metric family."""
     labels: Labels
     value: float
 
 
 @dataclass(frozen=True)
 class Family:
+    """A metric with its samples, as ``/metrics`` and ``/stats`` show it."""
     name: str
     help: str
     samples: tuple[Sample, ...]

@@ -54,6 +54,7 @@ class Price:
 
 @dataclass(frozen=True)
 class _Table:
+    """The price table as loaded: prices by model id, aliases, minimum cacheable lengths."""
     as_of: str
     sources: tuple[str, ...]
     prices: dict[str, Price]

@@ -32,6 +32,7 @@ CACHED_STATUS = "cached"  # a response-cache hit: answered from disk, no call
 
 @dataclass(frozen=True)
 class Timeline:
+    """Usage per day and tier over a period: what ``--chart`` and the HTML report draw."""
     period: str | None  # None with --since
     since: str | None  # first UTC day included; None for all
     today: str

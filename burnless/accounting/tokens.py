@@ -26,6 +26,7 @@ def estimate_bytes(n: int) -> int:
 
 @dataclass(frozen=True)
 class Tokens:
+    """A call's token counts: fresh input, output, cache reads and cache writes."""
     input: int = 0
     output: int = 0
     cache_read: int = 0

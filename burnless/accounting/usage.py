@@ -52,6 +52,7 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True)
 class Stats:
+    """The figures of a group of records; tokens and cost count billed calls only."""
     calls: int = 0
     input: int = 0
     output: int = 0
@@ -99,12 +100,14 @@ def stats_of(v: Sums) -> Stats:
 
 @dataclass(frozen=True)
 class Row:
+    """One group of a usage report and its figures."""
     key: str | None  # the group's value (None: the records did not say, e.g. no model)
     stats: Stats
 
 
 @dataclass(frozen=True)
 class Report:
+    """A usage report: one row per group, and the total."""
     by: str
     period: str | None  # None with --since
     since: str | None  # first UTC day included; None for all

@@ -70,6 +70,7 @@ class JobResult:
 
 @dataclass(frozen=True)
 class PairStats:
+    """One planner:executor pair's results: success rate with its interval, cost, time."""
     pair: str
     runs: int
     successes: int
@@ -110,6 +111,7 @@ def _r(x: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Report:
+    """An evaluation's result: each pair, and the one recommended."""
     pairs: tuple[PairStats, ...]
     recommended: str | None
     reason: str

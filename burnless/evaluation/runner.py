@@ -56,6 +56,7 @@ _DROP_ENV = ("BURNLESS_CONFIG", "BURNLESS_SESSION", "BURNLESS_WORKSPACE", "BURNL
 
 @dataclass(frozen=True)
 class Job:
+    """One run of one task on one pair."""
     task: EvalTask
     planner: str
     executor: str
@@ -68,6 +69,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Plan:
+    """An evaluation as it will run: tasks, pairs, jobs, budget, and the commits they run at."""
     tasks: tuple[EvalTask, ...]
     pairs: tuple[tuple[str, str], ...]
     repeat: int
@@ -177,6 +179,7 @@ def _run(plan: Plan, on_progress: Callable[[int, int, float], None] | None) -> R
 
 @dataclass
 class _Shared:
+    """What the evaluation's job threads share: spend, progress, and the stop signal."""
     spent: float
     done: int
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -30,6 +30,7 @@ MAX_TURNS = 20
 
 @dataclass(frozen=True)
 class EvalTask:
+    """One task of an evaluation: its prompt, revision and verify commands."""
     name: str = ""
     prompt: str = ""
     revision: str = "HEAD"
@@ -40,6 +41,7 @@ class EvalTask:
 
 @dataclass(frozen=True)
 class _File:
+    """A tasks file as read."""
     tasks: tuple[EvalTask, ...] = ()
 
 

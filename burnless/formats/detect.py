@@ -31,6 +31,7 @@ _CLAUDE_STREAM_MARKERS = frozenset({"system", "assistant", "user"})
 
 @dataclass(frozen=True)
 class Sniffed:
+    """What a worker's output turned out to be, parsed as far as its format allows."""
     format: str
     obj: JSON | None = None  # claude-json, gemini-json
     events: Events | None = None  # claude-stream-json, codex-jsonl

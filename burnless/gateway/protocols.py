@@ -68,6 +68,7 @@ ENDPOINTS = {
 
 @dataclass(frozen=True)
 class RequestInfo:
+    """What routing needs to know of a client request, whatever its protocol."""
     model: str
     stream: bool
     max_tokens: int | None  # the request's output cap, if it gives one
@@ -329,6 +330,7 @@ def is_usage_chunk(event: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Event:
+    """One server-sent event as read from a stream."""
     raw: bytes  # the whole event, its blank line included
     name: str  # the ``event:`` field ("" when absent)
     data: bytes  # the ``data:`` lines joined by newlines

@@ -56,6 +56,7 @@ class NoRoute(Exception):
 
 @dataclass(frozen=True)
 class Plan:
+    """Where a gateway request goes: the routed tier, its model, and the tiers to fail over to."""
     tier: str  # the routed tier (before failover)
     model: str  # the model id sent upstream
     role: Role
@@ -69,6 +70,7 @@ class Plan:
 
 @dataclass
 class SessionState:
+    """A client session's pin: its tier and role, and what its last requests looked like."""
     tier: str | None = None  # the pinned tier
     role: Role = EXECUTION  # the role it was pinned for
     transcripts: dict[str, int] = field(default_factory=dict)  # per requested model: the

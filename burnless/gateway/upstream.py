@@ -144,6 +144,7 @@ class Failed:
 
 @dataclass
 class Opened:
+    """An upstream answer whose first bytes may be relayed."""
     response: aiohttp.ClientResponse
     started: float  # when the request was sent
 

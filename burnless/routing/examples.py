@@ -82,6 +82,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Neighbour:
+    """A labelled example near the task, and the vote it casts."""
     example: Example
     similarity: float
     vote: str | None  # the tier it votes for (a counter-example votes for the next rung up)

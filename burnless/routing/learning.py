@@ -44,6 +44,7 @@ _MAX_TEXT = 1000
 
 @dataclass(frozen=True)
 class Learned:
+    """An example learned from an audited outcome in the ledger."""
     tier: str
     kind: Kind
     text: str
@@ -77,6 +78,7 @@ def store_path(cfg: Config) -> Path:
 
 @dataclass
 class _State:
+    """How far learning has read the ledger, and what it learned."""
     ino: int = 0
     offset: int = 0
     learned: list[Learned] | None = None

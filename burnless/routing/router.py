@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Decision:
+    """Which tier serves a task, and why."""
     tier: str  # effective tier
     natural: str  # before policy
     pinned: str | None  # the session's pinned executor, if any

@@ -143,6 +143,7 @@ _MASK = _Re(MASK_PATTERN, _A)
 
 @dataclass(frozen=True)
 class SecretMatch:
+    """Where a secret of one kind was found in a text."""
     kind: str
     start: int  # span of the secret value in the text
     end: int
@@ -150,6 +151,7 @@ class SecretMatch:
 
 @dataclass(frozen=True)
 class Redacted:
+    """A text with its secrets masked: how many, of which kinds."""
     text: str
     count: int
     kinds: tuple[str, ...]

@@ -45,6 +45,7 @@ SENSITIVE_LABEL = "sensitive"
 
 @dataclass(frozen=True)
 class Sensitivity:
+    """Whether work is sensitive (kept on local tiers), and why."""
     sensitive: bool
     reasons: tuple[str, ...]
 

@@ -51,6 +51,7 @@ def bounded(text: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class Capsule:
+    """One turn of a session as later turns see it: what was asked, done and audited."""
     seq: int
     epoch: int
     role: str

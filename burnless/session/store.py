@@ -46,6 +46,7 @@ def check_session_id(session_id: str) -> str:
 
 @dataclass(frozen=True)
 class Pin:
+    """The command and model a session's tier was pinned to."""
     command: str | None
     model: str | None
     api: str | None = None
@@ -56,6 +57,7 @@ class Pin:
 
 @dataclass
 class SessionMeta:
+    """A session's metadata: when it began, its pins, its executor."""
     id: str
     created: str = ""
     pins: dict[str, Pin] = field(default_factory=dict)

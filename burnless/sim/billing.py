@@ -218,6 +218,7 @@ def _with_automatic_breakpoint(blocks: list[Block], control: Any) -> list[Block]
 
 @dataclass
 class _Entry:
+    """A cached prefix: its TTL and when it expires."""
     ttl: float
     expires_at: float
 

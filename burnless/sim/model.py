@@ -89,6 +89,7 @@ class Prompt:
 
 @dataclass(frozen=True)
 class FileAction:
+    """A file operation the simulated model performs."""
     op: Op
     path: str
     content: str = ""

@@ -244,6 +244,7 @@ def _first_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class _Route:
+    """Which API dialect and handler answer a request path."""
     dialect: str  # anthropic | openai | gemini
     name: str  # what answers it
     methods: tuple[str, ...]

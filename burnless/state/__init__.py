@@ -42,6 +42,7 @@ class Scope:
 
 @dataclass(frozen=True)
 class Grant:
+    """A reservation the shared state server granted."""
     amount: float  # USD held: the call's ceiling
     handle: str  # the reservation as the server knows it
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # annotations only: the config loader imports this package (k
 
 @dataclass(frozen=True)
 class Call:
+    """Everything a worker needs for one call."""
     tier: Tier  # the effective tier (pinned command and model applied)
     prompt: Prompt  # exactly what is sent (already redacted where policy says so)
     session: str
@@ -46,6 +47,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Reply:
+    """What a worker gave back: its output, exit, and how the call ended."""
     output: WorkerOutput
     exit_code: int | None
     duration_s: float

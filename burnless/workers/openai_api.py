@@ -113,6 +113,7 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 @dataclass(frozen=True)
 class _Failure:
+    """Why an API attempt failed, and whether and when to retry."""
     message: str
     retryable: bool
     wait: float | None = None
