@@ -132,9 +132,29 @@ def first_rule(
     for i, rule in enumerate(cfg.routing.rules):
         why = rule_match(rule, task, labels)
         if why is not None:
-            label = f"rule {rule.name!r}" if rule.name else f"rule {i + 1}"
-            return rule, f"{label} → {rule.tier}: " + "; ".join(why)
+            return rule, f"{_label(rule, i)} → {rule.tier}: " + "; ".join(why)
     return None
+
+
+def _label(rule: RuleSettings, i: int) -> str:
+    return f"rule {rule.name!r}" if rule.name else f"rule {i + 1}"
+
+
+def path_only(cfg: Config, task: str, upto: RuleSettings | None) -> list[str]:
+    """Why the rules before ``upto`` (all, when None) with ``in_paths: false`` did not match
+    on a keyword the task holds only inside file paths: what ``--explain`` should show."""
+    said = []
+    for i, rule in enumerate(cfg.routing.rules):
+        if rule is upto:
+            break
+        if rule.in_paths or not rule.keywords:
+            continue
+        inside = [k for k in rule.keywords
+                  if keyword_hit(k, task) and not keyword_hit(k, task, in_paths=False)]
+        if inside:
+            said.append(f"{_label(rule, i)} not applied: {', '.join(map(repr, inside))} only "
+                        "inside a file path (in_paths: false)")
+    return said
 
 
 def examples_exist(cfg: Config) -> bool:
@@ -162,7 +182,7 @@ def route(
     """Decide the tier of an execution turn. ``sensitive`` holds the sensitivity reasons."""
     reasons: list[str] = []
     rule_cascade = False
-    by_example = False
+    by_example = by_rule = False
     neighbours: tuple[Neighbour, ...] = ()
     min_similarity: float | None = None
     if pinned is not None and pinned not in cfg.tiers:
@@ -178,9 +198,10 @@ def route(
     else:
         natural = ""
         matched = first_rule(cfg, task, labels)
+        reasons += path_only(cfg, task, matched[0] if matched is not None else None)
         if matched is not None:
             rule, why = matched
-            natural, rule_cascade = rule.tier, rule.cascade
+            natural, rule_cascade, by_rule = rule.tier, rule.cascade, True
             reasons.append(why)
         if not natural and examples_exist(cfg):
             from burnless.routing import examples
@@ -201,7 +222,7 @@ def route(
     use_cascade = cascade or rule_cascade
     # A cascade climbs from the cheapest rung, or from the rung that --tier, a rule or the
     # examples named (they say the rungs below it were not enough for work like this).
-    named = tier is not None or by_example or any(r.startswith("rule ") for r in reasons)
+    named = tier is not None or by_example or by_rule
     ladder = climb_from(cfg, natural) if named else (cfg.routing.ladder or (natural,))
     if use_cascade and not named and ladder and natural != ladder[0]:
         natural = ladder[0]

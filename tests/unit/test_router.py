@@ -136,3 +136,9 @@ def test_init_config_sends_design_work_to_gold_and_a_file_named_architecture_not
     d = route(c, "read files docs/architecture.md, src/orders.py; which functions combine "
                  "the shipment and the schema?")
     assert d.tier == "silver", d.reasons
+    # --explain says why the rule did not apply; the reason names no tier, so a cascade still
+    # starts at the cheapest rung, as for any task no rule matched.
+    assert d.reasons[0] == ("rule 'design' not applied: 'architecture' only inside a file path "
+                            "(in_paths: false)")
+    plain = route(c, "summarise the orders module", cascade=True)
+    assert route(c, "summarise docs/architecture.md", cascade=True).ladder == plain.ladder
