@@ -69,29 +69,43 @@ _SEPARATORS = "/\\"
 _PATH_LIKE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,9}$|^(?:\.{1,2}|~)?[/\\]|^[A-Za-z]:[/\\]")
 
 
-def _in_path(task: str, start: int, end: int) -> bool:
-    """Whether ``task[start:end]`` lies inside a file path: the blank-free run around it has a
-    file extension (``docs/architecture.md``, ``design-notes.txt``) or starts at a root, or the
-    match is a directory between two separators (``src/design/``)."""
-    if start > 0 and end < len(task) and task[start - 1] in _SEPARATORS \
-            and task[end] in _SEPARATORS:
-        return True
-    left, right = start, end
-    while left > 0 and not task[left - 1].isspace():
-        left -= 1
-    while right < len(task) and not task[right].isspace():
-        right += 1
-    token = task[left:right].lstrip("\"'`([{<").rstrip("\"'`)]}>,;:!?.")
-    return _PATH_LIKE.search(token) is not None
+_RUN = re.compile(r"\S+")  # a blank-free run: a path is one (or ends one)
+_TRIM_LEFT, _TRIM_RIGHT = "\"'`([{<", "\"'`)]}>,;:!?."
 
 
 def keyword_hit(keyword: str, task: str, in_paths: bool = True) -> bool:
     """``keyword`` occurs in ``task`` as a whole word; with ``in_paths`` false, only outside
     file paths: a task that names ``docs/architecture.md`` is about that file, not about
-    architecture."""
+    architecture.
+
+    A match is inside a path when it is a directory between two separators (``src/design/``)
+    or when the blank-free run around it has a file extension (``design-notes.txt``) or starts
+    at a root. The runs are walked in step with the matches and each is judged once, so the
+    time is linear in the task however many matches share one long run."""
+    pattern = _word(keyword)
     if in_paths:
-        return _word(keyword).search(task) is not None
-    return any(not _in_path(task, m.start(), m.end()) for m in _word(keyword).finditer(task))
+        return pattern.search(task) is not None
+    runs = _RUN.finditer(task)
+    run = next(runs, None)
+    judged: dict[tuple[int, int], bool] = {}
+    for m in pattern.finditer(task):
+        start, end = m.span()
+        if start > 0 and end < len(task) and task[start - 1] in _SEPARATORS \
+                and task[end] in _SEPARATORS:
+            continue
+        while run is not None and run.end() <= start:
+            run = next(runs, None)
+        left = run.start() if run is not None and run.start() <= start else start
+        while run is not None and run.end() < end:
+            run = next(runs, None)
+        right = run.end() if run is not None else end
+        path = judged.get((left, right))
+        if path is None:
+            token = task[left:right].lstrip(_TRIM_LEFT).rstrip(_TRIM_RIGHT)
+            path = judged[left, right] = _PATH_LIKE.search(token) is not None
+        if not path:
+            return True
+    return False
 
 
 def rule_match(rule: RuleSettings, task: str, labels: Sequence[str]) -> list[str] | None:

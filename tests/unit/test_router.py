@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
@@ -10,7 +11,7 @@ import yaml
 
 from burnless.config import load_config_data
 from burnless.errors import PolicyRefused
-from burnless.routing.router import route
+from burnless.routing.router import keyword_hit, route
 from tests.conftest import Workspace
 
 BASE = {
@@ -56,6 +57,8 @@ def cfg(rules: list[dict] | None = None, **extra: object):  # type: ignore[no-un
         ({"keywords": ["design"], "in_paths": False}, "(design) it", (), True),
         ({"keywords": ["threat model"], "in_paths": False}, "write a threat model now", (),
          True),
+        ({"keywords": ["threat model"], "in_paths": False}, "fix docs/threat model.md", (),
+         False),
         ({"regex": r"\bCVE-\d+"}, "fix CVE-2024 now", (), True),
         ({"regex": r"\bCVE-\d+"}, "fix cve-2024 now", (), False),
         ({"regex": r"(?i)\bCVE-\d+"}, "fix cve-2024 now", (), True),
@@ -142,3 +145,13 @@ def test_init_config_sends_design_work_to_gold_and_a_file_named_architecture_not
                             "(in_paths: false)")
     plain = route(c, "summarise the orders module", cascade=True)
     assert route(c, "summarise docs/architecture.md", cascade=True).ladder == plain.ladder
+
+
+def test_keywords_outside_paths_cost_linear_time_on_a_hostile_task() -> None:
+    """One long run full of matches is judged once; it used to be walked once per match (26 s
+    for this task, hours for a task of the 1 MiB policy.max_task_bytes allows)."""
+    task = "see x.md " + "design-" * 8000 + ".md"
+    t0 = time.perf_counter()
+    assert not keyword_hit("design", task, in_paths=False)
+    assert keyword_hit("design", task + " then design it", in_paths=False)
+    assert time.perf_counter() - t0 < 1.0
