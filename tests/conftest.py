@@ -178,6 +178,23 @@ class Workspace:
         return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def records(ws: Workspace, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The ledger once it holds ``n`` records (a gateway's record lands right after its
+    answer): exactly ``n``, or the test fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = ws.ledger()
+        if len(got) >= n or time.monotonic() > deadline:
+            assert len(got) == n, got
+            return got
+        time.sleep(0.02)
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    """One user message, as the SDKs take it."""
+    return [{"role": "user", "content": text}]
+
+
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     root = tmp_path / "ws"

@@ -19,7 +19,7 @@ import pytest
 from burnless.config import load_config
 from burnless.gateway.app import Server
 from burnless.sim.server import SimServer
-from tests.conftest import Workspace, concurrently
+from tests.conftest import Workspace, concurrently, records, user
 from tests.fakes.upstream import OPENAI_CACHED, OPENAI_PROMPT, FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
@@ -80,19 +80,6 @@ def oai(srv: Server) -> openai.OpenAI:
     return c
 
 
-def records(ws: Workspace, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The ledger once it holds ``n`` records (a record lands right after its answer)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = ws.ledger()
-        if len(got) >= n or time.monotonic() > deadline:
-            assert len(got) == n, got
-            return got
-        time.sleep(0.02)
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
 def tiers_on(fake: FakeUpstream, api: str = "anthropic", **extra: str) -> str:

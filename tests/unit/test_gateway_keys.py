@@ -10,7 +10,6 @@ clients here; two gateway processes in tests/cli/test_keys.py)."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ import pytest
 from burnless.config import load_config
 from burnless.gateway import keys
 from burnless.gateway.app import Server
-from tests.conftest import Workspace, concurrently, parse_metrics
+from tests.conftest import Workspace, concurrently, parse_metrics, records, user
 from tests.fakes.upstream import FakeUpstream, out_tokens
 
 KEY = "sk-ant-api03-gatewaytest-KEY-0123456789abcdef"
@@ -115,18 +114,6 @@ def tiers(fake: FakeUpstream, extra: str = "", local: FakeUpstream | None = None
     return "\n".join(lines) + "\n" + extra
 
 
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
-
-
-def records(ws: Workspace, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = ws.ledger()
-        if len(got) >= n or time.monotonic() > deadline:
-            assert len(got) == n, got
-            return got
-        time.sleep(0.02)
 
 
 def billed(fake: FakeUpstream) -> float:

@@ -18,12 +18,11 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, records
 from tests.fakes.upstream import FakeUpstream
 from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     gateway,
-    records,
     tiers_on,
 )
 

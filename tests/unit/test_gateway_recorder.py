@@ -11,15 +11,13 @@ import anthropic
 import pytest
 
 from burnless.storage.locks import file_lock
-from tests.conftest import Workspace
+from tests.conftest import Workspace, records, user
 from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     _close_clients,
     ant,
     gateway,
-    records,
     tiers_on,
-    user,
 )
 
 

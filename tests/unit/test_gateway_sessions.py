@@ -6,13 +6,12 @@ from typing import Any
 
 import openai
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, records
 from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     _clients,
     _close_clients,
     gateway,
-    records,
     tiers_on,
 )
 

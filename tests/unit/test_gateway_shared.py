@@ -18,7 +18,7 @@ import pytest
 from burnless import state
 from burnless.config import load_config
 from burnless.gateway.app import Server
-from tests.conftest import Workspace, parse_metrics
+from tests.conftest import Workspace, parse_metrics, records, user
 from tests.fakes.upstream import FakeUpstream
 from tests.redis_server import RedisServer, free_port
 from tests.unit.test_gateway import _close_clients, ant  # noqa: F401  (the fixture)
@@ -58,21 +58,11 @@ def config(url: str, fake: FakeUpstream, extra: str = "") -> str:
             f"state: {{backend: '{url}', namespace: gw}}\n" + extra)
 
 
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
 
 
-def ledger(srv: Server, n: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """The gateway's ledger once it holds ``n`` records (one lands right after its answer)."""
-    path = srv.cfg.state_dir / "ledger.jsonl"
-    deadline = time.monotonic() + timeout
-    while True:
-        got = ([orjson.loads(line) for line in path.read_bytes().splitlines()]
-               if path.exists() else [])
-        if len(got) >= n or time.monotonic() > deadline:
-            assert len(got) == n, got
-            return got
-        time.sleep(0.02)
+def ledger_of(srv: Server, n: int = 1) -> list[dict[str, Any]]:
+    """The gateway's ledger once it holds ``n`` records."""
+    return records(Workspace(srv.cfg.workspace), n)
 
 
 def test_a_session_pinned_on_one_gateway_is_routed_alike_on_the_other(
@@ -87,7 +77,7 @@ def test_a_session_pinned_on_one_gateway_is_routed_alike_on_the_other(
                                          {"role": "user", "content": "Now do step one"}]
     ant(b, default_headers=session).messages.create(
         model="claude-opus-4-8", max_tokens=50, messages=turns)
-    [first], [second] = ledger(a), ledger(b)
+    [first], [second] = ledger_of(a), ledger_of(b)
     assert first["role"] == "planning" and first["tier"] == "gold"
     # b never saw the session's first request: without the shared pin it would plan again.
     assert second["role"] == "execution" and second["tier"] == "silver", second["route"]
@@ -134,8 +124,8 @@ def test_metrics_on_either_gateway_report_the_team(redis_server: RedisServer, ga
     ant(a).messages.create(model="silver", max_tokens=10, messages=user("one"))
     for _ in range(2):
         ant(b).messages.create(model="gold", max_tokens=10, messages=user("two"))
-    ledger(a, 1)
-    ledger(b, 2)
+    ledger_of(a, 1)
+    ledger_of(b, 2)
     for srv in (a, b):
         deadline = time.monotonic() + 5  # a copy reaches the server right after the ledger
         while True:
@@ -169,7 +159,7 @@ def test_an_unreachable_server_refuses_budgeted_requests_with_the_reason(
     assert "budget.max_cost_per_day cannot be checked: the shared state server" in \
         body["error"]["message"] and "is unreachable" in body["error"]["message"]
     assert fake.requests == []
-    [refused] = ledger(srv)
+    [refused] = ledger_of(srv)
     assert refused["status"] == "refused" and refused["refused_by"] == "budget"
     with urllib.request.urlopen(srv.url + "/metrics") as r:
         m = parse_metrics(r.read().decode())

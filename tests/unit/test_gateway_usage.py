@@ -14,13 +14,12 @@ from burnless.accounting.pricing import cost_usd, price_for
 from burnless.accounting.tokens import Tokens
 from burnless.gateway.protocols import openai_usage
 from burnless.sim.server import SimServer
-from tests.conftest import Workspace
+from tests.conftest import Workspace, records
 from tests.unit.test_gateway import (  # noqa: F401  (fixtures)
     Start,
     _close_clients,
     gateway,
     oai,
-    records,
 )
 
 PRICE = {"input": 2.0, "output": 16.0, "cache_write": 2.5, "cache_read": 0.2}
