@@ -11,15 +11,9 @@
 from __future__ import annotations
 
 import http.client
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +21,7 @@ import orjson
 import pytest
 
 from burnless.sim.server import SimServer
+from tests.cli.conftest import serving
 from tests.conftest import Workspace
 from tests.fakes.upstream import FakeUpstream
 from tests.redis_server import RedisServer
@@ -35,34 +30,6 @@ pytestmark = pytest.mark.slow
 
 KEY = "sk-ant-api03-team-test-KEY-0123456789abcdef"
 HAIKU = (1.0, 5.0, 1.25, 0.10)  # USD per million: input, output, cache write, cache read
-
-
-@dataclass
-class Gateway:
-    proc: subprocess.Popen[str]
-    port: int
-
-
-@contextmanager
-def serve(ws: Workspace) -> Iterator[Gateway]:
-    """`burnless serve --port 0` in the workspace, stopped (or already killed) at the end."""
-    proc = subprocess.Popen([sys.executable, "-m", "burnless", "serve", "--port", "0"],
-                            cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
-        assert m, (line, proc.poll())
-        yield Gateway(proc, int(m.group(1)))
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def team(root: Path, url: str, upstream: str, extra: str = "") -> Workspace:
@@ -128,7 +95,7 @@ def test_64_clients_two_gateways_two_runs_never_exceed_one_shared_daily_limit(
         statuses: list[int] = []
         exits: list[int] = []
         go = threading.Event()
-        with serve(a) as ga, serve(b) as gb:
+        with serving(a, clean_exit=False) as ga, serving(b, clean_exit=False) as gb:
             def client(i: int) -> None:
                 go.wait()
                 port = (ga, gb)[i % 2].port
@@ -181,7 +148,7 @@ def test_a_gateway_killed_mid_stream_leaves_no_reservation_after_its_ttl(
         ws = team(tmp_path / "a", redis_server.url, fake.url,
                   f"budget: {{max_cost_per_day: 0.6, reservation_ttl: {ttl}}}\n")
         open_key = "burnless:{team}:open"
-        with serve(ws) as gw:
+        with serving(ws, clean_exit=False) as gw:
             conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
             body = {"model": "silver", "max_tokens": 100_000, "stream": True,
                     "messages": [{"role": "user", "content": "a very long story"}]}
@@ -202,7 +169,7 @@ def test_a_gateway_killed_mid_stream_leaves_no_reservation_after_its_ttl(
             while redis_server.keys("burnless:{team}:open*") and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert redis_server.keys("burnless:{team}:open*") == []
-        with serve(ws) as again:  # the whole limit is free again
+        with serving(ws, clean_exit=False) as again:  # the whole limit is free again
             status, _ = post(again.port, "after", max_tokens=100_000)
             assert status == 200
 
@@ -217,7 +184,7 @@ def test_redis_stopped_mid_run_refuses_budgeted_calls_and_loses_nothing(
             a = team(tmp_path / "machine-a", server.url, sim.url,
                      "budget: {max_cost_per_day: 5}\n")
             b = team(tmp_path / "machine-b", server.url, sim.url)  # no budget
-            with serve(a) as gw:
+            with serving(a, clean_exit=False) as gw:
                 assert post(gw.port, "before")[0] == 200
                 assert b.run("run", "before", "--tier", "silver").returncode != 4
                 # A call in flight (the simulator answers after 2 s) when the server stops.

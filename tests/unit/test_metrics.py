@@ -5,13 +5,7 @@ the live counters follow a truncated, regrown ledger."""
 from __future__ import annotations
 
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -21,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from burnless.accounting import ledger
 from burnless.accounting.index import scan
 from burnless.accounting.metrics import Family, Live, MetricsView, Sample, exposition
+from tests.cli.conftest import serving
 from tests.conftest import Samples, Workspace, get, parse_metrics, rec, sample, seed
 from tests.unit.conftest import (
     TOKEN_FIELDS,
@@ -96,40 +91,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def serving(ws: Workspace, port: int) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "burnless", "serve", "--port", str(port)],
-                            cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if get(base + "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
-        assert proc.returncode == 0, err  # Ctrl-C is a normal stop
-        assert "Traceback" not in err
-
-
 def test_serve_endpoints_live_updates_and_restart(ws: Workspace) -> None:
     ws.tiers(gold="claude-json", silver="claude-json")
     seed(ws)
     port = free_port()
-    with serving(ws, port) as base:
+    with serving(ws, port=port) as srv:
+        base = srv.base
         status, ctype, body = get(base + "/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
         before = parse(body)
@@ -172,7 +139,8 @@ def test_serve_endpoints_live_updates_and_restart(ws: Workspace) -> None:
         assert sample(third, "burnless_ledger_records_total") == sample(
             after, "burnless_ledger_records_total") + 1
 
-    with serving(ws, port) as base:  # restarted: the figures come from the ledger
+    with serving(ws, port=port) as srv:  # restarted: the figures come from the ledger
+        base = srv.base
         assert parse(get(base + "/metrics")[2]) == third
 
 
