@@ -57,7 +57,8 @@ def test_another_session_restores_a_killed_turn_when_its_session_is_free(
     assert len(ws.ledger()) == 2
 
 
-def _kill_during_the_call(ws: Workspace, tmp_path: Path) -> None:
+def _kill_during_the_call(ws: Workspace, tmp_path: Path, extra: str = "", session: str = "s",
+                          env: dict[str, str] | None = None) -> None:
     """Start a run whose worker sleeps, SIGKILL burnless while the worker runs."""
     started = tmp_path / "started"
     worker = tmp_path / "slow_worker.py"
@@ -66,16 +67,20 @@ def _kill_during_the_call(ws: Workspace, tmp_path: Path) -> None:
         f"pathlib.Path({str(started)!r}).write_text('x')\n"
         "sys.stdin.read(); time.sleep(30)\n"
     )
-    _config(ws, f"{sys.executable} {worker}")
+    _config(ws, f"{sys.executable} {worker}", extra)
     p = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt x",
-                          "--session", "s"], cwd=ws.root, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                          "--session", session], cwd=ws.root, env={**os.environ, **(env or {})},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(started)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+def _wait_for(started: Path) -> None:
     deadline = time.monotonic() + 30
     while not started.exists():
         assert time.monotonic() < deadline, "the worker never started"
         time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
 
 
 def test_a_call_cut_off_by_sigkill_is_recorded_as_lost_at_its_worst_case(
@@ -314,20 +319,7 @@ def test_a_killed_child_is_charged_to_its_delegation_tree(ws: Workspace,
     tree = {"BURNLESS_PARENT_RUN": "r-20261201T000000-abcdef",
             "BURNLESS_ROOT_RUN": "r-20261201T000000-abcdef", "BURNLESS_TREE": "t-0123456789ab",
             "BURNLESS_DEPTH": "1"}
-    started = tmp_path / "started"
-    worker = tmp_path / "slow_worker.py"
-    worker.write_text(f"import sys, time, pathlib\npathlib.Path({str(started)!r}).write_text('x')"
-                      "\nsys.stdin.read(); time.sleep(30)\n")
-    _config(ws, f"{sys.executable} {worker}", "budget: {max_cost_per_task: 0.03}\n")
-    p = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt x", "--session",
-                          "c1"], cwd=ws.root, env={**os.environ, **tree},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline, "the worker never started"
-        time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    _kill_during_the_call(ws, tmp_path, "budget: {max_cost_per_task: 0.03}\n", "c1", tree)
     _config(ws, fake("honest"), "budget: {max_cost_per_task: 0.03}\n")
     # the lost call holds ~$0.016 of the tree's $0.03; a second call's worst case is as much
     second = ws.run("run", "write b.txt y", "--session", "c2", env=tree)
@@ -434,10 +426,7 @@ def test_a_call_running_in_another_pid_namespace_is_not_taken_for_a_dead_one(
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "burnless", "run",
          "answer slowly", "--tier", "slow", "--session", "a"], cwd=ws.root,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not started.exists():
-        assert time.monotonic() < deadline, "the worker never started"
-        time.sleep(0.05)
+    _wait_for(started)
     p = ws.run("run", "write b.txt b", "--session", "b")
     assert p.returncode == 0 and "lost" not in p.stderr, p.stderr
     assert contained.wait(timeout=60) == 0
