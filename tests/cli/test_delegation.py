@@ -19,6 +19,16 @@ from tests.conftest import Workspace, fake, quoted
 PRICE = "price: {input: 1000, output: 1000}, max_output_tokens: 100"
 
 
+def _worst_case(tmp_path: Path, *run: str) -> float:
+    """What one call of ``run`` may cost on PRICE (its prompt and the whole output cap), from
+    the prompt of a calibration run of it in a workspace of its own."""
+    calib = Workspace(tmp_path / "calib")
+    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
+                 "planner: null\n")
+    assert calib.run("run", *run).returncode == 0
+    return (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+
+
 def test_a_nested_run_records_its_parent_and_root(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}}}\n"
@@ -36,11 +46,7 @@ def test_a_nested_run_records_its_parent_and_root(ws: Workspace, tmp_path: Path)
 def test_max_cost_per_task_covers_the_tree_under_its_root(ws: Workspace, tmp_path: Path) -> None:
     """The child would push its root's tree over max_cost_per_task: refused, nothing sent."""
     rec, child_rec = tmp_path / "rec", tmp_path / "child"
-    calib = Workspace(tmp_path / "calib")
-    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
-                 "planner: null\n")
-    assert calib.run("run", "nest child inner write c.txt x").returncode == 0
-    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    worst = _worst_case(tmp_path, "nest child inner write c.txt x")
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('nested', '--record', str(rec)))}, "
               f"{PRICE}}}\n"
               f"  bronze: {{command: {quoted(fake('honest', '--record', str(child_rec)))}, "
@@ -61,11 +67,7 @@ def test_max_cost_per_task_covers_the_tree_under_its_root(ws: Workspace, tmp_pat
 
 
 def test_concurrent_children_of_one_tree_cannot_overspend(ws: Workspace, tmp_path: Path) -> None:
-    calib = Workspace(tmp_path / "calib")
-    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
-                 "planner: null\n")
-    assert calib.run("run", "write p0.txt x", "--session", "p0").returncode == 0
-    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    worst = _worst_case(tmp_path, "write p0.txt x", "--session", "p0")
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('slow'))}, {PRICE}}}\n"
               f"planner: null\nbudget: {{max_cost_per_task: {2.2 * worst:.6f}}}\n")
     tree = {"BURNLESS_PARENT_RUN": "r-20261201T000000-abcdef",
@@ -158,11 +160,7 @@ def test_a_small_max_cost_per_call_does_not_shrink_a_one_request_reservation(
     """A plain command tier makes one request: its worst case is a true bound, and nothing
     stops it at max_cost_per_call. A smaller cap must not become its reservation, or parallel
     runs each reserve the cap, spend the worst case, and overspend the budget."""
-    calib = Workspace(tmp_path / "calib")
-    calib.config(f"tiers:\n  silver: {{command: {quoted(fake('honest'))}, {PRICE}}}\n"
-                 "planner: null\n")
-    assert calib.run("run", "write p0.txt x", "--session", "p0").returncode == 0
-    worst = (calib.ledger()[0]["tokens"]["input"] + 100) * 1000 / 1e6
+    worst = _worst_case(tmp_path, "write p0.txt x", "--session", "p0")
     ws.config(f"tiers:\n  silver: {{command: {quoted(fake('slow'))}, {PRICE}, "
               f"max_cost_per_call: {worst:.6f}}}\n"
               f"planner: null\nbudget: {{max_cost_per_day: {2.2 * worst:.6f}}}\n")

@@ -32,6 +32,17 @@ KEY = "sk-ant-api03-team-test-KEY-0123456789abcdef"
 HAIKU = (1.0, 5.0, 1.25, 0.10)  # USD per million: input, output, cache write, cache read
 
 
+def settled_alike(server: RedisServer, billed: float, *team: Workspace) -> None:
+    """The workspaces' ledgers, the upstream's bill and the server's day total agree on what
+    was spent, and the server holds no reservation."""
+    spent = sum(billed_cost(ws) for ws in team)
+    assert spent == pytest.approx(billed, abs=1e-7)
+    with server.client() as c:
+        [day] = c.keys("burnless:{team}:spent:d:*")
+        assert int(c.get(day)) / 1e9 == pytest.approx(spent, abs=1e-7)
+        assert not c.exists("burnless:{team}:open")
+
+
 def team(root: Path, url: str, upstream: str, extra: str = "") -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     return Workspace(root).config(
@@ -130,12 +141,7 @@ def test_64_clients_two_gateways_two_runs_never_exceed_one_shared_daily_limit(
     assert billed >= 0.5 * limit and statuses.count(429) > 0 and 4 in exits, (
         billed, statuses.count(200), exits)
     # Server, ledgers and upstream agree on what was spent (and nothing is left held).
-    spent = billed_cost(a) + billed_cost(b)
-    assert spent == pytest.approx(billed, abs=1e-7)
-    with redis_server.client() as c:
-        [day] = c.keys("burnless:{team}:spent:d:*")
-        assert int(c.get(day)) / 1e9 == pytest.approx(spent, abs=1e-7)
-        assert not c.exists("burnless:{team}:open")
+    settled_alike(redis_server, billed, a, b)
     assert {r["run_id"] for r in copies(redis_server)} == {
         r["run_id"] for ws in (a, b) for r in ws.ledger()}
 
@@ -217,11 +223,6 @@ def test_redis_stopped_mid_run_refuses_budgeted_calls_and_loses_nothing(
         sent = copies(server)
         assert sorted(r["run_id"] for r in sent) == sorted(r["run_id"] for r in every)
         billed, _ = billed_by(log)
-        spent = billed_cost(a) + billed_cost(b)
-        assert spent == pytest.approx(billed, abs=1e-7)
-        with server.client() as c:
-            [day] = c.keys("burnless:{team}:spent:d:*")
-            assert int(c.get(day)) / 1e9 == pytest.approx(spent, abs=1e-7)
-            assert not c.exists("burnless:{team}:open")
+        settled_alike(server, billed, a, b)
     finally:
         server.stop()
