@@ -178,6 +178,18 @@ class Workspace:
         return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def kill_while_writing(script: str, *args: str, after: float) -> None:
+    """Run a Python writer (``python -c script ARGS``) that prints ``ready`` once it starts
+    writing, and SIGKILL it ``after`` seconds later."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(after)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
 def records(ws: Workspace, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The ledger once it holds ``n`` records (a gateway's record lands right after its
     answer): exactly ``n``, or the test fails."""

@@ -4,15 +4,12 @@ or fills the disk; failures name the file and leave the target as it was."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from burnless.storage.atomic import write_atomic
-from tests.conftest import limited
+from tests.conftest import kill_while_writing, limited
 
 ATOMIC_WRITER = """
 import sys
@@ -33,13 +30,7 @@ def test_sigkill_mid_write_atomic_leaves_the_old_or_the_new_file(tmp_path: Path)
     path.write_bytes(b"O" * size)
     rng = random.Random(7)
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", ATOMIC_WRITER, str(path), str(size)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.01, 0.15))
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+        kill_while_writing(ATOMIC_WRITER, str(path), str(size), after=rng.uniform(0.01, 0.15))
         data = path.read_bytes()
         assert len(data) == size and data in (b"A" * size, b"B" * size, b"O" * size)
     # Leftover temp files are hidden and never mistaken for the target.

@@ -6,9 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from burnless.storage import jsonl
+from tests.conftest import kill_while_writing
 
 records = st.dictionaries(
     st.text(min_size=1, max_size=5),
@@ -98,13 +96,7 @@ def test_sigkill_mid_append_loses_no_whole_record(tmp_path: Path) -> None:
     path = tmp_path / "capsules.jsonl"
     rng = random.Random(3)
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", JSONL_WRITER, str(path)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.02))
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+        kill_while_writing(JSONL_WRITER, str(path), after=rng.uniform(0.0, 0.02))
         whole = jsonl.read(path)
         assert all(r["pad"] in ("x" * 300_000, "x") for r in whole)
         runs = b",".join(str(r["i"]).encode() for r in whole).split(b"-1")
