@@ -310,11 +310,7 @@ class Guard:
                     raise self._too_many_calls(session, spend.session_calls, calls_open)
             res = Reservation(f"{os.getpid()}-{os.urandom(4).hex()}", session, day, amount,
                               tree if b.max_cost_per_task is not None else "", key_name)
-            entry = {
-                "session": session, "day": day, "amount": amount, "tree": res.tree,
-                "key": key_name,
-                "pid": os.getpid(), "start": start_ticks(os.getpid()), "created": time.time(),
-            }
+            entry = self._held(res, session)
             if tier.agent_loop and tier.max_cost_per_call is None:
                 entry["uncapped"] = tier.name
             open_[res.id] = entry
@@ -378,7 +374,7 @@ class Guard:
         grow = tier.agent_loop and tier.max_cost_per_call is None and worst is not None
         ttl = b.reservation_ttl if b.reservation_ttl is not None else tier.timeout + 60
         user = self._user
-        with (file_lock(user.lock_path, LOCK_TIMEOUT) if user is not None else nullcontext()):
+        with self._user_locked():
             user_open: dict[str, dict[str, Any]] = {}
             user_spent = user_held = 0.0
             if user is not None:
@@ -416,10 +412,8 @@ class Guard:
             res = Reservation(out.handle.split("|")[0], skey, day, out.amount, tree,
                               key.name if key is not None else "", handle=out.handle)
             if user is not None:
-                user_open[res.id] = {
-                    "session": session, "day": day, "amount": out.amount, "tree": tree,
-                    "key": res.key, "pid": os.getpid(), "start": start_ticks(os.getpid()),
-                    "created": time.time(), "workspace": str(self.cfg.workspace)}
+                user_open[res.id] = {**self._held(res, session),
+                                     "workspace": str(self.cfg.workspace)}
                 user.save(user_open)
         return res
 
@@ -465,10 +459,21 @@ class Guard:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """The workspace's budget lock, then the user's (always in this order)."""
-        with file_lock(self._lock_path, LOCK_TIMEOUT):
-            with (file_lock(self._user.lock_path, LOCK_TIMEOUT) if self._user is not None
-                  else nullcontext()):
-                yield
+        with file_lock(self._lock_path, LOCK_TIMEOUT), self._user_locked():
+            yield
+
+    def _user_locked(self) -> AbstractContextManager[object]:
+        """The user's budget lock, when a user limit is in force."""
+        return (file_lock(self._user.lock_path, LOCK_TIMEOUT) if self._user is not None
+                else nullcontext())
+
+    @staticmethod
+    def _held(res: Reservation, session: str) -> dict[str, Any]:
+        """An open reservation as a reservations file keeps it, with the process holding it
+        (a dead process's is dropped when the file is read)."""
+        return {"session": session, "day": res.day, "amount": res.amount, "tree": res.tree,
+                "key": res.key, "pid": os.getpid(), "start": start_ticks(os.getpid()),
+                "created": time.time()}
 
     def _whose(self, name: str) -> str:
         """" in <user config>" when the limit ``name`` in force is the user's, else ""."""
@@ -504,8 +509,7 @@ class Guard:
         if res is not None and self.shared is not None:
             # The user's lock around the record and the drop of the user's hold: a concurrent
             # check sees the call held or spent, never neither.
-            with (file_lock(self._user.lock_path, LOCK_TIMEOUT) if self._user is not None
-                  else nullcontext()):
+            with self._user_locked():
                 with self.shared.settling(res):
                     yield
                 if self._user is not None:
@@ -544,7 +548,7 @@ class Guard:
         if self.shared is not None:
             self.shared.release(res)
             if self._user is not None:
-                with file_lock(self._user.lock_path, LOCK_TIMEOUT):
+                with self._user_locked():
                     self._user.drop(res.id)
             return
         with self._locked():
