@@ -9,7 +9,9 @@ imported lazily so that ``import burnless`` (and ``burnless --help``) stay fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# Not ``from typing import TYPE_CHECKING``: importing typing (and re, which it imports) is a
+# good part of what `burnless run` costs when a resident process runs it (burnless.resident).
+TYPE_CHECKING = False
 
 __version__ = "0.2.0"  # the one place the version is written (pyproject reads it)
 
@@ -45,6 +47,8 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from burnless.accounting.tokens import Tokens
     from burnless.agent import BurnlessAgent
     from burnless.audit import AuditReport

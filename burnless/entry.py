@@ -5,7 +5,9 @@ given version and terminal width, so it is rendered once (by typer, through ``bu
 and kept in ``$XDG_CACHE_HOME/burnless/``: later calls print it without importing typer (about
 a third of the time a command takes). The key holds the version, the width click wraps to, and
 the size and mtime of the CLI's modules, so an edited checkout never shows a stale text.
-A plain ``burnless run`` or ``serve`` command line runs without typer either
+A ``run`` command line goes to the resident process when one runs (``burnless daemon start``;
+``burnless.resident``), which runs it in a child with everything already imported. Otherwise a
+plain ``burnless run`` or ``serve`` command line runs without typer either
 (``burnless.cli.fast``).
 Everything else goes straight to ``burnless.cli.main``.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from burnless import __version__
+from burnless import __version__, resident
 
 _HELP = (["--help"], ["-h"])
 
@@ -31,6 +33,10 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         raise SystemExit(0)
+    if resident.delegates(sys.argv[1:]):  # a running `burnless daemon` runs it, if it takes it
+        code = resident.delegate(sys.argv)
+        if code is not None:
+            raise SystemExit(code)
     if "run" in sys.argv[1:4] or "serve" in sys.argv[1:4]:
         from burnless.cli import fast  # a plain `run` or `serve` runs without typer, else returns
 

@@ -135,6 +135,33 @@ def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+@pytest.fixture(autouse=True)
+def _resident(_isolate: None, tmp_path: Path, request: pytest.FixtureRequest
+              ) -> Iterator[None]:
+    """``BURNLESS_TEST_RESIDENT=1 pytest tests/cli``: every test with a `burnless daemon` on
+    its $BURNLESS_HOME, so that each `burnless run` it makes goes through one (a check that
+    the daemon runs commands exactly as they run without it; too slow for the default run)."""
+    if not os.environ.get("BURNLESS_TEST_RESIDENT") or request.node.get_closest_marker(
+            "in_process"):
+        yield
+        return
+    home = tmp_path / "_burnless_home"
+    home.mkdir(exist_ok=True)
+    log = home / "resident-test.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "burnless", "daemon", "start",
+                                 "--foreground", "--idle", "0"], stdout=out, stderr=out)
+    deadline = time.monotonic() + 20
+    while b"serving" not in log.read_bytes():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root

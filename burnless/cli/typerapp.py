@@ -96,6 +96,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "eval": ("eval", "eval_"),
     "completion": ("completion", "completion"),
+    "daemon": ("daemon", "app"),
 }
 
 

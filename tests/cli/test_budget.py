@@ -254,6 +254,7 @@ def test_parallel_runs_on_one_session_overshoot_is_recorded_and_seen(ws: Workspa
     assert open_reservations(ws) == {}
 
 
+@pytest.mark.in_process
 def test_sigkilled_run_between_reserve_and_settle_is_charged_its_reservation(
         ws: Workspace, tmp_path: Path) -> None:
     # The dead run's reservation is released, and its call (dispatched, never recorded) is

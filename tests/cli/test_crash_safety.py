@@ -83,6 +83,7 @@ def _wait_for(started: Path) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.in_process
 def test_a_call_cut_off_by_sigkill_is_recorded_as_lost_at_its_worst_case(
         ws: Workspace, tmp_path: Path) -> None:
     _kill_during_the_call(ws, tmp_path)
@@ -106,6 +107,7 @@ def test_a_call_cut_off_by_sigkill_is_recorded_as_lost_at_its_worst_case(
     assert spent.session_cost == pytest.approx(rec["cost_usd"]) and spent.session_calls == 1
 
 
+@pytest.mark.in_process
 def test_a_lost_call_is_recorded_once_by_concurrent_runs(ws: Workspace, tmp_path: Path) -> None:
     _kill_during_the_call(ws, tmp_path)
     _config(ws, fake("honest"))
@@ -312,6 +314,7 @@ def test_a_call_refused_before_it_starts_is_not_charged_as_lost(ws: Workspace) -
     assert not list((ws.state / "inflight").glob("*.json"))
 
 
+@pytest.mark.in_process
 def test_a_killed_child_is_charged_to_its_delegation_tree(ws: Workspace,
                                                           tmp_path: Path) -> None:
     """A child of a tree killed mid-call is charged its worst case as `lost`; the tree's

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from tests.conftest import Workspace, fake
 
@@ -18,6 +19,7 @@ def imported(ws: Workspace, *args: str) -> list[str]:
             if ln.startswith("import time:")]
 
 
+@pytest.mark.in_process
 def test_run_without_a_budget_and_help_never_import_sqlite(ws: Workspace) -> None:
     ws.config(f"tiers:\n  silver: {{command: {orjson.dumps(fake('honest')).decode()}}}\n")
     modules = imported(ws, "run", "write a.txt hi")
@@ -27,6 +29,7 @@ def test_run_without_a_budget_and_help_never_import_sqlite(ws: Workspace) -> Non
     assert not (ws.state / "cache" / "ledger-index.sqlite").exists()
 
 
+@pytest.mark.in_process
 def test_run_with_a_budget_reads_the_index(ws: Workspace) -> None:
     ws.config(f"tiers:\n  silver: {{command: {orjson.dumps(fake('honest')).decode()}, "
               "price: 1}\nbudget: {max_cost_per_day: 5}\n")

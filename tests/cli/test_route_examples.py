@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from tests.conftest import Workspace, fake
 
@@ -113,6 +114,7 @@ def _imports(ws: Workspace, *args: str) -> str:
                           cwd=ws.root, capture_output=True, text=True, env=env).stderr
 
 
+@pytest.mark.in_process
 def test_a_config_without_examples_imports_nothing_of_it(ws: Workspace) -> None:
     tiers(ws)
     for args in (("route", "fix a typo"), ("run", "fix a typo", "--no-plan"), ("--help",)):

@@ -24,6 +24,7 @@ def _forget_backends() -> Iterator[None]:
     state.reset()
 
 
+@pytest.mark.in_process
 def test_a_local_backend_imports_neither_the_client_nor_the_seam(ws: Workspace) -> None:
     ws.tiers("budget: {max_cost_per_day: 1}\n", silver="honest")
 
@@ -40,6 +41,7 @@ def test_a_local_backend_imports_neither_the_client_nor_the_seam(ws: Workspace) 
                                                                         "burnless.state"))}, args
 
 
+@pytest.mark.in_process
 def test_a_redis_backend_imports_the_client_only_where_state_is_used(
         redis_server: RedisServer, tmp_path: Path) -> None:
     ws = workspace(tmp_path / "a", redis_server.url)

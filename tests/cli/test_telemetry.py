@@ -117,6 +117,7 @@ def test_gateway_attempts_are_spans(ws: Workspace, collector: Collector,
         assert a["burnless.client"].startswith("Anthropic/Python")
 
 
+@pytest.mark.in_process
 def test_nothing_is_imported_without_an_endpoint(ws: Workspace, collector: Collector) -> None:
     claude_json_tier(ws)
     mods = imported(ws, "run", "write a.txt hi")

@@ -1,0 +1,355 @@
+"""`burnless daemon`: a resident process runs `burnless run` for its callers, exactly as they
+would have run it, or leaves it to them.
+
+Each test starts a real daemon (`burnless daemon start --foreground`) on the test's own
+$BURNLESS_HOME and runs real `burnless run` processes against it; the daemon's log (its
+children, one line each) shows which runs went through it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import Workspace, fake, quoted
+
+HOME_SOCKET = "daemon.sock"
+
+
+@dataclass
+class Resident:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    socket: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def children(self) -> list[str]:
+        """The exit of each command it ran, in order (``exit 0``, ``signal 9``...), once it
+        has logged the end of each child it started (a child's caller may exit first)."""
+        deadline = time.monotonic() + 10
+        while True:
+            text = self.log()
+            ended = re.findall(r"child \d+ ended: (.+)", text)
+            if len(ended) >= text.count(" started\n") or time.monotonic() > deadline:
+                return ended
+            time.sleep(0.01)
+
+    def refusals(self) -> list[str]:
+        return re.findall(r"refused a command: (.+)", self.log())
+
+
+def _home() -> Path:
+    return Path(os.environ["BURNLESS_HOME"])
+
+
+@contextmanager
+def resident(*args: str, env: dict[str, str] | None = None, stops: bool = True
+             ) -> Iterator[Resident]:
+    """`burnless daemon start --foreground ARGS`, ready once its socket answers; stopped with
+    SIGTERM at the end (exit 0, no traceback) unless ``stops`` is false (it stops itself)."""
+    home = _home()
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "test-daemon.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "burnless", "daemon", "start", "--foreground", *args],
+            stdout=log, stderr=log, env={**os.environ, **(env or {})})
+    path = home / HOME_SOCKET
+    deadline = time.monotonic() + 20
+    while "serving" not in log_path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.02)
+    try:
+        yield Resident(proc, log_path, path)
+    finally:
+        if stops and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    text = log_path.read_text()
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    assert not path.exists(), "the daemon left its socket behind"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _same_shape(text: str) -> str:
+    """A run's human output without what differs between two runs (ids, times, counts)."""
+    text = re.sub(r"r-\d{8}T\d{6}-[0-9a-f]{6}", "RUN", text)
+    return re.sub(r"\d[\d,.]*", "N", text)
+
+
+# ---------------------------------------------------------------------------- the same run
+
+
+def test_a_run_through_the_daemon_is_the_run_it_replaces(ws: Workspace, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('honest', '--record', str(rec)))}, "
+              "pass_env: [DAEMON_TEST_VALUE]}\nplanner: null\n")
+    secret = "sk-ant-api03-" + "Q" * 40
+    env = {"DAEMON_TEST_VALUE": "first", "SOME_TOKEN": secret}
+    without = ws.run("run", "write out/a.txt one", "--session", "a",
+                     env={**env, "BURNLESS_NO_DAEMON": "1"})
+    with resident() as d:
+        sub = ws.root / "sub"
+        sub.mkdir()
+        through = ws.run("run", "write out/a.txt one", "--session", "b", env=env, cwd=sub)
+        again = ws.run("run", "write out/b.txt two", "--session", "b",
+                       env={**env, "DAEMON_TEST_VALUE": "second"})
+        code, res = ws.json("run", "write out/c.txt three", "--session", "b")
+        assert d.children() == ["exit 0"] * 3
+    assert without.returncode == through.returncode == again.returncode == code == 0
+    assert _same_shape(through.stdout).replace("session b", "session a") == _same_shape(
+        without.stdout)
+    assert through.stderr == without.stderr == ""
+    assert res["status"] == "ok" and res["session"] == "b" and res["seq"] == 3
+    # The worker saw the caller's environment, each time its own, and ran in the workspace.
+    envs = [orjson.loads((rec / f"env-{n}.json").read_bytes()) for n in range(1, 5)]
+    assert [e.get("DAEMON_TEST_VALUE") for e in envs] == ["first", "first", "second", None]
+    assert not any("SOME_TOKEN" in e for e in envs)  # scrubbed, as without the daemon
+    assert (ws.root / "out" / "b.txt").read_text() == "two"
+    assert [(r["session"], r["status"]) for r in ws.ledger()] == [("a", "ok")] + [("b", "ok")] * 3
+    assert [c["seq"] for c in ws.capsules("b")] == [1, 2, 3]
+    assert secret not in d.log() and "write out" not in d.log()  # no command line, no env
+
+
+def test_the_callers_folder_environment_umask_and_limits_are_the_runs(
+        ws: Workspace, tmp_path: Path) -> None:
+    seen = tmp_path / "seen.txt"
+    script = tmp_path / "worker.sh"
+    script.write_text(
+        "cat >/dev/null\n"
+        'printf "%s %s %s %s\\n" "$(pwd -P)" "$(umask)" "$DAEMON_TEST_VALUE" "$(ulimit -n)"'
+        f" >> {seen}\n"
+        """printf '%s' '{"status": "ok", "kind": "thought", "summary": "done"}'\n""")
+    ws.config(f"tiers:\n  silver: {{command: {quoted(f'sh {script}')}, "
+              "pass_env: [DAEMON_TEST_VALUE]}\nplanner: null\n")
+
+    def limited() -> None:
+        os.umask(0o027)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (123, 456))
+
+    with resident() as d:
+        for value in ("one", "two"):
+            p = subprocess.run([sys.executable, "-m", "burnless", "run", "hello"], cwd=ws.root,
+                               env={**os.environ, "DAEMON_TEST_VALUE": value},
+                               capture_output=True, text=True, timeout=60, preexec_fn=limited)
+            assert p.returncode == 0, p.stderr
+        assert d.children() == ["exit 0", "exit 0"]
+    root = str(ws.root.resolve())
+    assert seen.read_text().splitlines() == [f"{root} 0027 one 123", f"{root} 0027 two 123"]
+
+
+def test_a_task_on_standard_input_and_json_output(ws: Workspace) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+    with resident() as d:
+        code, res = ws.json("run", "-", "--session", "s", input="write in.txt from stdin")
+        assert d.children() == ["exit 0"]
+    assert code == 0 and res["files"] == ["in.txt"]
+    assert (ws.root / "in.txt").read_text() == "from stdin"
+
+
+def test_exit_codes_errors_and_a_crash_are_the_callers(ws: Workspace) -> None:
+    ws.tiers(silver="crasher", extra="planner: null\n")
+    with resident() as d:
+        failed = ws.run("run", "do something")
+        usage = ws.run("run", "do something", "--timeout", "-1")
+        ws.tiers(silver="honest", extra="planner: null\n")
+        killed = ws.run("run", "write out/b.txt two", "--session", "s",
+                        env={"BURNLESS_FAULT": "after-ledger"})
+        after = ws.run("run", "write out/c.txt three", "--session", "s")
+        assert d.children() == ["exit 1", "exit 2", "signal 9", "exit 0"]
+    assert failed.returncode == 1 and "✗ failed" in failed.stdout
+    assert usage.returncode == 2
+    assert usage.stderr == "burnless: error: --timeout must be a positive number of seconds, " \
+                           "not -1\n"
+    # The child SIGKILLed itself at a crash point: the caller dies of the same signal, and the
+    # next run restores what it left, as without the daemon.
+    assert killed.returncode == -signal.SIGKILL
+    assert after.returncode == 0 and "restored capsule 1" in after.stderr
+    assert [c["seq"] for c in ws.capsules("s")] == [1, 2]
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+def _sleeping_run(ws: Workspace, rec: Path) -> tuple[subprocess.Popen[str], int, int]:
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n"
+              "planner: null\n")
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (rec / "pids").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
+    return proc, child, grandchild
+
+
+def test_ctrl_c_reaches_the_run_and_kills_its_worker(ws: Workspace, tmp_path: Path) -> None:
+    with resident() as d:
+        proc, child, grandchild = _sleeping_run(ws, tmp_path / "rec")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert d.children() == ["exit 130"]
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not _alive(child) and not _alive(grandchild)
+    (record,) = ws.ledger()
+    assert record["status"] == "interrupted"
+
+
+def test_a_caller_killed_outright_stops_its_run(ws: Workspace, tmp_path: Path) -> None:
+    """SIGKILL gives the caller no chance to pass anything on: the child sees its socket end,
+    takes it as SIGTERM, and kills the worker and records the interruption."""
+    with resident() as d:
+        proc, child, grandchild = _sleeping_run(ws, tmp_path / "rec")
+        proc.kill()
+        proc.communicate(timeout=20)
+        deadline = time.monotonic() + 15
+        while _alive(child) or _alive(grandchild) or not d.children():
+            assert time.monotonic() < deadline, "the run outlived its caller"
+            time.sleep(0.05)
+        assert d.children() == ["exit 130"]
+    (record,) = ws.ledger()
+    assert record["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_a_daemon_whose_code_changed_steps_aside(ws: Workspace, tmp_path: Path) -> None:
+    """A copy of burnless, edited while its daemon runs: the next run is refused with a note,
+    runs in its own process as usual, and the daemon stops."""
+    import burnless
+
+    copy = tmp_path / "site"
+    shutil.copytree(Path(burnless.__file__).parent, copy / "burnless",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(copy)}
+    ws.tiers(silver="honest", extra="planner: null\n")
+    with resident(env=env, stops=False) as d:
+        assert ws.run("run", "write a.txt one", env=env).returncode == 0
+        assert d.children() == ["exit 0"]
+        module = copy / "burnless" / "turn.py"
+        st = module.stat()
+        os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        p = ws.run("run", "write b.txt two", env=env)
+        assert p.returncode == 0 and (ws.root / "b.txt").read_text() == "two"
+        assert "runs older burnless code and is stopping" in p.stderr, d.log()
+        d.proc.wait(timeout=20)
+        assert d.refusals() == ["stale"] and d.children() == ["exit 0"]
+    assert len(ws.ledger()) == 2
+
+
+def test_another_interpreter_setup_runs_without_the_daemon(ws: Workspace, tmp_path: Path) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+    with resident() as d:
+        p = ws.run("run", "write a.txt one", env={"PYTHONPATH": str(tmp_path)})
+        assert p.returncode == 0 and p.stderr == ""
+        assert d.refusals() == ["mismatch"] and d.children() == []
+        assert ws.run("run", "write b.txt two", env={"BURNLESS_NO_DAEMON": "1"}).returncode == 0
+        assert d.children() == []
+    assert len(ws.ledger()) == 2
+
+
+def test_garbage_on_the_socket_is_refused_and_the_daemon_goes_on(ws: Workspace) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+    with resident() as d:
+        for junk in (b"", b"\x00\x00", b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff" + b"x" * 64,
+                     b"\x00\x00\x00\x14burnless-daemon-1\x00RUN"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(str(d.socket))
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
+                answer = s.recv(4096)
+            assert answer.startswith(b"refused ") or answer == b"", answer
+        assert ws.run("run", "write a.txt one").returncode == 0
+        assert d.children() == ["exit 0"]
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def test_start_status_stop_and_a_daemon_that_died(ws: Workspace) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+    started = ws.run("daemon", "start")
+    assert started.returncode == 0 and "burnless daemon: started (pid" in started.stdout
+    try:
+        again = ws.run("daemon", "start")
+        assert again.returncode == 0 and "already running" in again.stdout
+        code, status = ws.json("daemon", "status")
+        assert code == 0 and status["running"] is True and status["version"]
+        pid = status["pid"]
+        assert ws.run("run", "write a.txt one").returncode == 0
+        assert "child" in (_home() / "daemon.log").read_text()
+        # Killed outright, it leaves its socket: runs go on without it, and start replaces it.
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert (_home() / HOME_SOCKET).exists()
+        p = ws.run("run", "write b.txt two")
+        assert p.returncode == 0 and p.stderr == ""
+        assert "already" not in ws.run("daemon", "start").stdout
+    finally:
+        stopped = ws.run("daemon", "stop")
+    assert stopped.returncode == 0 and stopped.stdout == "burnless daemon: stopped\n"
+    assert not (_home() / HOME_SOCKET).exists()
+    assert ws.json("daemon", "status")[1]["running"] is False
+    assert ws.run("daemon", "stop").stdout == "burnless daemon: not running\n"
+    assert len(ws.ledger()) == 2
+
+
+def test_stop_lets_a_running_command_finish_and_idle_stops_it(ws: Workspace) -> None:
+    ws.tiers(silver="slow", extra="planner: null\n")
+    with resident(stops=False) as d:
+        run = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt one"],
+                               cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 20
+        while "started" not in d.log().split("serving", 1)[1]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert ws.run("daemon", "stop").returncode == 0
+        out, err = run.communicate(timeout=20)
+        assert run.returncode == 0 and "✓ ok" in out, err
+        assert d.children() == ["exit 0"]
+    with resident("--idle", "0.3", stops=False) as d:
+        d.proc.wait(timeout=20)
+        assert "idle: stopping" in d.log()
+
+
+@pytest.mark.parametrize("idle", ["-1", "nan"])
+def test_a_bad_idle_time_is_a_usage_error(ws: Workspace, idle: str) -> None:
+    p = ws.run("daemon", "start", "--idle", idle)
+    assert p.returncode == 2 and "--idle must be 0 or more seconds" in p.stderr
