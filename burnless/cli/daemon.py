@@ -52,9 +52,14 @@ def start(
         except RuntimeError as exc:
             raise UsageError(str(exc)) from None
         return
+    from burnless import __version__
+
     answer = resident.ask(path, "PING", timeout=2.0)
     if answer:
         console.out(f"burnless daemon: already running ({_describe(answer)})")
+        if answer.split(" ")[2:3] != [__version__]:
+            console.err(f"burnless: warning: it is not burnless {__version__}, so this "
+                        "burnless's runs do not go through it; `burnless daemon stop` first")
         return
     os.makedirs(resident.home_dir(), mode=0o700, exist_ok=True)
     log_path = os.path.join(resident.home_dir(), "daemon.log")

@@ -198,6 +198,21 @@ def test_exit_codes_errors_and_a_crash_are_the_callers(ws: Workspace) -> None:
     assert [c["seq"] for c in ws.capsules("s")] == [1, 2]
 
 
+def test_concurrent_callers_each_get_their_own_run(ws: Workspace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws.tiers(silver="slow", extra="planner: null\n")
+    with resident() as d, ThreadPoolExecutor(6) as pool:
+        done = list(pool.map(lambda i: ws.run("run", f"write out/{i}.txt n{i}", "--session",
+                                              f"s{i}"), range(6)))
+        assert d.children() == ["exit 0"] * 6
+    assert [p.returncode for p in done] == [0] * 6
+    assert all(f"session s{i} seq 1" in p.stdout for i, p in enumerate(done))
+    assert sorted(r["session"] for r in ws.ledger()) == [f"s{i}" for i in range(6)]
+    assert [(ws.root / "out" / f"{i}.txt").read_text() for i in range(6)] == [
+        f"n{i}" for i in range(6)]
+
+
 # ---------------------------------------------------------------------------- signals
 
 
