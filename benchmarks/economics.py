@@ -848,6 +848,45 @@ def _why_long_fails(s: Session) -> list[str]:
         f"    the {estimate_tokens(s.work.system):,}-token stable prefix once per step "
         f"({_usd(prefix)}); the bound (the best any cache layout",
         "    of these requests can do) costs as much as burnless",
+        *_no_memory_floor(s),
+    ]
+
+
+def _no_memory_floor(s: Session) -> list[str]:
+    """A floor under any strategy that gives each executor step what the step needs: the
+    stable prefix, the turn's task and the material read so far in the turn, and nothing of
+    earlier turns (no plan, no capsule, no transcript). The prefix is written once and read by
+    every step; each piece of the turn is paid the cheapest way for the steps that use it
+    (written once then read, or sent uncached to each); the steps' output is the workload's."""
+    price = _price(s.model)
+    w = s.work
+    k = w.steps
+    prefix = estimate_tokens(w.system)
+    executor = [c for c in s.burnless.calls if c.role == "executor"]
+
+    def piece(tokens: int, uses: int) -> float:
+        if uses <= 0:
+            return 0.0
+        return tokens * min(price.cache_write + (uses - 1) * price.cache_read,
+                            uses * price.input)
+
+    usd = prefix * price.cache_write + (len(executor) - 1) * prefix * price.cache_read
+    for t in w.turns:
+        usd += piece(estimate_tokens(t.task), k)
+        for j, chunk in enumerate(t.material, start=1):  # chunk j arrives in step j + 1
+            usd += piece(estimate_tokens(chunk), k - j)
+    usd += sum(c.tokens.output for c in executor) * price.output
+    floor = usd / 1e6
+    verdict = ("so no such strategy meets the target" if floor / s.cached.cost > TARGET_LONG
+               else f"{TARGET_LONG - floor / s.cached.cost:.3f} under the target")
+    return [
+        "  a floor under any strategy that forgets earlier turns: each executor step given the",
+        "    stable prefix, the turn's task and the material read so far, each paid the cheapest",
+        "    way (written once and read, or sent uncached), and the steps' output: "
+        f"{_usd(floor)} =",
+        f"    {floor / s.cached.cost:.3f}x the replay, {verdict};",
+        f"    burnless, which also carries its plan and capsules, is "
+        f"{s.burnless.cost / floor:.2f}x that floor",
     ]
 
 
