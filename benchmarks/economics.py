@@ -852,8 +852,8 @@ def _why_long_fails(s: Session) -> list[str]:
     ]
 
 
-def _no_memory_floor(s: Session) -> list[str]:
-    """A floor under any strategy that gives each executor step what the step needs: the
+def forgetful_floor(s: Session) -> float:
+    """A floor (USD) under any strategy that gives each executor step what the step needs: the
     stable prefix, the turn's task and the material read so far in the turn, and nothing of
     earlier turns (no plan, no capsule, no transcript). The prefix is written once and read by
     every step; each piece of the turn is paid the cheapest way for the steps that use it
@@ -873,10 +873,16 @@ def _no_memory_floor(s: Session) -> list[str]:
     usd = prefix * price.cache_write + (len(executor) - 1) * prefix * price.cache_read
     for t in w.turns:
         usd += piece(estimate_tokens(t.task), k)
-        for j, chunk in enumerate(t.material, start=1):  # chunk j arrives in step j + 1
-            usd += piece(estimate_tokens(chunk), k - j)
+        for j, chunk in enumerate(t.material, start=1):
+            # chunk j is the tool result step j + 1 reads; with one step, the material rides
+            # in that step's request
+            usd += piece(estimate_tokens(chunk), k - j if k > 1 else 1)
     usd += sum(c.tokens.output for c in executor) * price.output
-    floor = usd / 1e6
+    return usd / 1e6
+
+
+def _no_memory_floor(s: Session) -> list[str]:
+    floor = forgetful_floor(s)
     verdict = ("so no such strategy meets the target" if floor / s.cached.cost > TARGET_LONG
                else f"{TARGET_LONG - floor / s.cached.cost:.3f} under the target")
     return [

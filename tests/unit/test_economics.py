@@ -113,6 +113,21 @@ def forty() -> Any:
     )
 
 
+def test_the_floor_of_a_strategy_that_forgets_earlier_turns_is_under_every_strategy() -> None:
+    """The floor printed against the 40-turn target: under burnless, its own cache-optimal
+    bound and the replay, and above what the steps' output and the prefix reads alone cost."""
+    for steps in (1, 2, 4):
+        s = econ.run_session("t", seed=2, turns=12, steps=steps)
+        floor = econ.forgetful_floor(s)
+        assert floor <= s.bound.cost <= s.burnless.cost + 1e-9
+        assert floor < s.cached.cost
+        price = price_for(s.model)
+        executor = [c for c in s.burnless.calls if c.role == "executor"]
+        out = sum(c.tokens.output for c in executor) * price.output / 1e6
+        material = sum(t.material_tokens for t in s.work.turns) * price.input / 1e6
+        assert floor > out + material  # every token of material paid at least once
+
+
 def test_the_compacting_replay_never_sends_a_request_above_the_window(forty: Any) -> None:
     work, capped, uncapped = forty
     rule = ReplayCompaction()
