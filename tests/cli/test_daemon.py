@@ -368,3 +368,19 @@ def test_stop_lets_a_running_command_finish_and_idle_stops_it(ws: Workspace) -> 
 def test_a_bad_idle_time_is_a_usage_error(ws: Workspace, idle: str) -> None:
     p = ws.run("daemon", "start", "--idle", idle)
     assert p.returncode == 2 and "--idle must be 0 or more seconds" in p.stderr
+
+
+@pytest.mark.in_process
+def test_doctor_says_whether_runs_go_through_a_daemon(ws: Workspace) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+
+    def said() -> dict[str, str]:
+        code, js = ws.json("doctor")
+        assert code == 0, js
+        (check,) = [c for c in js["checks"] if c["name"] == "resident process"]
+        return check
+
+    assert said()["detail"].startswith("not running")
+    with resident():
+        check = said()
+        assert check["status"] == "ok" and check["detail"].endswith("runs go through it")
