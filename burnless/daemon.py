@@ -89,9 +89,12 @@ class Daemon:
         mask = os.umask(0o177)
         try:
             sock.bind(self.path)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            hint = ("; a Unix socket's path takes at most 107 bytes: set BURNLESS_HOME to a "
+                    "shorter folder" if len(os.fsencode(self.path)) > 107 else "")
+            raise RuntimeError(f"cannot listen at {self.path}: {exc.strerror or exc}{hint}"
+                               ) from None
         finally:
             os.umask(mask)
         sock.listen(64)

@@ -69,7 +69,8 @@ def identity() -> list[str]:
     """What must match between client and daemon: burnless's version and files, the
     interpreter, and where imports come from (``sys.path`` without its first entry, the
     script's folder or the current one, which the child replaces)."""
-    return [__version__, sys.version, repr(sys.flags), repr(sys.warnoptions), package_dir(),
+    return [__version__, sys.version, repr(sys.flags), repr(sys.warnoptions),
+            repr(sorted(sys._xoptions.items())), package_dir(),
             sys.executable, *sys.path[1:]]
 
 

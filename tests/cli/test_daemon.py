@@ -384,3 +384,12 @@ def test_doctor_says_whether_runs_go_through_a_daemon(ws: Workspace) -> None:
     with resident():
         check = said()
         assert check["status"] == "ok" and check["detail"].endswith("runs go through it")
+
+
+def test_a_home_too_long_for_a_socket_is_a_clear_error_and_runs_go_on(
+        ws: Workspace, tmp_path: Path) -> None:
+    ws.tiers(silver="honest", extra="planner: null\n")
+    long_home = {"BURNLESS_HOME": str(tmp_path / ("h" * 120))}
+    p = ws.run("daemon", "start", "--foreground", env=long_home)
+    assert p.returncode == 2 and "at most 107 bytes" in p.stderr and "Traceback" not in p.stderr
+    assert ws.run("run", "write a.txt one", env=long_home).returncode == 0
