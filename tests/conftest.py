@@ -135,6 +135,24 @@ def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
+def start_daemon(home: Path, *args: str, env: dict[str, str] | None = None
+                 ) -> subprocess.Popen[bytes]:
+    """`burnless daemon start --foreground ARGS` on ``home`` (its log in
+    ``home/test-daemon.log``), returned once it serves."""
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "test-daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "burnless", "daemon", "start", "--foreground", *args],
+            stdout=out, stderr=out,
+            env={**os.environ, "BURNLESS_HOME": str(home), **(env or {})})
+    deadline = time.monotonic() + 20
+    while b"serving" not in log.read_bytes():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    return proc
+
+
 @pytest.fixture(autouse=True)
 def _resident(_isolate: None, tmp_path: Path, request: pytest.FixtureRequest
               ) -> Iterator[None]:
@@ -145,16 +163,7 @@ def _resident(_isolate: None, tmp_path: Path, request: pytest.FixtureRequest
             "in_process"):
         yield
         return
-    home = tmp_path / "_burnless_home"
-    home.mkdir(exist_ok=True)
-    log = home / "resident-test.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "burnless", "daemon", "start",
-                                 "--foreground", "--idle", "0"], stdout=out, stderr=out)
-    deadline = time.monotonic() + 20
-    while b"serving" not in log.read_bytes():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    proc = start_daemon(tmp_path / "_burnless_home", "--idle", "0")
     try:
         yield
     finally:

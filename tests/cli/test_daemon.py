@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Workspace, fake, quoted
+from tests.conftest import Workspace, fake, quoted, start_daemon
 
 HOME_SOCKET = "daemon.sock"
 
@@ -63,17 +63,9 @@ def resident(*args: str, env: dict[str, str] | None = None, stops: bool = True
     """`burnless daemon start --foreground ARGS`, ready once its socket answers; stopped with
     SIGTERM at the end (exit 0, no traceback) unless ``stops`` is false (it stops itself)."""
     home = _home()
-    home.mkdir(parents=True, exist_ok=True)
+    proc = start_daemon(home, *args, env=env)
     log_path = home / "test-daemon.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "burnless", "daemon", "start", "--foreground", *args],
-            stdout=log, stderr=log, env={**os.environ, **(env or {})})
     path = home / HOME_SOCKET
-    deadline = time.monotonic() + 20
-    while "serving" not in log_path.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.02)
     try:
         yield Resident(proc, log_path, path)
     finally:
