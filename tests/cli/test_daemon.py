@@ -27,6 +27,8 @@ import pytest
 from tests.conftest import Workspace, fake, quoted, start_daemon
 
 HOME_SOCKET = "daemon.sock"
+# These tests start their own daemons: none from BURNLESS_TEST_RESIDENT's pass.
+pytestmark = pytest.mark.in_process
 
 
 @dataclass
@@ -362,7 +364,6 @@ def test_a_bad_idle_time_is_a_usage_error(ws: Workspace, idle: str) -> None:
     assert p.returncode == 2 and "--idle must be 0 or more seconds" in p.stderr
 
 
-@pytest.mark.in_process
 def test_doctor_says_whether_runs_go_through_a_daemon(ws: Workspace) -> None:
     ws.tiers(silver="honest", extra="planner: null\n")
 
