@@ -10,8 +10,9 @@ forks. The child takes the client's standard streams, working directory, environ
 ``sys.argv`` and ``sys.path``, and runs ``burnless.entry.main`` exactly as the client's own
 process would have; it reports its exit code on the socket. The daemon reports a child that
 died of a signal. It forks from one thread only, keeps no copy of a client's file descriptors,
-and stops after ``idle`` seconds without a command, on ``burnless daemon stop``, on SIGTERM,
-or when its code changed on disk; a command running then finishes first.
+and stops after ``idle`` seconds without a command, on ``burnless daemon stop`` or on
+SIGTERM; a command running then finishes first. When its code changed on disk it refuses the
+command, finishes those it runs, and starts again from the new code (``exec``, same pid).
 
 Nothing about a command is logged except its child's pid and exit status: its command line
 and environment may hold secrets.
@@ -59,6 +60,7 @@ class Daemon:
         self.log = log or sys.stderr
         self.children: dict[int, socket.socket] = {}
         self.stopping = False
+        self.restart = False  # its files changed: start again, from them, once stopped
         self.watched: dict[str, int] = {}
         self.listener: socket.socket | None = None
         self.inode: tuple[int, int] | None = None
@@ -247,7 +249,7 @@ class Daemon:
                 self._say(f"refused a command: {why}")
                 _reply(conn, f"refused {why}")
                 if why == "stale":
-                    self.stopping = True
+                    self.stopping = self.restart = True
             else:
                 pid = self._fork(conn, req, fds, wake_r, wake_w)
                 self.children[pid] = conn
@@ -425,8 +427,16 @@ def _close_all(fds: list[int]) -> None:
 
 
 def run(path: str, idle: float, log: Any = None) -> None:
-    """Serve ``path`` in this process until stopped (``burnless daemon start --foreground``)."""
+    """Serve ``path`` in this process until stopped (``burnless daemon start --foreground``).
+    When its files changed on disk (burnless upgraded or edited), it finishes the commands it
+    runs, then starts again in the same process from the files as they are now."""
     d = Daemon(path, idle, log)
     d.preload()
     d.bind()
     d.serve()
+    if d.restart:
+        d._say("its files changed: starting again from them")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "burnless", "daemon", "start",
+                                  "--foreground", "--idle", repr(idle)])

@@ -220,9 +220,9 @@ def _follow(sock: Any) -> int | None:
         return None
     if first.startswith("refused "):
         if first == "refused stale":
-            sys.stderr.write("burnless: note: the resident process runs older burnless code and "
-                             "is stopping; this command runs without it (burnless daemon start "
-                             "starts a current one)\n")
+            sys.stderr.write("burnless: note: the resident process ran older burnless code; "
+                             "it is starting again from the current code, and this command runs "
+                             "without it\n")
         return None
     if not first.startswith("started "):
         return None  # ended before starting the command (the stream closed): nothing ran

@@ -254,9 +254,11 @@ def test_a_caller_killed_outright_stops_its_run(ws: Workspace, tmp_path: Path) -
 # ---------------------------------------------------------------------------- refusals
 
 
-def test_a_daemon_whose_code_changed_steps_aside(ws: Workspace, tmp_path: Path) -> None:
-    """A copy of burnless, edited while its daemon runs: the next run is refused with a note,
-    runs in its own process as usual, and the daemon stops."""
+def test_a_daemon_whose_code_changed_steps_aside_and_starts_again(
+        ws: Workspace, tmp_path: Path) -> None:
+    """A copy of burnless, edited while its daemon runs: the next run is refused with a note
+    and runs in its own process as usual; the daemon starts again from the edited files, and
+    the run after goes through it."""
     import burnless
 
     copy = tmp_path / "site"
@@ -264,7 +266,7 @@ def test_a_daemon_whose_code_changed_steps_aside(ws: Workspace, tmp_path: Path) 
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {"PYTHONPATH": str(copy)}
     ws.tiers(silver="honest", extra="planner: null\n")
-    with resident(env=env, stops=False) as d:
+    with resident(env=env) as d:
         assert ws.run("run", "write a.txt one", env=env).returncode == 0
         assert d.children() == ["exit 0"]
         module = copy / "burnless" / "turn.py"
@@ -272,10 +274,16 @@ def test_a_daemon_whose_code_changed_steps_aside(ws: Workspace, tmp_path: Path) 
         os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
         p = ws.run("run", "write b.txt two", env=env)
         assert p.returncode == 0 and (ws.root / "b.txt").read_text() == "two"
-        assert "runs older burnless code and is stopping" in p.stderr, d.log()
-        d.proc.wait(timeout=20)
-        assert d.refusals() == ["stale"] and d.children() == ["exit 0"]
-    assert len(ws.ledger()) == 2
+        assert "ran older burnless code; it is starting again" in p.stderr, d.log()
+        assert d.refusals() == ["stale"]
+        deadline = time.monotonic() + 20
+        while d.log().count("serving") < 2:
+            assert d.proc.poll() is None and time.monotonic() < deadline, d.log()
+            time.sleep(0.02)
+        p = ws.run("run", "write c.txt three", env=env)
+        assert p.returncode == 0 and p.stderr == "", p.stderr
+        assert d.children() == ["exit 0", "exit 0"] and d.refusals() == ["stale"]
+    assert len(ws.ledger()) == 3
 
 
 def test_another_interpreter_setup_runs_without_the_daemon(ws: Workspace, tmp_path: Path) -> None:
