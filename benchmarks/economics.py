@@ -39,11 +39,11 @@ from typing import Any
 
 from burnless.accounting.pricing import Price, cost_usd, price_for
 from burnless.accounting.tokens import Tokens, estimate_tokens
-from burnless.config import CompactionSettings
 from burnless.prompt import Prompt, header, project_block, render_prompt
 from burnless.session.capsule import Capsule
 from burnless.session.compaction import compact_capsule, digest, plan_fold
 from burnless.session.context import context_of, context_tokens, current_epoch, needs_plan, next_seq
+from burnless.settings import CompactionSettings
 from burnless.sim.billing import PromptCache, split_blocks
 from burnless.sim.replay import CONTEXT_WINDOW, NEVER, Conversation
 from burnless.sim.replay import Compaction as ReplayCompaction

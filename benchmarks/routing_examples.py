@@ -54,9 +54,10 @@ from typing import Any
 import orjson
 
 from burnless.accounting.pricing import Price, price_for
-from burnless.config import Config, load_config_data
+from burnless.config import load_config_data
 from burnless.routing import examples as ex
 from burnless.routing.router import route
+from burnless.settings import Config
 
 DATA = Path(__file__).parent / "data" / "routing_tasks.jsonl"
 SEED = "burnless-routing-split-1"

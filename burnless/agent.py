@@ -30,7 +30,7 @@ from burnless.accounting.budget import Guard
 from burnless.accounting.ledger import Route
 from burnless.accounting.tokens import Tokens
 from burnless.calls import Calls, Outcome, Progress
-from burnless.config import Config, Tier, command_problem, load_config
+from burnless.config import command_problem, load_config
 from burnless.errors import BurnlessError, PolicyRefused, RecordFailed, SessionBusy, UsageError
 from burnless.prompt import Prompt, read_prefix, render_prompt
 from burnless.result import RunResult, exit_code_for, total_cost
@@ -55,6 +55,7 @@ from burnless.session.context import (
 )
 from burnless.session.pins import PinBook
 from burnless.session.store import Session, check_session_id
+from burnless.settings import Config, Tier
 from burnless.turn import Task, Turn
 from burnless.vocab import WORKER_ROLE, Role, Status
 from burnless.workers import check_available

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from burnless.config import Tier
+from burnless.settings import Tier
 
 # The project settings burnless wants, as (path in the JSON object, value).
 GEMINI_SETTINGS: tuple[tuple[tuple[str, ...], object], ...] = (

@@ -18,7 +18,6 @@ from burnless.accounting.inflight import Journal
 from burnless.accounting.ledger import LedgerRecord, Route
 from burnless.accounting.pricing import cost_of_call
 from burnless.accounting.tokens import Tokens, estimate_tokens
-from burnless.config import Config, Tier
 from burnless.envelope import Envelope, Extraction, extract
 from burnless.errors import BudgetExceeded, Interrupted, PolicyRefused, RecordFailed, UsageError
 from burnless.formats import WorkerOutput
@@ -27,6 +26,7 @@ from burnless.runs import log_path, new_run_id
 from burnless.safety import nesting
 from burnless.safety.policy import Policy, allows, refusal
 from burnless.session.capsule import Capsule
+from burnless.settings import Config, Tier
 from burnless.turn import Turn
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 from burnless.workers import Call, Reply, dispatch

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from burnless.config import Config, Tier
+from burnless.settings import Config, Tier
 from burnless.storage.atomic import write_atomic
 
 if TYPE_CHECKING:

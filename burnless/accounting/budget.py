@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from burnless.accounting import ledger, pricing
-from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
 from burnless.runs import alive, start_ticks
+from burnless.settings import Config, Tier
 from burnless.storage.atomic import open_regular, write_atomic
 from burnless.storage.locks import file_lock
 

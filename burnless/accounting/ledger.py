@@ -36,7 +36,7 @@ from burnless.storage import jsonl
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role, Verdict
 
 if TYPE_CHECKING:
-    from burnless.config import Tier
+    from burnless.settings import Tier
 
 LEDGER_NAME = "ledger.jsonl"
 _OTEL_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

@@ -27,7 +27,7 @@ from burnless.accounting.index import (
     TotalKey,
     add,
 )
-from burnless.config import STATE_DIR
+from burnless.settings import STATE_DIR
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")  # = Sums[1:5]
@@ -191,7 +191,7 @@ class MetricsView:
 
 
 def _key_label(name: str) -> str:
-    from burnless.config import KEY_NAME_RE
+    from burnless.settings import KEY_NAME_RE
 
     # A key is named by `burnless keys create`; anything else came from a hand-edited ledger.
     return name if KEY_NAME_RE.fullmatch(name) else OTHER_MODEL

@@ -29,8 +29,8 @@ from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.vocab import CostSource
 
 if TYPE_CHECKING:
-    from burnless.config import Tier
     from burnless.formats import WorkerOutput
+    from burnless.settings import Tier
 
 RATES = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
 _PREFIXES = ("anthropic/", "openai/", "google/", "models/")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from burnless.accounting.ledger import LedgerRecord
-    from burnless.config import Tier
+    from burnless.settings import Tier
 
 log = logging.getLogger("burnless")
 

@@ -10,8 +10,8 @@ from burnless.cli import console, epilog
 from burnless.cli.options import ConfigOpt, JsonOpt
 
 if TYPE_CHECKING:
-    from burnless.config import Config
     from burnless.session.store import Session
+    from burnless.settings import Config
 
 app = typer.Typer(help="Inspect and manage sessions (capsules, pins, the next prompt).",
                   no_args_is_help=True, rich_markup_mode=None, epilog=epilog([

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from burnless.accounting.usage import Report, Stats
-    from burnless.config import Config
+    from burnless.settings import Config
 
 FORMATS = ("table", "json", "csv", "html")
 

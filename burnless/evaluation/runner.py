@@ -36,10 +36,10 @@ from typing import Any
 import orjson
 
 from burnless.accounting import ledger
-from burnless.config import STATE_DIR, Config
 from burnless.errors import UsageError
 from burnless.evaluation.report import JobResult, Report, summarize
 from burnless.evaluation.tasks import EvalTask
+from burnless.settings import STATE_DIR, Config
 from burnless.storage import jsonl
 from burnless.storage.locks import LockTimeout, file_lock
 

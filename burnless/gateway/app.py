@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 
 from burnless.aio import aiohttp, web
-from burnless.config import Config
 from burnless.errors import ConfigError, UsageError
 from burnless.gateway import core
 from burnless.gateway.attempts import Attempts, Caller, durable, error_response
@@ -54,6 +53,7 @@ from burnless.gateway.protocols import (
 from burnless.gateway.recorder import Recorder
 from burnless.gateway.routing import EXECUTION, NoRoute, Sessions, choose, served_models
 from burnless.gateway.upstream import VIA, Pool
+from burnless.settings import Config
 from burnless.vocab import RefusedBy, Role
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")

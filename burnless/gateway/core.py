@@ -22,11 +22,11 @@ from burnless.accounting.budget import Guard, KeyLimits, Reservation
 from burnless.accounting.ledger import LedgerRecord, Route
 from burnless.accounting.metrics import Live, exposition, stats
 from burnless.accounting.tokens import Tokens, estimate_bytes
-from burnless.config import Config, Tier
 from burnless.errors import BudgetExceeded
 from burnless.formats import WorkerOutput
 from burnless.routing.breaker import Breaker
 from burnless.safety.policy import Policy
+from burnless.settings import Config, Tier
 from burnless.vocab import CostSource, RecordStatus, RefusedBy, Role
 
 if TYPE_CHECKING:

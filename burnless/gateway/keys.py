@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 
 from burnless.accounting.budget import KeyLimits
-from burnless.config import KEY_NAME_RE, LABEL_RE, Config, KeySettings, check_key, convert
+from burnless.config import check_key, convert
 from burnless.errors import ConfigError, UsageError
+from burnless.settings import KEY_NAME_RE, LABEL_RE, Config, KeySettings
 from burnless.yamlfile import Source
 
 STORE_NAME = "keys.json"

@@ -34,9 +34,9 @@ from typing import Any
 
 import orjson
 
-from burnless.config import Config
 from burnless.gateway import core
 from burnless.gateway.protocols import TEXT_FIELDS, Endpoint
+from burnless.settings import Config
 
 MASK = re.compile(r"\[REDACTED:[a-z0-9-]+:[0-9a-f]{8}\]")
 # A tail that may still grow into a mask: "[", "[RED", "[REDACTED:pass", "[REDACTED:x:ab12".

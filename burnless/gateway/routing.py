@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from burnless.accounting import pricing
-from burnless.config import Config, Tier
 from burnless.gateway import core
+from burnless.settings import Config, Tier
 from burnless.vocab import Role
 
 if TYPE_CHECKING:

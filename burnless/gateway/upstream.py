@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import orjson
 
 from burnless.aio import aiohttp, tls, web
-from burnless.config import Tier
 from burnless.gateway.masking import Restorer
 from burnless.gateway.protocols import (
     ANTHROPIC,
@@ -39,6 +38,7 @@ from burnless.gateway.protocols import (
     usage_from_json,
     well_formed,
 )
+from burnless.settings import Tier
 
 FAILOVER = frozenset({429, 500, 501, 502, 503, 504, 529})
 HOP_BY_HOP = frozenset({

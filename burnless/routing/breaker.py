@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from burnless.config import Config
+from burnless.settings import Config
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import file_lock
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import orjson
 
-from burnless.config import Config, EmbedSettings, Tier
 from burnless.routing.examples import (
     Example,
     K,
@@ -47,6 +46,7 @@ from burnless.routing.examples import (
     given_key,
     plain_file,
 )
+from burnless.settings import Config, EmbedSettings, Tier
 
 BATCH = 256
 _SPLIT = re.compile(r"[\s,]+")

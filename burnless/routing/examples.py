@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Literal
 
 import orjson
 
-from burnless.config import Config
 from burnless.errors import ConfigError
+from burnless.settings import Config
 
 Kind = Literal["example", "counter"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from burnless.config import Config
 from burnless.errors import PolicyRefused
 from burnless.routing.breaker import Breaker
 from burnless.safety.policy import allows
+from burnless.settings import Config
 
 if TYPE_CHECKING:
     from burnless.routing.router import Decision

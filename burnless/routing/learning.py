@@ -30,9 +30,9 @@ from typing import Any
 import orjson
 
 from burnless.accounting.ledger import ledger_path
-from burnless.config import Config
 from burnless.errors import BurnlessError
 from burnless.routing.examples import Example, Kind
+from burnless.settings import Config
 from burnless.storage import jsonl
 from burnless.storage.atomic import write_atomic
 from burnless.storage.locks import LockTimeout, file_lock

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from burnless.config import Config, RuleSettings
 from burnless.errors import PolicyRefused
 from burnless.routing.ladder import climb_from
 from burnless.safety.policy import Policy, allows
+from burnless.settings import Config, RuleSettings
 
 if TYPE_CHECKING:
     from burnless.routing.examples import Neighbour

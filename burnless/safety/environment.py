@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from burnless.config import Tier
+from burnless.settings import Tier
 
 KEPT_ENV = ("PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "SHELL")
 

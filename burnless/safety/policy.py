@@ -17,7 +17,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from burnless.config import _SECRET_NAME, Config, Tier
+from burnless.config import _SECRET_NAME
+from burnless.settings import Config, Tier
 
 if TYPE_CHECKING:
     from burnless.safety.secrets import Redactor

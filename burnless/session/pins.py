@@ -13,9 +13,9 @@ import dataclasses
 import re
 from collections.abc import Callable
 
-from burnless.config import Config, Tier
 from burnless.safety.secrets import MASK_PATTERN
 from burnless.session.store import Pin, Session, SessionMeta
+from burnless.settings import Config, Tier
 
 _MASKED = re.compile(MASK_PATTERN)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from burnless.accounting.budget import Reservation
-    from burnless.config import Config
+    from burnless.settings import Config
 
 
 class Unreachable(Exception):

@@ -52,7 +52,7 @@ from burnless.storage.atomic import write_atomic
 
 if TYPE_CHECKING:
     from burnless.accounting.budget import Reservation
-    from burnless.config import Config
+    from burnless.settings import Config
 
 log = logging.getLogger("burnless")
 

@@ -21,10 +21,10 @@ from burnless.errors import TierUnavailable
 from burnless.workers.kinds import KINDS
 
 if TYPE_CHECKING:  # annotations only: the config loader imports this package (kinds)
-    from burnless.config import Config, Tier
     from burnless.envelope import Envelope
     from burnless.formats import WorkerOutput
     from burnless.prompt import Prompt
+    from burnless.settings import Config, Tier
     from burnless.vocab import Status
 
 

@@ -38,9 +38,9 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from burnless.accounting.tokens import Tokens
-from burnless.config import Config, Tier
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
+from burnless.settings import Config, Tier
 from burnless.workers import Call, Reply, require_key
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 
 from burnless import process
-from burnless.config import PLACEHOLDER_RE, Config, Tier
 from burnless.errors import TierUnavailable, UsageError
 from burnless.formats import parse_output
 from burnless.safety.environment import scrubbed_env
+from burnless.settings import PLACEHOLDER_RE, Config, Tier
 from burnless.storage.atomic import write_atomic
 from burnless.workers import Call, Reply, claude_code
 

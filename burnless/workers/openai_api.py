@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 import orjson
 
 from burnless.accounting.tokens import Tokens
-from burnless.config import Config, Tier
 from burnless.formats import WorkerOutput
 from burnless.prompt import Prompt
+from burnless.settings import Config, Tier
 from burnless.workers import Call, Reply, require_key
 
 # The log, URL display and backoff rules are the Anthropic tier's: one behaviour for API tiers.

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from burnless.accounting.index import spend_for
-from burnless.config import BudgetSettings, Config, load_config
+from burnless.config import load_config
+from burnless.settings import BudgetSettings, Config
 from tests.conftest import Workspace, fake, tier_line
 
 PRICE = "price: {input: 1000, output: 1000}, max_output_tokens: 1000"

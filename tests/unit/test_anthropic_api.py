@@ -23,8 +23,8 @@ import pytest
 
 from burnless.accounting.tokens import Tokens, estimate_tokens
 from burnless.agent import BurnlessAgent
-from burnless.config import Tier
 from burnless.prompt import Prompt
+from burnless.settings import Tier
 from burnless.sim.server import SimServer
 from burnless.workers import Call, Reply
 from burnless.workers import anthropic_api as api

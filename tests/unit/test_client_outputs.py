@@ -10,8 +10,8 @@ import pytest
 
 from burnless.accounting.pricing import cost_of_call, cost_usd, price_for
 from burnless.accounting.tokens import Tokens
-from burnless.config import PriceSettings, Tier
 from burnless.formats import parse_output
+from burnless.settings import PriceSettings, Tier
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "formats"
 SENT = "a burnless prompt " * 200  # what an estimate would be made from

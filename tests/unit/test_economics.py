@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from burnless.accounting.pricing import price_for
 from burnless.accounting.tokens import Tokens, estimate_tokens
-from burnless.config import CompactionSettings
+from burnless.settings import CompactionSettings
 from burnless.sim.replay import CONTEXT_WINDOW, NEVER
 from burnless.sim.replay import Compaction as ReplayCompaction
 

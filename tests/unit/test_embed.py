@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from burnless.config import Config, load_config_data
+from burnless.config import load_config_data
 from burnless.routing.embed import EmbedError, parse_vectors
 from burnless.routing.router import route
+from burnless.settings import Config
 
 FAKE = Path(__file__).parent.parent / "fakes" / "embed.py"
 TIERS = ("bronze", "silver", "gold")

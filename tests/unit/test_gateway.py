@@ -683,8 +683,8 @@ def test_a_thousand_idle_connections_and_slow_clients(ws: Workspace, gateway: St
 def test_the_cost_of_a_truncated_stream_is_never_zero() -> None:
     """Unit: usage known only from message_start still prices the output seen."""
     from burnless.accounting.tokens import Tokens
-    from burnless.config import Tier
     from burnless.gateway import core
+    from burnless.settings import Tier
 
     tier = Tier(name="s", api="anthropic", model="claude-sonnet-4-5")
     tokens, usd, source = core.account(tier, None, Tokens(100, 1, 0, 0), 0, sent_bytes=0,

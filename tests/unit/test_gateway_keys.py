@@ -446,7 +446,7 @@ def test_usage_groups_by_key(ws: Workspace, gw: Callable[..., Gw], fake: Any) ->
 
 
 def test_a_key_matches_only_its_own_secret(tmp_path: Path) -> None:
-    from burnless.config import KeySettings
+    from burnless.settings import KeySettings
 
     key, hashed = keys.new_key()
     m = keys.KEY_RE.fullmatch(key)

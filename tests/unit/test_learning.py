@@ -10,12 +10,13 @@ import orjson
 import pytest
 
 from burnless.accounting.ledger import LedgerRecord, record_call
-from burnless.config import Config, load_config_data
+from burnless.config import load_config_data
 from burnless.routing.learning import bound, learned_examples, outcome, store_path
 from burnless.routing.router import route
 from burnless.runs import now_iso
 from burnless.session.capsule import Capsule
 from burnless.session.store import Session
+from burnless.settings import Config
 
 TIERS = ("bronze", "silver", "gold")
 _runs = itertools.count(1)

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from burnless.config import Tier
 from burnless.prompt import Prompt
+from burnless.settings import Tier
 from burnless.workers.openai_api import build_request, retry_after, usage_of
 from tests.conftest import Workspace
 from tests.fakes.upstream import OPENAI_CACHED, OPENAI_PROMPT, FakeUpstream, out_tokens

@@ -23,8 +23,9 @@ from burnless.accounting import ledger
 from burnless.accounting.budget import Guard
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.tokens import Tokens
-from burnless.config import Config, load_config
+from burnless.config import load_config
 from burnless.errors import BudgetExceeded, ConfigError
+from burnless.settings import Config
 from tests.conftest import Workspace, concurrently, fake
 from tests.redis_server import RedisServer, free_port
 

@@ -8,7 +8,7 @@ import pytest
 from burnless.accounting.ledger import LedgerRecord
 from burnless.accounting.telemetry import attributes, provider
 from burnless.accounting.tokens import Tokens
-from burnless.config import Tier
+from burnless.settings import Tier
 
 
 @pytest.mark.parametrize("tier, expected", [

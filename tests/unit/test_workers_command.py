@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from burnless.config import Tier
+from burnless.settings import Tier
 from burnless.workers.command import CostWatch
 
 SONNET = "claude-sonnet-4-6"  # $3 in, $15 out per million
