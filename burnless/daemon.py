@@ -6,7 +6,8 @@ run imports, then waits on its socket. For each request it checks who is asking 
 user, by the socket's peer credentials), that the client runs the same burnless from the same
 files with the same interpreter and ``sys.path``, and that none of the files it imported
 changed since; anything else is refused, and the client runs the command itself. Then it
-forks. The child takes the client's standard streams, working directory, environment, umask,
+forks. The child takes the client's standard streams, working directory (both as file
+descriptors), environment, umask, resource limits,
 ``sys.argv`` and ``sys.path``, and runs ``burnless.entry.main`` exactly as the client's own
 process would have; it reports its exit code on the socket. The daemon reports a child that
 died of a signal. It forks from one thread only, keeps no copy of a client's file descriptors,
@@ -20,6 +21,7 @@ and environment may hold secrets.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import importlib
 import io
@@ -215,7 +217,7 @@ class Daemon:
                 conn.close()
                 return
             conn.settimeout(5.0)
-            data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 3)
+            data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 4)
             if len(data) < 4:
                 raise ValueError("a truncated request")
             size = int.from_bytes(data[:4], "big")
@@ -260,8 +262,8 @@ class Daemon:
         conn.close()
 
     def _refusal(self, req: dict[str, Any], fds: list[int]) -> str | None:
-        if len(fds) != 3:
-            return "malformed: expected the client's three standard streams"
+        if len(fds) != 4:
+            return "malformed: expected the client's standard streams and folder"
         if req["identity"] != resident.identity():
             return "mismatch"
         for name, (_soft, hard) in req["limits"].items():
@@ -302,16 +304,13 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-    _close_all(fds)
+    into_place(fds)
     enc = req["streams"]
     sys.stdin = _stream(0, "rb", enc[0], enc[1] or "strict", False)
     sys.stdout = _stream(1, "wb", enc[2], enc[3] or "strict", os.isatty(1))
     sys.stderr = _stream(2, "wb", enc[4], enc[5] or "backslashreplace", True)
     for name in ("stdin", "stdout", "stderr"):  # the originals, which code may fall back to
         setattr(sys, f"__{name}__", getattr(sys, name))
-    os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
     os.umask(req["umask"])
@@ -339,6 +338,18 @@ def _child(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
     except OSError:
         pass
     return code
+
+
+def into_place(fds: list[int]) -> None:
+    """Make the client's descriptors (stdin, stdout, stderr, folder) this process's 0, 1, 2
+    and working directory, closing the received copies. One received as 0, 1 or 2 (a daemon
+    started with a standard stream closed) is moved out of the way first, so that no move
+    overwrites a descriptor before its own turn."""
+    fds[:] = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) if fd < 3 else fd for fd in fds]
+    os.fchdir(fds[3])
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    _close_all(fds)
 
 
 def _stream(fd: int, mode: str, encoding: str, errors: str, line_buffering: bool

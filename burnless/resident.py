@@ -15,7 +15,8 @@ files changed since) has started nothing, so the command runs in this process as
 
 The protocol, on a stream socket at ``$BURNLESS_HOME/daemon.sock`` (created 0600, and the
 daemon serves only its own user): the request is a 4-byte big-endian length, then NUL-separated
-fields (UTF-8 with surrogate escapes); the file descriptors ride on its first bytes. Replies are
+fields (UTF-8 with surrogate escapes); the file descriptors (standard input, output, error and
+the working directory) ride on its first bytes. Replies are
 lines: ``started PID``, ``exit CODE`` (from the child), ``signal N`` (from the daemon, when the
 child died of a signal), ``refused REASON``, ``pong PID VERSION``, ``stopping``. The client
 sends ``INT``, ``TERM`` or ``HUP`` lines to pass a signal on; the child treats the socket's
@@ -91,10 +92,14 @@ def delegate(argv: Sequence[str]) -> int | None:
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    here = -1
     try:
         try:
             sock.connect(path)
-            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+            # The working directory goes as a descriptor too: the child enters this very
+            # folder, even where its path names another one (a renamed folder, a container).
+            here = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, here))
             request = _request("RUN", argv)
             sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             if sent < len(request):  # (an empty send to a daemon that answered and closed
@@ -105,6 +110,8 @@ def delegate(argv: Sequence[str]) -> int | None:
         return _follow(sock)
     finally:
         sock.close()
+        if here >= 0:
+            os.close(here)
 
 
 def ask(path: str, kind: str, timeout: float = ANSWER_TIMEOUT) -> str | None:

@@ -394,3 +394,32 @@ def test_a_home_too_long_for_a_socket_is_a_clear_error_and_runs_go_on(
     p = ws.run("daemon", "start", "--foreground", env=long_home)
     assert p.returncode == 2 and "at most 107 bytes" in p.stderr and "Traceback" not in p.stderr
     assert ws.run("run", "write a.txt one", env=long_home).returncode == 0
+
+
+def test_descriptors_received_as_0_1_and_2_each_reach_their_place(tmp_path: Path) -> None:
+    """In a process whose standard streams are closed, received descriptors take 0, 1 and 2:
+    the child's moves must not overwrite one before its turn."""
+    script = f"""
+import os, sys
+from burnless.daemon import into_place
+for fd in (0, 1, 2):
+    os.close(fd)
+# what recv_fds would hand over: the client's stdout, stderr, stdin and folder, landing on
+# the lowest free numbers (the client's stdout on 0, its stderr on 1, its stdin on 2)
+out = os.open({str(tmp_path / "out")!r}, os.O_WRONLY | os.O_CREAT)
+err = os.open({str(tmp_path / "err")!r}, os.O_WRONLY | os.O_CREAT)
+inp = os.open({str(tmp_path / "in")!r}, os.O_RDONLY)
+here = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)
+assert (out, err, inp) == (0, 1, 2)
+into_place([inp, out, err, here])
+os.write(1, b"to stdout")
+os.write(2, b"to stderr")
+open("cwd", "w").write(os.read(0, 100).decode() + " " + os.getcwd())
+"""
+    (tmp_path / "in").write_text("from stdin")
+    p = subprocess.run([sys.executable, "-c", script], cwd="/", capture_output=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "out").read_text() == "to stdout"
+    assert (tmp_path / "err").read_text() == "to stderr"
+    assert (tmp_path / "cwd").read_text() == f"from stdin {tmp_path}"
