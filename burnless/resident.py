@@ -139,7 +139,7 @@ def _request(kind: str, argv: Sequence[str]) -> bytes:
     mask = os.umask(0)
     os.umask(mask)
     streams = [getattr(s, a, None) or "" for s in (in_, out_, err_) for a in ("encoding", "errors")]
-    fields = [MAGIC, kind, *streams, os.getcwd(), str(mask), limits(), str(len(argv)), *argv,
+    fields = [MAGIC, kind, *streams, str(mask), limits(), str(len(argv)), *argv,
               str(len(sys.path)), *sys.path, str(len(identity())), *identity(),
               *(f"{k}={v}" for k, v in os.environ.items())]
     body = "\0".join(fields).encode("utf-8", "surrogateescape")
@@ -182,7 +182,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
 
     try:
         streams = take(6)
-        cwd, mask, lims = take(3)
+        mask, lims = take(2)
         argv = take(int(next(it)))
         path = take(int(next(it)))
         ident = take(int(next(it)))
@@ -194,7 +194,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
         if not sep:
             raise ValueError("a malformed environment entry")
         env[k] = v
-    return {"kind": kind, "streams": streams, "cwd": cwd, "umask": int(mask, 10),
+    return {"kind": kind, "streams": streams, "umask": int(mask, 10),
             "limits": parse_limits(lims), "argv": argv, "path": path, "identity": ident,
             "env": env}
 
