@@ -122,13 +122,17 @@ class Daemon:
         last = time.monotonic()
         try:
             while not (self.stopping and not self.children):
+                if self.stopping and self.listener is not None:
+                    # New callers find no socket and run the command themselves at once,
+                    # instead of waiting for the commands still running here.
+                    self.close()
                 timeout = None
                 if not self.children and not self.stopping and self.idle > 0:
                     timeout = last + self.idle - time.monotonic()
                     if timeout <= 0:
                         self._say("idle: stopping")
                         break
-                watch: list[Any] = [wake_r] if self.stopping else [wake_r, self.listener]
+                watch: list[Any] = [wake_r] if self.listener is None else [wake_r, self.listener]
                 try:
                     ready, _, _ = select.select(watch, [], [], timeout)
                 except InterruptedError:
@@ -141,7 +145,7 @@ class Daemon:
                         pass
                 if self._reap():
                     last = time.monotonic()
-                if self.listener in ready and not self.stopping:
+                if self.listener is not None and self.listener in ready:
                     try:
                         conn, _ = self.listener.accept()
                     except OSError:

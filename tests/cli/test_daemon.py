@@ -347,19 +347,37 @@ def test_start_status_stop_and_a_daemon_that_died(ws: Workspace) -> None:
     assert len(ws.ledger()) == 2
 
 
-def test_stop_lets_a_running_command_finish_and_idle_stops_it(ws: Workspace) -> None:
-    ws.tiers(silver="slow", extra="planner: null\n")
+def test_stop_lets_a_running_command_finish_and_idle_stops_it(
+        ws: Workspace, tmp_path: Path) -> None:
+    """`daemon stop` waits for the command the daemon runs; meanwhile its socket is gone, so a
+    new command runs in its own process at once instead of waiting."""
+    go = tmp_path / "go"
+    script = tmp_path / "worker.sh"
+    script.write_text(f"cat >/dev/null\nwhile [ ! -e {go} ]; do sleep 0.02; done\n"
+                      """printf '%s' '{"status": "ok", "kind": "thought", "summary": "done"}'\n""")
+    ws.config(f"tiers:\n  silver: {{command: {quoted(f'sh {script}')}}}\nplanner: null\n")
     with resident(stops=False) as d:
-        run = subprocess.Popen([sys.executable, "-m", "burnless", "run", "write a.txt one"],
+        run = subprocess.Popen([sys.executable, "-m", "burnless", "run", "wait for go"],
                                cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
         deadline = time.monotonic() + 20
         while "started" not in d.log().split("serving", 1)[1]:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert ws.run("daemon", "stop").returncode == 0
+        stop = subprocess.Popen([sys.executable, "-m", "burnless", "daemon", "stop"],
+                                stdout=subprocess.PIPE, text=True)
+        while d.socket.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert stop.poll() is None  # still waiting for the running command
+        ws.tiers(silver="honest", extra="planner: null\n")
+        t0 = time.monotonic()
+        meanwhile = ws.run("run", "write b.txt two", "--session", "other")
+        assert meanwhile.returncode == 0 and time.monotonic() - t0 < 10, meanwhile.stderr
+        go.touch()
         out, err = run.communicate(timeout=20)
         assert run.returncode == 0 and "✓ ok" in out, err
+        assert stop.communicate(timeout=20)[0] == "burnless daemon: stopped\n"
         assert d.children() == ["exit 0"]
     with resident("--idle", "0.3", stops=False) as d:
         d.proc.wait(timeout=20)
