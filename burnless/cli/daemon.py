@@ -97,9 +97,11 @@ def stop() -> None:
     if fields[0] != "pong" or resident.ask(path, "STOP") is None:
         console.out("burnless daemon: not running")
         return
+    from burnless.runs import alive
+
     pid = int(fields[1])
     deadline = time.monotonic() + 600
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     console.out("burnless daemon: stopped")
 
@@ -120,20 +122,6 @@ def status(json_: JsonOpt = False) -> None:
         return
     console.out(f"burnless daemon: running ({_describe(answer)})" if running
                 else f"burnless daemon: not running ({path})")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (its parent has not reaped it yet) has ended
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _describe(answer: str | None) -> str:

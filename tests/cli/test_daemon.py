@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from burnless.runs import alive
 from tests.conftest import Workspace, fake, quoted, start_daemon
 
 HOME_SOCKET = "daemon.sock"
@@ -82,14 +83,6 @@ def resident(*args: str, env: dict[str, str] | None = None, stops: bool = True
     text = log_path.read_text()
     assert proc.returncode == 0 and "Traceback" not in text, text
     assert not path.exists(), "the daemon left its socket behind"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def _same_shape(text: str) -> str:
@@ -230,7 +223,7 @@ def test_ctrl_c_reaches_the_run_and_kills_its_worker(ws: Workspace, tmp_path: Pa
         _, err = proc.communicate(timeout=20)
         assert d.children() == ["exit 130"]
     assert proc.returncode == 130 and "interrupted" in err, err
-    assert not _alive(child) and not _alive(grandchild)
+    assert not alive(child) and not alive(grandchild)
     (record,) = ws.ledger()
     assert record["status"] == "interrupted"
 
@@ -243,7 +236,7 @@ def test_a_caller_killed_outright_stops_its_run(ws: Workspace, tmp_path: Path) -
         proc.kill()
         proc.communicate(timeout=20)
         deadline = time.monotonic() + 15
-        while _alive(child) or _alive(grandchild) or not d.children():
+        while alive(child) or alive(grandchild) or not d.children():
             assert time.monotonic() < deadline, "the run outlived its caller"
             time.sleep(0.05)
         assert d.children() == ["exit 130"]
@@ -331,7 +324,7 @@ def test_start_status_stop_and_a_daemon_that_died(ws: Workspace) -> None:
         # Killed outright, it leaves its socket: runs go on without it, and start replaces it.
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert (_home() / HOME_SOCKET).exists()
