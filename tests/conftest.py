@@ -120,6 +120,13 @@ def limited(script: str, limit: int, *args: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, timeout=30)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one and a half workers per CPU. Many tests wait on subprocesses, sleeps
+    and timeouts, so a third worker fills the idle time: on 2 CPUs the default suite takes
+    about 124 s with 3 workers against 154 s with 2."""
+    return max(2, (os.cpu_count() or 1) * 3 // 2)
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
              monkeypatch: pytest.MonkeyPatch) -> None:
