@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from burnless.errors import ConfigError, UsageError
+from burnless.resident import home_dir
 from burnless.settings import (
     CONFIG_NAME,
     FORMATS,
@@ -66,11 +67,7 @@ log = logging.getLogger("burnless")
 
 
 def global_config_path() -> Path:
-    home = os.environ.get("BURNLESS_HOME")
-    if home:
-        return Path(home) / CONFIG_NAME
-    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(xdg) / "burnless" / CONFIG_NAME
+    return Path(home_dir()) / CONFIG_NAME
 
 
 def explicit_config(explicit: str | os.PathLike[str] | None = None) -> str | None:

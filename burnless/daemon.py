@@ -66,6 +66,7 @@ class Daemon:
         self.watched: dict[str, int] = {}
         self.listener: socket.socket | None = None
         self.inode: tuple[int, int] | None = None
+        self.wake: tuple[int, int] = (-1, -1)  # the pipe signals wake the loop through
 
     # ------------------------------------------------------------------ set-up
 
@@ -110,7 +111,7 @@ class Daemon:
 
     def serve(self) -> None:
         assert self.listener is not None
-        wake_r, wake_w = os.pipe()
+        wake_r, wake_w = self.wake = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -150,7 +151,7 @@ class Daemon:
                         conn, _ = self.listener.accept()
                     except OSError:
                         continue
-                    self._handle(conn, wake_r, wake_w)
+                    self._handle(conn)
                     last = time.monotonic()
         finally:
             signal.set_wakeup_fd(-1)
@@ -207,7 +208,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ one request
 
-    def _handle(self, conn: socket.socket, wake_r: int, wake_w: int) -> None:
+    def _handle(self, conn: socket.socket) -> None:
         fds: list[int] = []
         try:
             # Linux says who connected; elsewhere the socket's mode (0600) alone keeps others out.
@@ -257,7 +258,7 @@ class Daemon:
                 if why == "stale":
                     self.stopping = self.restart = True
             else:
-                pid = self._fork(conn, req, fds, wake_r, wake_w)
+                pid = self._fork(conn, req, fds)
                 self.children[pid] = conn
                 self._say(f"child {pid} started")
                 _close_all(fds)
@@ -284,16 +285,15 @@ class Daemon:
                 return "stale"
         return None
 
-    def _fork(self, conn: socket.socket, req: dict[str, Any], fds: list[int], wake_r: int,
-              wake_w: int) -> int:
+    def _fork(self, conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
         pid = os.fork()
         if pid:
             return pid
         code = 70
         try:
             signal.set_wakeup_fd(-1)
-            os.close(wake_r)
-            os.close(wake_w)
+            for fd in self.wake:
+                os.close(fd)
             if self.listener is not None:
                 self.listener.close()
             for other in self.children.values():

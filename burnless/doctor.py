@@ -75,16 +75,16 @@ def _resident() -> dict[str, str]:
     from burnless import __version__, resident
 
     path = resident.socket_path()
-    answer = resident.ask(path, "PING", timeout=2.0)
-    fields = (answer or "").split(" ")
-    if len(fields) < 3 or fields[0] != "pong":
+    running = resident.pong(resident.ask(path, "PING", timeout=2.0))
+    if running is None:
         return _check("resident process", "ok", "not running: each run imports burnless "
                       "(about 80 ms); `burnless daemon start` makes runs start about 3x faster")
-    if fields[2] != __version__:
-        return _check("resident process", "warn", f"pid {fields[1]} runs burnless {fields[2]}, "
+    pid, version, _ = running
+    if version != __version__:
+        return _check("resident process", "warn", f"pid {pid} runs burnless {version}, "
                       f"not {__version__}: runs do not go through it (burnless daemon stop, "
                       "then start)")
-    return _check("resident process", "ok", f"pid {fields[1]} at {path}: runs go through it")
+    return _check("resident process", "ok", f"pid {pid} at {path}: runs go through it")
 
 
 def _virtual_keys(cfg: Any) -> dict[str, str] | None:

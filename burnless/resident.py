@@ -18,7 +18,7 @@ daemon serves only its own user): the request is a 4-byte big-endian length, the
 fields (UTF-8 with surrogate escapes); the file descriptors (standard input, output, error and
 the working directory) ride on its first bytes. Replies are
 lines: ``started PID``, ``exit CODE`` (from the child), ``signal N`` (from the daemon, when the
-child died of a signal), ``refused REASON``, ``pong PID VERSION``, ``stopping``. The client
+child died of a signal), ``refused REASON``, ``pong PID VERSION SOCKET``, ``stopping``. The client
 sends ``INT``, ``TERM`` or ``HUP`` lines to pass a signal on; the child treats the socket's
 end (this process killed) as SIGTERM.
 """
@@ -48,18 +48,19 @@ _RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSI
 SERVING = False
 
 
-def home_dir(env: Any = os.environ) -> str:
+def home_dir() -> str:
     """The user's burnless folder: ``$BURNLESS_HOME``, else ``$XDG_CONFIG_HOME/burnless``
-    (where the user's config and ledger live too)."""
-    home = env.get("BURNLESS_HOME")
+    (where the user's config and ledger live too: ``config.global_config_path`` asks here,
+    so that this start-up path need not import the configuration to find it)."""
+    home = os.environ.get("BURNLESS_HOME")
     if home:
-        return str(home)
-    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        return home
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(xdg, "burnless")
 
 
-def socket_path(env: Any = os.environ) -> str:
-    return os.path.join(home_dir(env), SOCKET_NAME)
+def socket_path() -> str:
+    return os.path.join(home_dir(), SOCKET_NAME)
 
 
 def package_dir() -> str:
@@ -129,18 +130,26 @@ def ask(path: str, kind: str, timeout: float = ANSWER_TIMEOUT) -> str | None:
         return None
 
 
+def pong(answer: str | None) -> tuple[int, str, str] | None:
+    """A daemon's answer to ``PING`` read: its pid, burnless version and socket; None when it
+    is no such answer (no daemon, or one speaking another protocol)."""
+    fields = (answer or "").split(" ", 3)
+    if len(fields) != 4 or fields[0] != "pong" or not fields[1].isdigit():
+        return None
+    return int(fields[1]), fields[2], fields[3]
+
+
 def _request(kind: str, argv: Sequence[str]) -> bytes:
     if kind != "RUN":  # a question for the daemon itself: nothing about this process
         body = f"{MAGIC}\0{kind}".encode()
         return len(body).to_bytes(4, "big") + body
-    out_ = sys.stdout
-    err_ = sys.stderr
-    in_ = sys.stdin
     mask = os.umask(0)
     os.umask(mask)
-    streams = [getattr(s, a, None) or "" for s in (in_, out_, err_) for a in ("encoding", "errors")]
+    streams = [getattr(s, a, None) or "" for s in (sys.stdin, sys.stdout, sys.stderr)
+               for a in ("encoding", "errors")]
+    ident = identity()
     fields = [MAGIC, kind, *streams, str(mask), limits(), str(len(argv)), *argv,
-              str(len(sys.path)), *sys.path, str(len(identity())), *identity(),
+              str(len(sys.path)), *sys.path, str(len(ident)), *ident,
               *(f"{k}={v}" for k, v in os.environ.items())]
     body = "\0".join(fields).encode("utf-8", "surrogateescape")
     return len(body).to_bytes(4, "big") + body
@@ -177,8 +186,7 @@ def parse_request(body: bytes) -> dict[str, Any]:
     it = iter(fields[2:])
 
     def take(n: int) -> list[str]:
-        got = [next(it) for _ in range(n)]
-        return got
+        return [next(it) for _ in range(n)]
 
     try:
         streams = take(6)

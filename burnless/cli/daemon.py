@@ -57,7 +57,8 @@ def start(
     answer = resident.ask(path, "PING", timeout=2.0)
     if answer:
         console.out(f"burnless daemon: already running ({_describe(answer)})")
-        if answer.split(" ")[2:3] != [__version__]:
+        running = resident.pong(answer)
+        if running is None or running[1] != __version__:
             console.err(f"burnless: warning: it is not burnless {__version__}, so this "
                         "burnless's runs do not go through it; `burnless daemon stop` first")
         return
@@ -92,14 +93,13 @@ def stop() -> None:
     from burnless import resident
 
     path = resident.socket_path()
-    answer = resident.ask(path, "PING", timeout=2.0) or ""
-    fields = answer.split(" ")
-    if fields[0] != "pong" or resident.ask(path, "STOP") is None:
+    running = resident.pong(resident.ask(path, "PING", timeout=2.0))
+    if running is None or resident.ask(path, "STOP") is None:
         console.out("burnless daemon: not running")
         return
     from burnless.runs import alive
 
-    pid = int(fields[1])
+    pid = running[0]
     deadline = time.monotonic() + 600
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -113,19 +113,21 @@ def status(json_: JsonOpt = False) -> None:
 
     path = resident.socket_path()
     answer = resident.ask(path, "PING", timeout=2.0)
-    fields = answer.split(" ", 3) if answer else []
-    running = len(fields) == 4 and fields[0] == "pong"
+    running = resident.pong(answer)
     if json_:
-        console.emit_json({"running": running, "socket": path,
-                           "pid": int(fields[1]) if running else None,
-                           "version": fields[2] if running else None})
+        console.emit_json({"running": running is not None, "socket": path,
+                           "pid": running[0] if running else None,
+                           "version": running[1] if running else None})
         return
     console.out(f"burnless daemon: running ({_describe(answer)})" if running
                 else f"burnless daemon: not running ({path})")
 
 
 def _describe(answer: str | None) -> str:
-    fields = (answer or "").split(" ", 3)
-    if len(fields) != 4:
+    from burnless import resident
+
+    running = resident.pong(answer)
+    if running is None:
         return answer or ""
-    return f"pid {fields[1]}, burnless {fields[2]}, socket {fields[3]}"
+    pid, version, where = running
+    return f"pid {pid}, burnless {version}, socket {where}"
