@@ -9,11 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, fake, quoted
 
 
 @dataclass
@@ -75,3 +77,18 @@ def serving(ws: Workspace, *args: str, stop: int = signal.SIGINT, port: int = 0,
         assert proc.returncode == 0, err
         assert "Traceback" not in err and "Exception" not in err, err
 
+
+
+def run_a_sleeper(ws: Workspace, rec: Path) -> tuple[subprocess.Popen[str], int, int]:
+    """`burnless run` on a worker that sleeps (with a grandchild): the run's process and the
+    worker's and grandchild's pids, once both are up."""
+    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = rec / "pids"
+    deadline = time.monotonic() + 20
+    while not (pids.exists() and pids.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    child, grandchild = (int(x) for x in pids.read_text().split())
+    return proc, child, grandchild

@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from burnless.runs import alive
+from tests.cli.conftest import run_a_sleeper
 from tests.conftest import Workspace, fake, quoted, start_daemon
 
 HOME_SOCKET = "daemon.sock"
@@ -203,22 +204,9 @@ def test_concurrent_callers_each_get_their_own_run(ws: Workspace) -> None:
 # ---------------------------------------------------------------------------- signals
 
 
-def _sleeping_run(ws: Workspace, rec: Path) -> tuple[subprocess.Popen[str], int, int]:
-    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n"
-              "planner: null\n")
-    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not (rec / "pids").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
-    return proc, child, grandchild
-
-
 def test_ctrl_c_reaches_the_run_and_kills_its_worker(ws: Workspace, tmp_path: Path) -> None:
     with resident() as d:
-        proc, child, grandchild = _sleeping_run(ws, tmp_path / "rec")
+        proc, child, grandchild = run_a_sleeper(ws, tmp_path / "rec")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
         assert d.children() == ["exit 130"]
@@ -232,7 +220,7 @@ def test_a_caller_killed_outright_stops_its_run(ws: Workspace, tmp_path: Path) -
     """SIGKILL gives the caller no chance to pass anything on: the child sees its socket end,
     takes it as SIGTERM, and kills the worker and records the interruption."""
     with resident() as d:
-        proc, child, grandchild = _sleeping_run(ws, tmp_path / "rec")
+        proc, child, grandchild = run_a_sleeper(ws, tmp_path / "rec")
         proc.kill()
         proc.communicate(timeout=20)
         deadline = time.monotonic() + 15

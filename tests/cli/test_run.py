@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from burnless.runs import alive
+from tests.cli.conftest import run_a_sleeper
 from tests.conftest import Workspace, clean, fake, honest_argv, quoted
 
 
@@ -110,43 +112,16 @@ def test_timeout_kills_the_whole_process_group(ws: Workspace, tmp_path: Path) ->
     assert "timed out" in ws.ledger()[0]["reason"]
     child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
     for pid in (child, grandchild):
-        assert not _alive(pid), f"pid {pid} survived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose. (Reading the stat of a process reaped meanwhile fails
-    # with ESRCH, not ENOENT.)
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _run_a_sleeper(ws: Workspace, rec: Path) -> subprocess.Popen[str]:
-    """`burnless run` on a worker that sleeps (with a grandchild); returns once both are up."""
-    ws.config(f"tiers:\n  silver: {{command: {quoted(fake('sleeper', '--record', str(rec)))}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "burnless", "run", "sleep"], cwd=ws.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not (rec / "pids").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return proc
+        assert not alive(pid), f"pid {pid} survived the timeout"
 
 
 def test_ctrl_c_kills_worker_and_records_interruption(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    proc = _run_a_sleeper(ws, rec)
+    proc, child, grandchild = run_a_sleeper(ws, rec)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
-    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
-    assert not _alive(child) and not _alive(grandchild)
+    assert not alive(child) and not alive(grandchild)
     (record,) = ws.ledger()
     assert record["status"] == "interrupted"
     assert ws.capsules() == []
@@ -156,12 +131,11 @@ def test_a_sigkilled_burnless_does_not_orphan_its_worker(ws: Workspace, tmp_path
     """No cleanup code runs on SIGKILL: the worker's supervisor must kill it by itself (see
     tests/unit/test_process.py for the supervisor, tests/cli/test_containment.py for daemons)."""
     rec = tmp_path / "rec"
-    proc = _run_a_sleeper(ws, rec)
-    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
+    proc, child, grandchild = run_a_sleeper(ws, rec)
     proc.kill()
     proc.communicate(timeout=20)
     deadline = time.monotonic() + 10
-    while _alive(child) or _alive(grandchild):
+    while alive(child) or alive(grandchild):
         assert time.monotonic() < deadline, "the worker outlived a SIGKILLed burnless"
         time.sleep(0.05)
 
@@ -396,12 +370,11 @@ def test_python_api_returns_run_result_and_raises_typed_errors(ws: Workspace) ->
 
 def test_sigterm_is_an_interruption_too(ws: Workspace, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    proc = _run_a_sleeper(ws, rec)
+    proc, child, grandchild = run_a_sleeper(ws, rec)
     proc.terminate()
     proc.communicate(timeout=20)
     assert proc.returncode == 130
-    child, grandchild = (int(x) for x in (rec / "pids").read_text().split())
-    assert not _alive(child) and not _alive(grandchild)
+    assert not alive(child) and not alive(grandchild)
     assert ws.ledger()[0]["status"] == "interrupted"
 
 
